@@ -1,0 +1,317 @@
+//! Folds a CLIENT LIST snapshot into the bounded aggregates that answer "who holds the
+//! connections".
+//!
+//! An [`Aggregator`] is reused from poll to poll: its maps keep their keys and capacity, so once
+//! the set of sources, names, users and commands has been seen, a snapshot costs no heap
+//! allocation per line (a key is copied only the first time it appears). Keys that vanish from
+//! one snapshot are dropped at its end, so memory follows the live population.
+//! [`Aggregator::finish`] then folds each dimension to its top K plus `other`.
+
+use std::collections::HashMap;
+
+use crate::client_list::{lines, ClientEntry, FLAGS};
+
+/// Upper bounds of the idle-age and connection-age distributions, in seconds.
+pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
+
+/// The label value for everything folded out of the top K.
+pub const OTHER: &str = "other";
+/// The label value for connections without a name.
+pub const UNNAMED: &str = "unnamed";
+/// Servers before 6.0 have no ACL users: every connection is the default user.
+pub const DEFAULT_USER: &str = "default";
+/// `cmd` is absent before Redis 2.8.?; count those connections under this value.
+pub const NO_COMMAND: &str = "NULL";
+
+/// A snapshot distribution: cumulative counts per bucket of [`BUCKETS`] plus the sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Distribution {
+    /// Non-cumulative counts; index `BUCKETS.len()` holds the observations above the last bound.
+    counts: [u64; BUCKETS.len() + 1],
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl Distribution {
+    fn observe(&mut self, v: u64) {
+        let i = BUCKETS.iter().position(|&b| v <= b).unwrap_or(BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+
+    /// `(upper bound, cumulative count)` for every finite bucket, as Prometheus wants them.
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        BUCKETS.iter().zip(self.counts.iter()).scan(0u64, |acc, (&b, &c)| {
+            *acc += c;
+            Some((b, *acc))
+        })
+    }
+}
+
+/// What is known about one source IP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub connections: u64,
+    /// Connections idle for at least the idle threshold.
+    pub idle_connections: u64,
+    pub oldest_idle_seconds: u64,
+    pub memory_bytes: u64,
+}
+
+impl SourceStats {
+    fn merge(&mut self, o: &SourceStats) {
+        self.connections += o.connections;
+        self.idle_connections += o.idle_connections;
+        self.oldest_idle_seconds = self.oldest_idle_seconds.max(o.oldest_idle_seconds);
+        self.memory_bytes += o.memory_bytes;
+    }
+}
+
+/// The aggregates of one CLIENT LIST snapshot, already folded to top K + `other`.
+/// Each `Vec` is sorted by connection count, largest first, `other` (if any) last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientListSummary {
+    /// Lines parsed (connections seen).
+    pub connections: u64,
+    /// Lines that could not be parsed and were skipped.
+    pub parse_errors: u64,
+    pub by_source: Vec<(String, SourceStats)>,
+    pub by_name: Vec<(String, u64)>,
+    pub by_user: Vec<(String, u64)>,
+    pub by_command: Vec<(String, u64)>,
+    /// Indexed by `ClientType as usize`.
+    pub by_type: [u64; 4],
+    /// Connections idle at least the threshold, by `ClientType as usize`.
+    pub idle_by_type: [u64; 4],
+    /// Indexed like [`FLAGS`].
+    pub by_flag: [u64; FLAGS.len()],
+    /// Channel, pattern and shard subscriptions.
+    pub subscriptions: [u64; 3],
+    pub output_buffer_bytes: u64,
+    pub distinct_sources: u64,
+    pub idle: Distribution,
+    pub age: Distribution,
+}
+
+#[derive(Default)]
+struct Counts<V> {
+    map: HashMap<Box<str>, V>,
+}
+
+impl<V: Default> Counts<V> {
+    fn entry(&mut self, key: &str) -> &mut V {
+        // get_mut first: the common case (a key seen before) must not allocate.
+        if !self.map.contains_key(key) {
+            self.map.insert(key.into(), V::default());
+        }
+        self.map.get_mut(key).expect("inserted above")
+    }
+}
+
+/// Reusable aggregation state for one target. See the module docs.
+pub struct Aggregator {
+    idle_threshold: u64,
+    sources: Counts<SourceStats>,
+    names: Counts<u64>,
+    users: Counts<u64>,
+    commands: Counts<u64>,
+    scalars: ClientListSummary,
+}
+
+impl Aggregator {
+    pub fn new(idle_threshold_seconds: u64) -> Self {
+        Self {
+            idle_threshold: idle_threshold_seconds,
+            sources: Counts::default(),
+            names: Counts::default(),
+            users: Counts::default(),
+            commands: Counts::default(),
+            scalars: ClientListSummary::default(),
+        }
+    }
+
+    /// Adds every line of a CLIENT LIST reply to a fresh snapshot; returns it folded to `top_k`.
+    pub fn summarize(&mut self, reply: &str, top_k: usize) -> ClientListSummary {
+        self.begin();
+        for entry in lines(reply) {
+            match entry {
+                Ok(e) => self.add(&e),
+                Err(_) => self.scalars.parse_errors += 1,
+            }
+        }
+        self.finish(top_k)
+    }
+
+    /// Starts a snapshot: zeroes every count but keeps the keys (and so their allocations).
+    pub fn begin(&mut self) {
+        self.sources.map.values_mut().for_each(|v| *v = SourceStats::default());
+        for c in [&mut self.names, &mut self.users, &mut self.commands] {
+            c.map.values_mut().for_each(|v| *v = 0);
+        }
+        self.scalars = ClientListSummary::default();
+    }
+
+    /// Counts a parse error for the current snapshot.
+    pub fn add_error(&mut self) {
+        self.scalars.parse_errors += 1;
+    }
+
+    pub fn add(&mut self, e: &ClientEntry<'_>) {
+        let s = &mut self.scalars;
+        s.connections += 1;
+        let ty = e.client_type();
+        s.by_type[ty as usize] += 1;
+        for (i, (flag, _)) in FLAGS.iter().enumerate() {
+            if e.has_flag(*flag) {
+                s.by_flag[i] += 1;
+            }
+        }
+        let idle = e.idle.unwrap_or(0);
+        let is_idle = e.idle.is_some() && idle >= self.idle_threshold;
+        if is_idle {
+            s.idle_by_type[ty as usize] += 1;
+        }
+        if let Some(i) = e.idle {
+            s.idle.observe(i);
+        }
+        if let Some(a) = e.age {
+            s.age.observe(a);
+        }
+        s.subscriptions[0] += e.sub.unwrap_or(0);
+        s.subscriptions[1] += e.psub.unwrap_or(0);
+        s.subscriptions[2] += e.ssub.unwrap_or(0);
+        s.output_buffer_bytes += e.omem.unwrap_or(0);
+
+        let src = self.sources.entry(e.source_ip());
+        src.connections += 1;
+        if is_idle {
+            src.idle_connections += 1;
+        }
+        src.oldest_idle_seconds = src.oldest_idle_seconds.max(idle);
+        src.memory_bytes += e.tot_mem.unwrap_or(0);
+
+        let name = match e.name {
+            Some(n) if !n.is_empty() => n,
+            _ => UNNAMED,
+        };
+        *self.names.entry(name) += 1;
+        *self.users.entry(e.user.unwrap_or(DEFAULT_USER)) += 1;
+        *self.commands.entry(e.cmd.unwrap_or(NO_COMMAND)) += 1;
+    }
+
+    /// Ends the snapshot: forgets keys that did not appear in it, and folds each dimension.
+    pub fn finish(&mut self, top_k: usize) -> ClientListSummary {
+        self.sources.map.retain(|_, v| v.connections > 0);
+        for c in [&mut self.names, &mut self.users, &mut self.commands] {
+            c.map.retain(|_, v| *v > 0);
+        }
+        let mut out = std::mem::take(&mut self.scalars);
+        out.distinct_sources = self.sources.map.len() as u64;
+        out.by_source = fold(&self.sources.map, top_k, |s| s.connections, SourceStats::merge);
+        let add = |a: &mut u64, b: &u64| *a += *b;
+        out.by_name = fold(&self.names.map, top_k, |v| *v, add);
+        out.by_user = fold(&self.users.map, top_k, |v| *v, add);
+        out.by_command = fold(&self.commands.map, top_k, |v| *v, add);
+        out
+    }
+}
+
+/// Keeps the `k` largest entries (ties broken by key, so the output is stable from one poll
+/// to the next) and merges the rest, and any real key spelled `other`, into one `other` entry.
+fn fold<V: Copy + Default>(
+    map: &HashMap<Box<str>, V>,
+    k: usize,
+    weight: impl Fn(&V) -> u64,
+    merge: impl Fn(&mut V, &V),
+) -> Vec<(String, V)> {
+    let mut all: Vec<(&str, &V)> = map.iter().map(|(k, v)| (&**k, v)).collect();
+    all.sort_unstable_by(|a, b| weight(b.1).cmp(&weight(a.1)).then_with(|| a.0.cmp(b.0)));
+    let mut out = Vec::with_capacity(k.min(all.len()) + 1);
+    let mut other: Option<V> = None;
+    for (key, v) in all {
+        if out.len() < k && key != OTHER {
+            out.push((key.to_string(), *v));
+        } else {
+            merge(other.get_or_insert_with(V::default), v);
+        }
+    }
+    if let Some(o) = other {
+        out.push((OTHER.to_string(), o));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_list::ClientType;
+
+    fn line(id: u32, ip: &str, name: &str, idle: u64, extra: &str) -> String {
+        format!("id={id} addr={ip}:{} fd=8 name={name} age=100 idle={idle} flags=N db=0 sub=0 psub=0 omem=0 tot-mem=1000 cmd=get user=default {extra}\n", 40000 + id)
+    }
+
+    #[test]
+    fn folds_to_top_k_and_keeps_the_sum() {
+        let mut reply = String::new();
+        let mut id = 0;
+        for (ip, n) in [("10.0.0.1", 5), ("10.0.0.2", 4), ("10.0.0.3", 3), ("10.0.0.4", 2), ("10.0.0.5", 1)] {
+            for _ in 0..n {
+                id += 1;
+                reply.push_str(&line(id, ip, &format!("svc-{ip}"), 700, ""));
+            }
+        }
+        let mut agg = Aggregator::new(600);
+        let s = agg.summarize(&reply, 2);
+        assert_eq!(s.connections, 15);
+        assert_eq!(s.distinct_sources, 5);
+        let keys: Vec<_> = s.by_source.iter().map(|(k, v)| (k.as_str(), v.connections)).collect();
+        assert_eq!(keys, vec![("10.0.0.1", 5), ("10.0.0.2", 4), (OTHER, 6)]);
+        assert_eq!(s.by_source.iter().map(|(_, v)| v.connections).sum::<u64>(), 15);
+        assert_eq!(s.by_name.iter().map(|(_, v)| v).sum::<u64>(), 15);
+        assert_eq!(s.by_source[0].1.idle_connections, 5);
+        assert_eq!(s.by_source[2].1.memory_bytes, 6000);
+        assert_eq!(s.idle_by_type[ClientType::Normal as usize], 15);
+    }
+
+    #[test]
+    fn real_key_named_other_is_merged_not_duplicated() {
+        let reply = format!("{}{}", line(1, "1.1.1.1", "other", 0, ""), line(2, "1.1.1.2", "a", 0, ""));
+        let s = Aggregator::new(60).summarize(&reply, 5);
+        assert_eq!(s.by_name, vec![("a".to_string(), 1), (OTHER.to_string(), 1)]);
+    }
+
+    #[test]
+    fn distribution_is_cumulative() {
+        let mut d = Distribution::default();
+        for v in [0, 1, 2, 59, 61, 100_000] {
+            d.observe(v);
+        }
+        let c: Vec<_> = d.cumulative().collect();
+        assert_eq!(c[0], (1, 2));
+        assert_eq!(c[1], (10, 3));
+        assert_eq!(c[2], (60, 4));
+        assert_eq!(c[3], (300, 5));
+        assert_eq!(c.last(), Some(&(86400, 5)));
+        assert_eq!(d.count, 6);
+        assert_eq!(d.sum, 100_123);
+    }
+
+    #[test]
+    fn vanished_sources_are_forgotten() {
+        let mut agg = Aggregator::new(60);
+        agg.summarize(&line(1, "9.9.9.9", "x", 0, ""), 10);
+        let s = agg.summarize(&line(2, "8.8.8.8", "y", 0, ""), 10);
+        assert_eq!(s.by_source.len(), 1);
+        assert_eq!(s.by_source[0].0, "8.8.8.8");
+        assert_eq!(agg.sources.map.len(), 1);
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_and_skipped() {
+        let reply = format!("{}garbage line here\nid=2 addr=1.1.1.1:2 idle=abc\n", line(1, "1.1.1.1", "x", 0, ""));
+        let s = Aggregator::new(60).summarize(&reply, 10);
+        assert_eq!(s.connections, 1);
+        assert_eq!(s.parse_errors, 2);
+    }
+}

@@ -1,0 +1,463 @@
+//! Configuration: the layering (built-in defaults < file < environment < flags), validation
+//! with errors that name the key and the file, and the resolved [`Target`]s.
+//!
+//! Secrets are held in [`Secret`], whose `Debug` never shows the value, and a password found
+//! inside an address URL is moved out of it before the address is used for anything.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Default listen port: beside the Go redis_exporter's 9121, never on it.
+pub const DEFAULT_PORT: u16 = 9816;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9816";
+pub const DEFAULT_TARGET: &str = "redis://127.0.0.1:6379";
+pub const ENV_PREFIX: &str = "REDIS_CLIENTS_EXPORTER";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{origin}: {message}")]
+    Load { origin: String, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid { origin: String, key: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A password, from the config, a file, or an environment variable. Never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Secret {
+    #[default]
+    None,
+    Value(String),
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::None => f.write_str("None"),
+            Secret::Value(_) => f.write_str("Value(<redacted>)"),
+            Secret::File(p) => write!(f, "File({})", p.display()),
+            Secret::Env(v) => write!(f, "Env({v})"),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SecretError {
+    #[error("cannot read password file {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("environment variable {0} holding the password is not set")]
+    Env(String),
+}
+
+impl Secret {
+    /// Reads the secret now; a file or variable is read on every call, so a rotated password
+    /// is picked up at the next (re)connect.
+    pub fn resolve(&self) -> Result<Option<String>, SecretError> {
+        match self {
+            Secret::None => Ok(None),
+            Secret::Value(v) => Ok(Some(v.clone())),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|source| SecretError::File { path: p.display().to_string(), source }),
+            Secret::Env(name) => std::env::var(name).map(Some).map_err(|_| SecretError::Env(name.clone())),
+        }
+    }
+}
+
+/// Where a target lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp { host: String, port: u16, tls: bool },
+    Unix(PathBuf),
+}
+
+/// One Redis server to poll, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The `target` label: the alias, or `host:port`, or `unix:/path`.
+    pub label: String,
+    pub endpoint: Endpoint,
+    pub db: Option<u8>,
+    pub username: Option<String>,
+    pub password: Secret,
+    pub poll_interval: Duration,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub top_k: usize,
+    pub idle_threshold_seconds: u64,
+    pub targets: Vec<Target>,
+}
+
+/// Overrides given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub targets: Vec<String>,
+    pub password_file: Option<PathBuf>,
+    pub top_k: Option<usize>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    log_format: Option<LogFormat>,
+    top_k: Option<usize>,
+    idle_threshold_seconds: Option<u64>,
+    /// Comma-separated addresses; the environment's way to name targets.
+    target: Option<String>,
+    /// Defaults for every target that does not set its own.
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    poll_interval_seconds: Option<f64>,
+    connect_timeout_seconds: Option<f64>,
+    command_timeout_seconds: Option<f64>,
+    targets: Option<Vec<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    address: Option<String>,
+    alias: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    poll_interval_seconds: Option<f64>,
+    connect_timeout_seconds: Option<f64>,
+    command_timeout_seconds: Option<f64>,
+}
+
+/// Loads and validates the configuration from all layers.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load_with_env(file, overrides, std::env::vars())
+}
+
+/// Like [`load`], with the environment given explicitly (tests must not mutate the process').
+pub fn load_with_env(
+    file: Option<&Path>,
+    overrides: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let origin = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".to_string());
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::Load { origin, message: "file not found".to_string() });
+        }
+        builder = builder.add_source(config::File::from(path));
+    }
+    let env_map: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len() + 1)
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(env_map)),
+    );
+    let raw: RawConfig = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Load { origin: origin.clone(), message: redact_config_error(&e.to_string()) })?;
+    resolve(raw, overrides, &origin)
+}
+
+/// config-rs quotes offending values in its messages; a password could be one of them.
+fn redact_config_error(msg: &str) -> String {
+    if msg.to_ascii_lowercase().contains("password") {
+        // Keep the key path, drop anything quoted that could be the value.
+        let mut out = String::new();
+        let mut in_quote = false;
+        for ch in msg.chars() {
+            if ch == '"' {
+                in_quote = !in_quote;
+                out.push_str(if in_quote { "\"<redacted>" } else { "\"" });
+            } else if !in_quote {
+                out.push(ch);
+            }
+        }
+        out
+    } else {
+        msg.to_string()
+    }
+}
+
+fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { origin: origin.to_string(), key: key.into(), message: message.into() }
+}
+
+fn seconds(origin: &str, key: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = v.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        return Err(invalid(origin, key, format!("must be a number of seconds in (0, 86400], got {v}")));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, ConfigError> {
+    let listen_s = o.listen.clone().or(raw.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen_s
+        .parse()
+        .map_err(|_| invalid(origin, "listen", format!("`{listen_s}` is not an address like 0.0.0.0:{DEFAULT_PORT}")))?;
+    let top_k = o.top_k.or(raw.top_k).unwrap_or(50);
+    if top_k == 0 || top_k > 10_000 {
+        return Err(invalid(origin, "top_k", "must be between 1 and 10000"));
+    }
+
+    let raw_targets: Vec<(String, RawTarget)> = if !o.targets.is_empty() {
+        o.targets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("--target[{i}]"), RawTarget { address: Some(a.clone()), ..Default::default() }))
+            .collect()
+    } else if let Some(t) = raw.targets.clone() {
+        if t.is_empty() {
+            return Err(invalid(origin, "targets", "the list is empty: name at least one target"));
+        }
+        t.into_iter().enumerate().map(|(i, t)| (format!("targets[{i}]"), t)).collect()
+    } else if let Some(list) = raw.target.as_deref() {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| ("target".to_string(), RawTarget { address: Some(a.to_string()), ..Default::default() }))
+            .collect()
+    } else {
+        vec![("default target".to_string(), RawTarget { address: Some(DEFAULT_TARGET.to_string()), ..Default::default() })]
+    };
+
+    let mut targets = Vec::with_capacity(raw_targets.len());
+    for (key, t) in raw_targets {
+        let target = resolve_target(&key, t, &raw, o, origin)?;
+        if targets.iter().any(|x: &Target| x.label == target.label) {
+            return Err(invalid(origin, format!("{key}.alias"), format!("target label `{}` is used twice", target.label)));
+        }
+        targets.push(target);
+    }
+    Ok(Config {
+        listen,
+        log_format: o.log_format.or(raw.log_format).unwrap_or_default(),
+        top_k,
+        idle_threshold_seconds: raw.idle_threshold_seconds.unwrap_or(60),
+        targets,
+    })
+}
+
+fn resolve_target(key: &str, t: RawTarget, d: &RawConfig, o: &Overrides, origin: &str) -> Result<Target, ConfigError> {
+    let address = t.address.clone().ok_or_else(|| invalid(origin, format!("{key}.address"), "is missing"))?;
+    let parsed = parse_address(&address).map_err(|m| invalid(origin, format!("{key}.address"), m))?;
+
+    // A target's own password settings win over the top-level defaults and the flag; within one
+    // layer, more than one source is ambiguous.
+    let own = [t.password.is_some(), t.password_file.is_some(), t.password_env.is_some(), parsed.password.is_some()];
+    if own.iter().filter(|b| **b).count() > 1 {
+        return Err(invalid(origin, format!("{key}.password"), "set only one of password, password_file, password_env, or a password in the address"));
+    }
+    let password = if let Some(p) = parsed.password {
+        Secret::Value(p)
+    } else if let Some(p) = t.password {
+        Secret::Value(p)
+    } else if let Some(p) = t.password_file {
+        Secret::File(p)
+    } else if let Some(v) = t.password_env {
+        Secret::Env(v)
+    } else if let Some(p) = &o.password_file {
+        Secret::File(p.clone())
+    } else if let Some(p) = &d.password {
+        Secret::Value(p.clone())
+    } else if let Some(p) = &d.password_file {
+        Secret::File(p.clone())
+    } else if let Some(v) = &d.password_env {
+        Secret::Env(v.clone())
+    } else {
+        Secret::None
+    };
+    if let Some(alias) = &t.alias {
+        if alias.is_empty() {
+            return Err(invalid(origin, format!("{key}.alias"), "must not be empty"));
+        }
+    }
+    let label = t.alias.clone().unwrap_or_else(|| match &parsed.endpoint {
+        Endpoint::Tcp { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
+        Endpoint::Tcp { host, port, .. } => format!("{host}:{port}"),
+        Endpoint::Unix(p) => format!("unix:{}", p.display()),
+    });
+    let poll_interval = seconds(origin, &format!("{key}.poll_interval_seconds"), t.poll_interval_seconds.or(d.poll_interval_seconds), 15.0)?;
+    let connect_timeout = seconds(origin, &format!("{key}.connect_timeout_seconds"), t.connect_timeout_seconds.or(d.connect_timeout_seconds), 5.0)?;
+    let command_timeout = seconds(origin, &format!("{key}.command_timeout_seconds"), t.command_timeout_seconds.or(d.command_timeout_seconds), 5.0)?;
+    Ok(Target {
+        label,
+        endpoint: parsed.endpoint,
+        db: parsed.db,
+        username: parsed.username.or(t.username).or(d.username.clone()),
+        password,
+        poll_interval,
+        connect_timeout,
+        command_timeout,
+    })
+}
+
+struct ParsedAddress {
+    endpoint: Endpoint,
+    db: Option<u8>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`.
+/// Error messages never repeat the address (it may hold a password).
+fn parse_address(address: &str) -> Result<ParsedAddress, String> {
+    let url = url::Url::parse(address).map_err(|e| format!("not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"))?;
+    let username = Some(url.username()).filter(|u| !u.is_empty()).map(percent_decode);
+    let password = url.password().map(percent_decode);
+    match url.scheme() {
+        "redis" | "rediss" => {
+            let host = url.host_str().filter(|h| !h.is_empty()).ok_or("has no host")?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = url.port().unwrap_or(6379);
+            let db = match url.path().trim_start_matches('/') {
+                "" => None,
+                p => Some(p.parse::<u8>().map_err(|_| "path must be a database number, like /0".to_string())?),
+            };
+            Ok(ParsedAddress { endpoint: Endpoint::Tcp { host, port, tls: url.scheme() == "rediss" }, db, username, password })
+        }
+        "unix" => {
+            let path = url.path();
+            if path.is_empty() || path == "/" {
+                return Err("unix:// address has no socket path (unix:///run/redis/redis.sock)".to_string());
+            }
+            Ok(ParsedAddress { endpoint: Endpoint::Unix(PathBuf::from(path)), db: None, username, password })
+        }
+        other => Err(format!("unsupported scheme `{other}`; use redis://, rediss:// or unix://")),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(ext: &str, body: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new().suffix(ext).tempfile().expect("tempfile");
+        std::fs::write(f.path(), body).expect("write");
+        f
+    }
+
+    #[test]
+    fn defaults_without_any_configuration() {
+        let c = load_with_env(None, &Overrides::default(), env(&[])).expect("defaults are valid");
+        assert_eq!(c.listen.port(), DEFAULT_PORT);
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].label, "127.0.0.1:6379");
+        assert_eq!(c.targets[0].poll_interval, Duration::from_secs(15));
+        assert_eq!(c.top_k, 50);
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        let f = write(".toml", "top_k = 7\nlisten = \"127.0.0.1:1\"\n[[targets]]\naddress = \"redis://h:1\"\nalias = \"a\"\npassword = \"0123\"\n");
+        let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")])).expect("valid");
+        assert_eq!(c.top_k, 9);
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.targets[0].label, "a");
+        // Secrets are never parsed as numbers.
+        assert_eq!(c.targets[0].password, Secret::Value("0123".into()));
+        let o = Overrides { top_k: Some(3), listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        let c = load_with_env(Some(f.path()), &o, env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")])).expect("valid");
+        assert_eq!(c.top_k, 3);
+        assert_eq!(c.listen.port(), 2);
+    }
+
+    #[test]
+    fn yaml_and_env_targets() {
+        let f = write(".yaml", "targets:\n  - address: unix:///tmp/r.sock\n  - address: rediss://[::1]:7000/2\n    poll_interval_seconds: 1.5\n");
+        let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect("valid");
+        assert_eq!(c.targets[0].label, "unix:/tmp/r.sock");
+        assert_eq!(c.targets[1].label, "[::1]:7000");
+        assert_eq!(c.targets[1].endpoint, Endpoint::Tcp { host: "::1".into(), port: 7000, tls: true });
+        assert_eq!(c.targets[1].db, Some(2));
+        assert_eq!(c.targets[1].poll_interval, Duration::from_millis(1500));
+        let c = load_with_env(None, &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_TARGET", "redis://a:1, redis://b:2"), ("REDIS_CLIENTS_EXPORTER_PASSWORD", "s3cret")])).expect("valid");
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.targets[1].password, Secret::Value("s3cret".into()));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let f = write(".toml", "[[targets]]\naddress = \"http://h:1\"\n");
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("bad scheme").to_string();
+        assert!(e.contains("targets[0].address"), "{e}");
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        let f = write(".toml", "top_k = \"many\"\n");
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("bad type").to_string();
+        assert!(e.contains("top_k"), "{e}");
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+        let f = write(".toml", "[[targets]]\naddress = \"redis://h:1\"\npoll_interval_seconds = 0\n");
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("zero interval").to_string();
+        assert!(e.contains("targets[0].poll_interval_seconds"), "{e}");
+        let f = write(".toml", "bogus = 1\n");
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("unknown key").to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_moved_out_and_never_echoed() {
+        let c = load_with_env(None, &Overrides { targets: vec!["redis://app:p%40ss@h:6380".into()], ..Default::default() }, env(&[])).expect("valid");
+        assert_eq!(c.targets[0].label, "h:6380");
+        assert_eq!(c.targets[0].username.as_deref(), Some("app"));
+        assert_eq!(c.targets[0].password, Secret::Value("p@ss".into()));
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let e = load_with_env(None, &Overrides { targets: vec!["ftp://u:hunter2@h".into()], ..Default::default() }, env(&[])).expect_err("bad scheme");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let f = write(".toml", "password = [1]\n");
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_PASSWORD", "hunter2")])).map(|_| ()).map_err(|e| e.to_string());
+        assert!(!format!("{e:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,99 @@
+//! The INFO reply parser: picks the fields about clients, limits and identity out of
+//! `key:value` lines. A field the server does not report stays `None` (older servers lack
+//! `maxclients`, `cluster_connections`, `tracking_clients`), so nothing is exported as a false 0.
+
+/// The INFO fields the exporter uses.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Info {
+    pub redis_version: Option<String>,
+    pub redis_mode: Option<String>,
+    pub role: Option<String>,
+    pub uptime_in_seconds: Option<f64>,
+    pub connected_clients: Option<f64>,
+    pub blocked_clients: Option<f64>,
+    pub tracking_clients: Option<f64>,
+    pub cluster_connections: Option<f64>,
+    pub maxclients: Option<f64>,
+    pub connected_slaves: Option<f64>,
+    pub total_connections_received: Option<f64>,
+    pub rejected_connections: Option<f64>,
+    pub used_memory: Option<f64>,
+}
+
+impl Info {
+    /// Parses an INFO reply. Unknown keys, section headers and lines that are not `key:value`
+    /// are ignored; a known numeric key with a non-numeric value is left absent.
+    pub fn parse(reply: &str) -> Info {
+        let mut info = Info::default();
+        for line in reply.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let num = || value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+            match key {
+                "redis_version" => info.redis_version = Some(value.to_string()),
+                "redis_mode" => info.redis_mode = Some(value.to_string()),
+                // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
+                "server_mode" if info.redis_mode.is_none() => info.redis_mode = Some(value.to_string()),
+                "role" => info.role = Some(value.to_string()),
+                "uptime_in_seconds" => info.uptime_in_seconds = num(),
+                "connected_clients" => info.connected_clients = num(),
+                "blocked_clients" => info.blocked_clients = num(),
+                "tracking_clients" => info.tracking_clients = num(),
+                "cluster_connections" => info.cluster_connections = num(),
+                "maxclients" => info.maxclients = num(),
+                "connected_slaves" => info.connected_slaves = num(),
+                "total_connections_received" => info.total_connections_received = num(),
+                "rejected_connections" => info.rejected_connections = num(),
+                "used_memory" => info.used_memory = num(),
+                _ => {}
+            }
+        }
+        info
+    }
+
+    /// Everything Redis counts against maxclients (networking.c, acceptCommonHandler):
+    /// client connections, replica links and cluster bus links.
+    pub fn limit_connections(&self) -> Option<f64> {
+        let clients = self.connected_clients?;
+        Some(clients + self.connected_slaves.unwrap_or(0.0) + self.cluster_connections.unwrap_or(0.0))
+    }
+}
+
+/// True when `maxclients` is a power of two minus 32 (992, 4064, 65504, ...): the value Redis
+/// falls back to when the file-descriptor limit is too low for the configured maxclients.
+pub fn looks_fd_clamped(maxclients: f64) -> bool {
+    if maxclients < 1.0 || maxclients.fract() != 0.0 || maxclients > 1e12 {
+        return false;
+    }
+    let fds = maxclients as u64 + 32;
+    fds >= 256 && fds.is_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamp_values() {
+        for v in [992.0, 4064.0, 65504.0, 224.0] {
+            assert!(looks_fd_clamped(v), "{v}");
+        }
+        for v in [10000.0, 64.0, 1000.0, 4096.0, 0.0] {
+            assert!(!looks_fd_clamped(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn absent_fields_stay_absent() {
+        let i = Info::parse("# Clients\r\nconnected_clients:3\r\nblocked_clients:x\r\n");
+        assert_eq!(i.connected_clients, Some(3.0));
+        assert_eq!(i.blocked_clients, None);
+        assert_eq!(i.maxclients, None);
+        assert_eq!(i.limit_connections(), Some(3.0));
+    }
+}

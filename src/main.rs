@@ -1,0 +1,107 @@
+//! The binary's edge: flags, logging, signals. Everything else lives in the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use redis_clients_exporter::config::{self, LogFormat, Overrides};
+
+/// Prometheus exporter that tells who holds the connections of your Redis servers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML or YAML, by extension).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to serve /metrics on [default: 0.0.0.0:9816].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Redis to poll (redis://, rediss://, unix://); repeat for several. Replaces the file's targets.
+    #[arg(long = "target", value_name = "URL")]
+    targets: Vec<String>,
+    /// File holding the password for targets that set none of their own.
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// Values kept per label dimension before folding the rest into `other` [default: 50].
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Validate the configuration, print a summary without secrets, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        targets: cli.targets.clone(),
+        password_file: cli.password_file.clone(),
+        top_k: cli.top_k,
+        log_format: cli.log_format,
+    };
+    let cfg = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK: listen {}, top_k {}, {} target(s)", cfg.listen, cfg.top_k, cfg.targets.len());
+        for t in &cfg.targets {
+            println!("  {} (poll every {:?})", t.label, t.poll_interval);
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    init_logging(cfg.log_format);
+    match run(cfg) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn run(cfg: config::Config) -> anyhow::Result<()> {
+    let listen = cfg.listen;
+    let running = redis_clients_exporter::start(cfg).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! One background poller per target, on one held connection.
+//!
+//! The connection is opened once and kept: when Redis is full it refuses every new
+//! connection, and this is exactly when the exporter must keep seeing it. fred's own reconnect
+//! is left off (it is off by default, and its disconnect detection is not trusted, fred #307):
+//! any failed or timed-out poll closes the connection, marks the target down, and the next
+//! attempt reconnects after a capped, jittered exponential backoff. Polls run one after the
+//! other, so a slow Redis never has two polls in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
+use fred::prelude::{Builder, Client, ClientInterface, Config as FredConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::Aggregator;
+use crate::config::{Endpoint, Target};
+use crate::info::Info;
+use crate::state::{ConfigValues, ErrorKind, StageDurations, Store, TargetState};
+
+/// The name the exporter gives its own connection, so it is recognisable in CLIENT LIST.
+pub const CLIENT_NAME: &str = "redis-clients-exporter";
+
+/// A failure of one poll or connection attempt. The message never holds a secret: fred's
+/// errors do not echo credentials, and ours are built from the target label only.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct PollError {
+    pub kind: ErrorKind,
+    pub stage: &'static str,
+    pub message: String,
+}
+
+fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
+    let msg = e.details().to_string();
+    let lower = msg.to_ascii_lowercase();
+    let kind = if lower.contains("max number of clients") {
+        ErrorKind::Maxclients
+    } else if matches!(e.kind(), FredKind::Auth)
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+        || lower.contains("invalid password")
+        || lower.contains("invalid username-password")
+    {
+        ErrorKind::Auth
+    } else if matches!(e.kind(), FredKind::Timeout) {
+        ErrorKind::Timeout
+    } else if matches!(e.kind(), FredKind::IO | FredKind::Canceled) || stage == "connect" {
+        ErrorKind::Connect
+    } else if matches!(e.kind(), FredKind::Protocol | FredKind::Parse) {
+        ErrorKind::Protocol
+    } else {
+        ErrorKind::Other
+    };
+    PollError { kind, stage, message: format!("{:?}: {msg}", e.kind()) }
+}
+
+fn timeout_error(stage: &'static str, after: Duration) -> PollError {
+    PollError { kind: ErrorKind::Timeout, stage, message: format!("no reply within {after:?}") }
+}
+
+/// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
+/// (SIGSTOP) or a proxy that stops forwarding must not stall the poller.
+async fn bounded<T>(
+    stage: &'static str,
+    after: Duration,
+    fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
+) -> Result<T, PollError> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(classify(stage, &e)),
+        Err(_) => Err(timeout_error(stage, after)),
+    }
+}
+
+/// Capped exponential backoff with jitter, so that many exporters (or many targets) do not
+/// reconnect to a recovering server in lock-step.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(250);
+
+    fn new(max: Duration) -> Self {
+        Self { next: Self::MIN, max: max.max(Self::MIN) }
+    }
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+    fn step(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Jitter in [50%, 100%] of the base, from the clock's sub-second noise: enough to
+        // spread reconnects without pulling in a random number generator.
+        let noise = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let frac = 0.5 + f64::from(noise % 1000) / 2000.0;
+        base.mul_f64(frac)
+    }
+}
+
+/// A held connection: the client and its routing task.
+struct Conn {
+    client: Client,
+    task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
+}
+
+impl Conn {
+    async fn open(target: &Target) -> Result<Conn, PollError> {
+        let password = target.password.resolve().map_err(|e| PollError {
+            kind: ErrorKind::Auth,
+            stage: "connect",
+            message: e.to_string(),
+        })?;
+        let mut cfg = FredConfig {
+            username: target.username.clone(),
+            password,
+            database: target.db,
+            fail_fast: true,
+            ..FredConfig::default()
+        };
+        match &target.endpoint {
+            Endpoint::Tcp { host, port, tls } => {
+                cfg.server = ServerConfig::new_centralized(host.as_str(), *port);
+                if *tls {
+                    let connector = fred::prelude::TlsConnector::default_rustls().map_err(|e| classify("connect", &e))?;
+                    cfg.tls = Some(connector.into());
+                }
+            }
+            Endpoint::Unix(path) => cfg.server = ServerConfig::new_unix_socket(path.clone()),
+        }
+        let connect_timeout = target.connect_timeout;
+        let command_timeout = target.command_timeout;
+        let client = Builder::from_config(cfg)
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = command_timeout;
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| p.default_command_timeout = command_timeout)
+            .build()
+            .map_err(|e| classify("connect", &e))?;
+        let task = match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
+            Ok(Ok(task)) => task,
+            Ok(Err(e)) => {
+                close(client, None).await;
+                return Err(classify("connect", &e));
+            }
+            Err(_) => {
+                close(client, None).await;
+                return Err(timeout_error("connect", connect_timeout));
+            }
+        };
+        let conn = Conn { client, task };
+        // fred names its connection fred-XXXX; ours must be recognisable in CLIENT LIST. A full
+        // server answers the first command with "max number of clients reached": this is
+        // where that surfaces for a new connection.
+        if let Err(e) = bounded("connect", command_timeout, conn.client.client_setname(CLIENT_NAME)).await {
+            conn.close().await;
+            return Err(e);
+        }
+        Ok(conn)
+    }
+
+    async fn close(self) {
+        close(self.client, Some(self.task)).await;
+    }
+}
+
+/// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
+/// is aborted, which drops the socket.
+async fn close(client: Client, task: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
+    if let Some(task) = task {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+/// What one successful poll produced.
+struct PollResult {
+    info: Info,
+    config: ConfigValues,
+    config_error: Option<PollError>,
+    clients: crate::aggregate::ClientListSummary,
+    durations: StageDurations,
+}
+
+pub struct Poller {
+    target: Target,
+    store: Arc<Store>,
+    top_k: usize,
+    aggregator: Aggregator,
+    state: TargetState,
+    conn: Option<Conn>,
+    /// What was last logged, so that logs say each state change once, not once per poll.
+    logged_up: Option<bool>,
+    logged_config_unavailable: bool,
+}
+
+impl Poller {
+    pub fn new(target: Target, store: Arc<Store>, top_k: usize, idle_threshold_seconds: u64) -> Self {
+        Self {
+            target,
+            store,
+            top_k,
+            aggregator: Aggregator::new(idle_threshold_seconds),
+            state: TargetState::default(),
+            conn: None,
+            logged_up: None,
+            logged_config_unavailable: false,
+        }
+    }
+
+    /// Polls until `shutdown` is cancelled, then closes the connection.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(self.target.poll_interval.min(Duration::from_secs(30)));
+        self.store.publish(&self.target.label, self.state.clone());
+        loop {
+            let started = Instant::now();
+            let ok = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ok = self.cycle() => ok,
+            };
+            let wait = if ok {
+                backoff.reset();
+                self.target.poll_interval.saturating_sub(started.elapsed())
+            } else {
+                backoff.step()
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+
+    /// One poll: connect if needed, run the commands, publish. Returns whether it succeeded.
+    async fn cycle(&mut self) -> bool {
+        self.state.counters.polls += 1;
+        let result = match self.conn.take() {
+            Some(c) => Ok(c),
+            None => Conn::open(&self.target).await,
+        };
+        let result = match result {
+            Ok(conn) => {
+                let r = self.poll(&conn).await;
+                match r {
+                    Ok(v) => {
+                        self.conn = Some(conn);
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        conn.close().await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(r) => {
+                self.publish_success(r);
+                true
+            }
+            Err(e) => {
+                self.publish_failure(e);
+                false
+            }
+        }
+    }
+
+    async fn poll(&mut self, conn: &Conn) -> Result<PollResult, PollError> {
+        let t = self.target.command_timeout;
+        let c = &conn.client;
+        let t0 = Instant::now();
+        let info_text: String = bounded("info", t, c.info::<String>(None)).await?;
+        let info = Info::parse(&info_text);
+        let t1 = Instant::now();
+
+        let (config, config_error) = match self.read_config(c).await {
+            Ok(v) => (v, None),
+            Err(e) if e.kind == ErrorKind::ConfigUnavailable => (ConfigValues::default(), Some(e)),
+            Err(e) => return Err(e),
+        };
+        let t2 = Instant::now();
+
+        let reply: String = bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
+        let t3 = Instant::now();
+        let clients = self.aggregator.summarize(&reply, self.top_k);
+        drop(reply);
+        let t4 = Instant::now();
+        Ok(PollResult {
+            info,
+            config,
+            config_error,
+            clients,
+            durations: StageDurations {
+                info: (t1 - t0).as_secs_f64(),
+                config: (t2 - t1).as_secs_f64(),
+                client_list: (t3 - t2).as_secs_f64(),
+                aggregate: (t4 - t3).as_secs_f64(),
+                total: (t4 - t0).as_secs_f64(),
+            },
+        })
+    }
+
+    /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
+    /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
+    async fn read_config(&self, c: &Client) -> Result<ConfigValues, PollError> {
+        let mut values = ConfigValues { available: true, ..Default::default() };
+        for (param, slot) in [("maxclients", 0usize), ("timeout", 1), ("tcp-keepalive", 2)] {
+            let reply: Result<Vec<String>, PollError> =
+                bounded("config", self.target.command_timeout, c.config_get::<Vec<String>, _>(param)).await;
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
+                    // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
+                    return Err(PollError { kind: ErrorKind::ConfigUnavailable, stage: "config", message: e.message });
+                }
+                Err(e) => return Err(e),
+            };
+            let v = reply.get(1).and_then(|v| v.trim().parse::<f64>().ok());
+            match slot {
+                0 => values.maxclients = v,
+                1 => values.timeout = v,
+                _ => values.tcp_keepalive = v,
+            }
+        }
+        Ok(values)
+    }
+
+    fn publish_success(&mut self, r: PollResult) {
+        let s = &mut self.state;
+        s.up = true;
+        s.counters.client_list_lines += r.clients.connections + r.clients.parse_errors;
+        s.counters.parse_errors += r.clients.parse_errors;
+        if let Some(e) = &r.config_error {
+            s.counters.errors[ErrorKind::ConfigUnavailable as usize] += 1;
+            if !self.logged_config_unavailable {
+                tracing::warn!(target_label = %self.target.label, error = %e, "CONFIG GET unavailable; using INFO's maxclients where the server reports it");
+                self.logged_config_unavailable = true;
+            }
+        } else if self.logged_config_unavailable {
+            tracing::info!(target_label = %self.target.label, "CONFIG GET available again");
+            self.logged_config_unavailable = false;
+        }
+        s.info = Some(r.info);
+        s.config = r.config;
+        s.clients = Some(Arc::new(r.clients));
+        s.durations = r.durations;
+        s.last_success = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
+        if self.logged_up != Some(true) {
+            tracing::info!(target_label = %self.target.label, "target is up");
+            self.logged_up = Some(true);
+        }
+        self.store.publish(&self.target.label, s.clone());
+    }
+
+    fn publish_failure(&mut self, e: PollError) {
+        let s = &mut self.state;
+        s.up = false;
+        s.counters.errors[e.kind as usize] += 1;
+        // The last snapshot would be served as if current; drop it (counters stay).
+        s.info = None;
+        s.clients = None;
+        s.config = ConfigValues::default();
+        if self.logged_up != Some(false) {
+            tracing::warn!(target_label = %self.target.label, kind = e.kind.as_str(), error = %e, "target is down");
+            self.logged_up = Some(false);
+        }
+        self.store.publish(&self.target.label, s.clone());
+    }
+}

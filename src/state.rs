@@ -1,0 +1,119 @@
+//! The shared store between pollers and scrapes: per target, the last published
+//! [`TargetState`], an immutable value swapped whole. A scrape copies the `Arc`s under a short
+//! read lock and never waits on Redis.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::aggregate::ClientListSummary;
+use crate::info::Info;
+
+/// Kinds of poll error, as the `kind` label of `redis_clients_exporter_poll_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect = 0,
+    Timeout = 1,
+    Auth = 2,
+    Maxclients = 3,
+    ConfigUnavailable = 4,
+    Protocol = 5,
+    Other = 6,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Auth,
+        Self::Maxclients,
+        Self::ConfigUnavailable,
+        Self::Protocol,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Auth => "auth",
+            Self::Maxclients => "maxclients",
+            Self::ConfigUnavailable => "config_unavailable",
+            Self::Protocol => "protocol",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Values read with CONFIG GET; all `None` when CONFIG is renamed or forbidden.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigValues {
+    pub available: bool,
+    pub maxclients: Option<f64>,
+    pub timeout: Option<f64>,
+    pub tcp_keepalive: Option<f64>,
+}
+
+/// Seconds spent by the last poll, per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageDurations {
+    pub info: f64,
+    pub config: f64,
+    pub client_list: f64,
+    pub aggregate: f64,
+    pub total: f64,
+}
+
+/// Counters that live as long as the target does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    pub polls: u64,
+    pub errors: [u64; ErrorKind::ALL.len()],
+    pub client_list_lines: u64,
+    pub parse_errors: u64,
+}
+
+/// Everything a scrape shows about one target: the last completed poll plus counters.
+#[derive(Debug, Clone, Default)]
+pub struct TargetState {
+    pub up: bool,
+    pub info: Option<Info>,
+    pub config: ConfigValues,
+    pub clients: Option<Arc<ClientListSummary>>,
+    pub durations: StageDurations,
+    /// Unix time (seconds) of the last completed poll.
+    pub last_success: Option<f64>,
+    pub counters: Counters,
+}
+
+/// Target label -> its last published state.
+#[derive(Default)]
+pub struct Store {
+    targets: RwLock<BTreeMap<String, Arc<TargetState>>>,
+}
+
+impl Store {
+    pub fn publish(&self, target: &str, state: TargetState) {
+        let state = Arc::new(state);
+        // A poisoned lock only means a writer panicked mid-insert; the map itself is still
+        // consistent (insert is atomic from our side), so keep serving.
+        let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(target.to_string(), state);
+    }
+
+    pub fn remove(&self, target: &str) {
+        let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(target);
+    }
+
+    /// A consistent copy of every target's state, sorted by label.
+    pub fn snapshot(&self) -> Vec<(String, Arc<TargetState>)> {
+        let map = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+    }
+
+    /// True once any target has completed a poll.
+    pub fn any_success(&self) -> bool {
+        let map = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        map.values().any(|s| s.last_success.is_some())
+    }
+}
