@@ -1,0 +1,397 @@
+//! Test harness: real redis-server processes on free loopback ports, raw RESP client
+//! connections from chosen source addresses, the exporter run in-process, and a /metrics reader.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_clients_exporter::config::{Config, Endpoint, LogFormat, Secret, Target};
+
+/// A redis-server child process, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // Binding :0 and releasing the port races with other tests: retry on a failed start.
+        for _ in 0..10 {
+            let mut r = Redis { port: free_port(), dir: tempfile::tempdir().expect("tempdir"), args: args.clone(), child: None };
+            if r.spawn() {
+                return r;
+            }
+        }
+        drop(dir);
+        panic!("redis-server did not start after 10 attempts (is redis-server installed?)");
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "no", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--unixsocket")
+            .arg(self.socket_path())
+            .args(["--unixsocketperm", "700"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn redis-server (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if let Ok(mut c) = RespConn::try_connect(self.port, "127.0.0.1") {
+                if c.cmd(&["PING"]).as_simple() == Some("PONG") {
+                    self.child = Some(child);
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+
+    pub fn conn(&self) -> RespConn {
+        RespConn::connect(self.port, "127.0.0.1")
+    }
+
+    pub fn conn_from(&self, source_ip: &str) -> RespConn {
+        RespConn::connect(self.port, source_ip)
+    }
+
+    pub fn target(&self, label: &str) -> Target {
+        Target {
+            label: label.to_string(),
+            endpoint: Endpoint::Tcp { host: "127.0.0.1".into(), port: self.port, tls: false },
+            db: None,
+            username: None,
+            password: Secret::None,
+            poll_interval: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A reply in RESP2.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<String>),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    pub fn as_simple(&self) -> Option<&str> {
+        match self {
+            Reply::Simple(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bulk(&self) -> Option<&str> {
+        match self {
+            Reply::Bulk(Some(s)) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
+/// A raw client connection, speaking RESP2 over a socket bound to a chosen source address.
+pub struct RespConn {
+    reader: BufReader<Box<dyn ReadWrite>>,
+}
+
+pub trait ReadWrite: Read + Write + Send {
+    fn writer(&mut self) -> &mut dyn Write;
+}
+impl ReadWrite for TcpStream {
+    fn writer(&mut self) -> &mut dyn Write {
+        self
+    }
+}
+impl ReadWrite for std::os::unix::net::UnixStream {
+    fn writer(&mut self) -> &mut dyn Write {
+        self
+    }
+}
+
+impl RespConn {
+    pub fn try_connect(port: u16, source_ip: &str) -> std::io::Result<RespConn> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        let src: SocketAddr = format!("{source_ip}:0").parse().expect("source ip");
+        sock.bind(&src.into())?;
+        let dst: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        sock.connect_timeout(&dst.into(), Duration::from_secs(2))?;
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(RespConn { reader: BufReader::new(Box::new(s)) })
+    }
+
+    pub fn connect(port: u16, source_ip: &str) -> RespConn {
+        Self::try_connect(port, source_ip).expect("connect to redis")
+    }
+
+    pub fn connect_unix(path: &Path) -> RespConn {
+        let s = std::os::unix::net::UnixStream::connect(path).expect("connect unix socket");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        RespConn { reader: BufReader::new(Box::new(s)) }
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let w = self.reader.get_mut().writer();
+        w.write_all(out.as_bytes()).expect("write command");
+        w.flush().expect("flush");
+    }
+
+    pub fn read(&mut self) -> std::io::Result<Reply> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let line = line.trim_end_matches("\r\n");
+        let (t, rest) = line.split_at(1);
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad RESP");
+        Ok(match t {
+            "+" => Reply::Simple(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
+            ":" => Reply::Int(rest.parse().map_err(|_| bad())?),
+            "$" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Reply::Bulk(None)
+                } else {
+                    let mut buf = vec![0u8; n as usize + 2];
+                    self.reader.read_exact(&mut buf)?;
+                    buf.truncate(n as usize);
+                    Reply::Bulk(Some(String::from_utf8_lossy(&buf).into_owned()))
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                let mut v = Vec::new();
+                for _ in 0..n.max(0) {
+                    v.push(self.read()?);
+                }
+                Reply::Array(v)
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    pub fn cmd(&mut self, args: &[&str]) -> Reply {
+        self.send(args);
+        self.read().expect("read reply")
+    }
+
+    /// `CLIENT SETNAME` and check the reply.
+    pub fn named(mut self, name: &str) -> RespConn {
+        assert_eq!(self.cmd(&["CLIENT", "SETNAME", name]).as_simple(), Some("OK"));
+        self
+    }
+}
+
+/// The exporter, run in-process on its own runtime, listening on a free port.
+pub struct Exporter {
+    pub rt: tokio::runtime::Runtime,
+    running: Option<redis_clients_exporter::Running>,
+    pub addr: SocketAddr,
+}
+
+pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        log_format: LogFormat::Text,
+        top_k,
+        idle_threshold_seconds: 60,
+        targets,
+    }
+}
+
+impl Exporter {
+    pub fn start(cfg: Config) -> Exporter {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let running = rt.block_on(redis_clients_exporter::start(cfg)).expect("start exporter");
+        let addr = running.addr;
+        Exporter { rt, running: Some(running), addr }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+
+    pub fn scrape(&self) -> Metrics {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        Metrics::parse(&body)
+    }
+
+    /// Scrapes until `cond` holds, or panics with the last scrape after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.scrape();
+            if cond(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last scrape:\n{}", m.text);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.stop());
+        }
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect exporter");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read response");
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A parsed /metrics page: series -> value.
+pub struct Metrics {
+    pub text: String,
+    pub series: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut series = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (head, value) = line.rsplit_once(' ').expect("series line");
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().expect("value"),
+            };
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => (n.to_string(), parse_labels(rest.trim_end_matches('}'))),
+                None => (head.to_string(), BTreeMap::new()),
+            };
+            series.push((name, labels, value));
+        }
+        Metrics { text: text.to_string(), series }
+    }
+
+    /// Every series of `name` whose labels include all of `labels`.
+    pub fn all(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.series
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, l, v)| (l, *v))
+            .collect()
+    }
+
+    /// The one series of `name` matching `labels`, if there is exactly one.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.all(name, labels).as_slice() {
+            [(_, v)] => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.all(name, labels).iter().map(|(_, v)| v).sum()
+    }
+
+    /// Label value -> value for one label dimension of a family.
+    pub fn by(&self, name: &str, target: &str, label: &str) -> BTreeMap<String, f64> {
+        self.all(name, &[("target", target)])
+            .into_iter()
+            .filter_map(|(l, v)| l.get(label).map(|k| (k.clone(), v)))
+            .collect()
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some((k, r)) = rest.split_once("=\"") {
+        let mut val = String::new();
+        let mut chars = r.char_indices();
+        let mut end = r.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        val.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => val.push(c),
+            }
+        }
+        out.insert(k.trim_start_matches(',').to_string(), val);
+        rest = &r[end..];
+    }
+    out
+}
