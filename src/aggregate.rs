@@ -34,7 +34,10 @@ pub struct Distribution {
 
 impl Distribution {
     fn observe(&mut self, v: u64) {
-        let i = BUCKETS.iter().position(|&b| v <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
         self.sum += v;
         self.count += 1;
@@ -42,10 +45,13 @@ impl Distribution {
 
     /// `(upper bound, cumulative count)` for every finite bucket, as Prometheus wants them.
     pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        BUCKETS.iter().zip(self.counts.iter()).scan(0u64, |acc, (&b, &c)| {
-            *acc += c;
-            Some((b, *acc))
-        })
+        BUCKETS
+            .iter()
+            .zip(self.counts.iter())
+            .scan(0u64, |acc, (&b, &c)| {
+                *acc += c;
+                Some((b, *acc))
+            })
     }
 }
 
@@ -145,7 +151,10 @@ impl Aggregator {
 
     /// Starts a snapshot: zeroes every count but keeps the keys (and so their allocations).
     pub fn begin(&mut self) {
-        self.sources.map.values_mut().for_each(|v| *v = SourceStats::default());
+        self.sources
+            .map
+            .values_mut()
+            .for_each(|v| *v = SourceStats::default());
         for c in [&mut self.names, &mut self.users, &mut self.commands] {
             c.map.values_mut().for_each(|v| *v = 0);
         }
@@ -208,7 +217,12 @@ impl Aggregator {
         }
         let mut out = std::mem::take(&mut self.scalars);
         out.distinct_sources = self.sources.map.len() as u64;
-        out.by_source = fold(&self.sources.map, top_k, |s| s.connections, SourceStats::merge);
+        out.by_source = fold(
+            &self.sources.map,
+            top_k,
+            |s| s.connections,
+            SourceStats::merge,
+        );
         let add = |a: &mut u64, b: &u64| *a += *b;
         out.by_name = fold(&self.names.map, top_k, |v| *v, add);
         out.by_user = fold(&self.users.map, top_k, |v| *v, add);
@@ -255,7 +269,13 @@ mod tests {
     fn folds_to_top_k_and_keeps_the_sum() {
         let mut reply = String::new();
         let mut id = 0;
-        for (ip, n) in [("10.0.0.1", 5), ("10.0.0.2", 4), ("10.0.0.3", 3), ("10.0.0.4", 2), ("10.0.0.5", 1)] {
+        for (ip, n) in [
+            ("10.0.0.1", 5),
+            ("10.0.0.2", 4),
+            ("10.0.0.3", 3),
+            ("10.0.0.4", 2),
+            ("10.0.0.5", 1),
+        ] {
             for _ in 0..n {
                 id += 1;
                 reply.push_str(&line(id, ip, &format!("svc-{ip}"), 700, ""));
@@ -265,9 +285,16 @@ mod tests {
         let s = agg.summarize(&reply, 2);
         assert_eq!(s.connections, 15);
         assert_eq!(s.distinct_sources, 5);
-        let keys: Vec<_> = s.by_source.iter().map(|(k, v)| (k.as_str(), v.connections)).collect();
+        let keys: Vec<_> = s
+            .by_source
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.connections))
+            .collect();
         assert_eq!(keys, vec![("10.0.0.1", 5), ("10.0.0.2", 4), (OTHER, 6)]);
-        assert_eq!(s.by_source.iter().map(|(_, v)| v.connections).sum::<u64>(), 15);
+        assert_eq!(
+            s.by_source.iter().map(|(_, v)| v.connections).sum::<u64>(),
+            15
+        );
         assert_eq!(s.by_name.iter().map(|(_, v)| v).sum::<u64>(), 15);
         assert_eq!(s.by_source[0].1.idle_connections, 5);
         assert_eq!(s.by_source[2].1.memory_bytes, 6000);
@@ -276,9 +303,16 @@ mod tests {
 
     #[test]
     fn real_key_named_other_is_merged_not_duplicated() {
-        let reply = format!("{}{}", line(1, "1.1.1.1", "other", 0, ""), line(2, "1.1.1.2", "a", 0, ""));
+        let reply = format!(
+            "{}{}",
+            line(1, "1.1.1.1", "other", 0, ""),
+            line(2, "1.1.1.2", "a", 0, "")
+        );
         let s = Aggregator::new(60).summarize(&reply, 5);
-        assert_eq!(s.by_name, vec![("a".to_string(), 1), (OTHER.to_string(), 1)]);
+        assert_eq!(
+            s.by_name,
+            vec![("a".to_string(), 1), (OTHER.to_string(), 1)]
+        );
     }
 
     #[test]
@@ -309,7 +343,10 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_counted_and_skipped() {
-        let reply = format!("{}garbage line here\nid=2 addr=1.1.1.1:2 idle=abc\n", line(1, "1.1.1.1", "x", 0, ""));
+        let reply = format!(
+            "{}garbage line here\nid=2 addr=1.1.1.1:2 idle=abc\n",
+            line(1, "1.1.1.1", "x", 0, "")
+        );
         let s = Aggregator::new(60).summarize(&reply, 10);
         assert_eq!(s.connections, 1);
         assert_eq!(s.parse_errors, 2);

@@ -227,7 +227,9 @@ mod tests {
 
     #[test]
     fn types_from_flags() {
-        let ty = |flags: &str| ClientEntry::parse(&format!("addr=1.2.3.4:1 flags={flags}")).map(|e| e.client_type());
+        let ty = |flags: &str| {
+            ClientEntry::parse(&format!("addr=1.2.3.4:1 flags={flags}")).map(|e| e.client_type())
+        };
         assert_eq!(ty("S"), Ok(ClientType::Replica));
         assert_eq!(ty("M"), Ok(ClientType::Master));
         assert_eq!(ty("P"), Ok(ClientType::Pubsub));
@@ -238,10 +240,22 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_errors() {
-        assert_eq!(ClientEntry::parse("id=1 addr=1.2.3.4:5 garbage"), Err(ParseError::FieldWithoutValue));
-        assert_eq!(ClientEntry::parse("id=x addr=1.2.3.4:5"), Err(ParseError::BadNumber("id")));
-        assert_eq!(ClientEntry::parse("id=1 idle=-3 addr=1.2.3.4:5"), Err(ParseError::BadNumber("idle")));
-        assert_eq!(ClientEntry::parse("id=1 name=x"), Err(ParseError::MissingAddr));
+        assert_eq!(
+            ClientEntry::parse("id=1 addr=1.2.3.4:5 garbage"),
+            Err(ParseError::FieldWithoutValue)
+        );
+        assert_eq!(
+            ClientEntry::parse("id=x addr=1.2.3.4:5"),
+            Err(ParseError::BadNumber("id"))
+        );
+        assert_eq!(
+            ClientEntry::parse("id=1 idle=-3 addr=1.2.3.4:5"),
+            Err(ParseError::BadNumber("idle"))
+        );
+        assert_eq!(
+            ClientEntry::parse("id=1 name=x"),
+            Err(ParseError::MissingAddr)
+        );
         assert_eq!(
             ClientEntry::parse("id=99999999999999999999999 addr=1.2.3.4:5"),
             Err(ParseError::BadNumber("id"))
@@ -250,7 +264,8 @@ mod tests {
 
     #[test]
     fn superuser_and_crlf() {
-        let e = ClientEntry::parse("id=3 addr=127.0.0.1:16379 flags=M user=(superuser) cmd=ping\r").expect("valid");
+        let e = ClientEntry::parse("id=3 addr=127.0.0.1:16379 flags=M user=(superuser) cmd=ping\r")
+            .expect("valid");
         assert_eq!(e.user, Some("(superuser)"));
         assert_eq!(e.cmd, Some("ping"));
         assert_eq!(e.client_type(), ClientType::Master);

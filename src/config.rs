@@ -23,7 +23,11 @@ pub enum ConfigError {
     #[error("{origin}: {message}")]
     Load { origin: String, message: String },
     #[error("{origin}: key `{key}`: {message}")]
-    Invalid { origin: String, key: String, message: String },
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -58,7 +62,10 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Error)]
 pub enum SecretError {
     #[error("cannot read password file {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("environment variable {0} holding the password is not set")]
     Env(String),
 }
@@ -72,8 +79,13 @@ impl Secret {
             Secret::Value(v) => Ok(Some(v.clone())),
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|source| SecretError::File { path: p.display().to_string(), source }),
-            Secret::Env(name) => std::env::var(name).map(Some).map_err(|_| SecretError::Env(name.clone())),
+                .map_err(|source| SecretError::File {
+                    path: p.display().to_string(),
+                    source,
+                }),
+            Secret::Env(name) => std::env::var(name)
+                .map(Some)
+                .map_err(|_| SecretError::Env(name.clone())),
         }
     }
 }
@@ -163,11 +175,16 @@ pub fn load_with_env(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let origin = file.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".to_string());
+    let origin = file
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "environment".to_string());
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         if !path.exists() {
-            return Err(ConfigError::Load { origin, message: "file not found".to_string() });
+            return Err(ConfigError::Load {
+                origin,
+                message: "file not found".to_string(),
+            });
         }
         builder = builder.add_source(config::File::from(path));
     }
@@ -184,7 +201,10 @@ pub fn load_with_env(
     let raw: RawConfig = builder
         .build()
         .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Load { origin: origin.clone(), message: redact_config_error(&e.to_string()) })?;
+        .map_err(|e| ConfigError::Load {
+            origin: origin.clone(),
+            message: redact_config_error(&e.to_string()),
+        })?;
     resolve(raw, overrides, &origin)
 }
 
@@ -209,22 +229,38 @@ fn redact_config_error(msg: &str) -> String {
 }
 
 fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { origin: origin.to_string(), key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn seconds(origin: &str, key: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = v.unwrap_or(default);
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
-        return Err(invalid(origin, key, format!("must be a number of seconds in (0, 86400], got {v}")));
+        return Err(invalid(
+            origin,
+            key,
+            format!("must be a number of seconds in (0, 86400], got {v}"),
+        ));
     }
     Ok(Duration::from_secs_f64(v))
 }
 
 fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, ConfigError> {
-    let listen_s = o.listen.clone().or(raw.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen: SocketAddr = listen_s
-        .parse()
-        .map_err(|_| invalid(origin, "listen", format!("`{listen_s}` is not an address like 0.0.0.0:{DEFAULT_PORT}")))?;
+    let listen_s = o
+        .listen
+        .clone()
+        .or(raw.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        invalid(
+            origin,
+            "listen",
+            format!("`{listen_s}` is not an address like 0.0.0.0:{DEFAULT_PORT}"),
+        )
+    })?;
     let top_k = o.top_k.or(raw.top_k).unwrap_or(50);
     if top_k == 0 || top_k > 10_000 {
         return Err(invalid(origin, "top_k", "must be between 1 and 10000"));
@@ -234,28 +270,61 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         o.targets
             .iter()
             .enumerate()
-            .map(|(i, a)| (format!("--target[{i}]"), RawTarget { address: Some(a.clone()), ..Default::default() }))
+            .map(|(i, a)| {
+                (
+                    format!("--target[{i}]"),
+                    RawTarget {
+                        address: Some(a.clone()),
+                        ..Default::default()
+                    },
+                )
+            })
             .collect()
     } else if let Some(t) = raw.targets.clone() {
         if t.is_empty() {
-            return Err(invalid(origin, "targets", "the list is empty: name at least one target"));
+            return Err(invalid(
+                origin,
+                "targets",
+                "the list is empty: name at least one target",
+            ));
         }
-        t.into_iter().enumerate().map(|(i, t)| (format!("targets[{i}]"), t)).collect()
+        t.into_iter()
+            .enumerate()
+            .map(|(i, t)| (format!("targets[{i}]"), t))
+            .collect()
     } else if let Some(list) = raw.target.as_deref() {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|a| ("target".to_string(), RawTarget { address: Some(a.to_string()), ..Default::default() }))
+            .map(|a| {
+                (
+                    "target".to_string(),
+                    RawTarget {
+                        address: Some(a.to_string()),
+                        ..Default::default()
+                    },
+                )
+            })
             .collect()
     } else {
-        vec![("default target".to_string(), RawTarget { address: Some(DEFAULT_TARGET.to_string()), ..Default::default() })]
+        vec![(
+            "default target".to_string(),
+            RawTarget {
+                address: Some(DEFAULT_TARGET.to_string()),
+                ..Default::default()
+            },
+        )]
     };
 
     let mut targets = Vec::with_capacity(raw_targets.len());
     for (key, t) in raw_targets {
         let target = resolve_target(&key, t, &raw, o, origin)?;
         if targets.iter().any(|x: &Target| x.label == target.label) {
-            return Err(invalid(origin, format!("{key}.alias"), format!("target label `{}` is used twice", target.label)));
+            return Err(invalid(
+                origin,
+                format!("{key}.alias"),
+                format!("target label `{}` is used twice", target.label),
+            ));
         }
         targets.push(target);
     }
@@ -268,15 +337,34 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
     })
 }
 
-fn resolve_target(key: &str, t: RawTarget, d: &RawConfig, o: &Overrides, origin: &str) -> Result<Target, ConfigError> {
-    let address = t.address.clone().ok_or_else(|| invalid(origin, format!("{key}.address"), "is missing"))?;
-    let parsed = parse_address(&address).map_err(|m| invalid(origin, format!("{key}.address"), m))?;
+fn resolve_target(
+    key: &str,
+    t: RawTarget,
+    d: &RawConfig,
+    o: &Overrides,
+    origin: &str,
+) -> Result<Target, ConfigError> {
+    let address = t
+        .address
+        .clone()
+        .ok_or_else(|| invalid(origin, format!("{key}.address"), "is missing"))?;
+    let parsed =
+        parse_address(&address).map_err(|m| invalid(origin, format!("{key}.address"), m))?;
 
     // A target's own password settings win over the top-level defaults and the flag; within one
     // layer, more than one source is ambiguous.
-    let own = [t.password.is_some(), t.password_file.is_some(), t.password_env.is_some(), parsed.password.is_some()];
+    let own = [
+        t.password.is_some(),
+        t.password_file.is_some(),
+        t.password_env.is_some(),
+        parsed.password.is_some(),
+    ];
     if own.iter().filter(|b| **b).count() > 1 {
-        return Err(invalid(origin, format!("{key}.password"), "set only one of password, password_file, password_env, or a password in the address"));
+        return Err(invalid(
+            origin,
+            format!("{key}.password"),
+            "set only one of password, password_file, password_env, or a password in the address",
+        ));
     }
     let password = if let Some(p) = parsed.password {
         Secret::Value(p)
@@ -307,9 +395,24 @@ fn resolve_target(key: &str, t: RawTarget, d: &RawConfig, o: &Overrides, origin:
         Endpoint::Tcp { host, port, .. } => format!("{host}:{port}"),
         Endpoint::Unix(p) => format!("unix:{}", p.display()),
     });
-    let poll_interval = seconds(origin, &format!("{key}.poll_interval_seconds"), t.poll_interval_seconds.or(d.poll_interval_seconds), 15.0)?;
-    let connect_timeout = seconds(origin, &format!("{key}.connect_timeout_seconds"), t.connect_timeout_seconds.or(d.connect_timeout_seconds), 5.0)?;
-    let command_timeout = seconds(origin, &format!("{key}.command_timeout_seconds"), t.command_timeout_seconds.or(d.command_timeout_seconds), 5.0)?;
+    let poll_interval = seconds(
+        origin,
+        &format!("{key}.poll_interval_seconds"),
+        t.poll_interval_seconds.or(d.poll_interval_seconds),
+        15.0,
+    )?;
+    let connect_timeout = seconds(
+        origin,
+        &format!("{key}.connect_timeout_seconds"),
+        t.connect_timeout_seconds.or(d.connect_timeout_seconds),
+        5.0,
+    )?;
+    let command_timeout = seconds(
+        origin,
+        &format!("{key}.command_timeout_seconds"),
+        t.command_timeout_seconds.or(d.command_timeout_seconds),
+        5.0,
+    )?;
     Ok(Target {
         label,
         endpoint: parsed.endpoint,
@@ -332,28 +435,61 @@ struct ParsedAddress {
 /// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`.
 /// Error messages never repeat the address (it may hold a password).
 fn parse_address(address: &str) -> Result<ParsedAddress, String> {
-    let url = url::Url::parse(address).map_err(|e| format!("not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"))?;
-    let username = Some(url.username()).filter(|u| !u.is_empty()).map(percent_decode);
+    let url = url::Url::parse(address).map_err(|e| {
+        format!(
+            "not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"
+        )
+    })?;
+    let username = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .map(percent_decode);
     let password = url.password().map(percent_decode);
     match url.scheme() {
         "redis" | "rediss" => {
-            let host = url.host_str().filter(|h| !h.is_empty()).ok_or("has no host")?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = url
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or("has no host")?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let port = url.port().unwrap_or(6379);
             let db = match url.path().trim_start_matches('/') {
                 "" => None,
-                p => Some(p.parse::<u8>().map_err(|_| "path must be a database number, like /0".to_string())?),
+                p => Some(
+                    p.parse::<u8>()
+                        .map_err(|_| "path must be a database number, like /0".to_string())?,
+                ),
             };
-            Ok(ParsedAddress { endpoint: Endpoint::Tcp { host, port, tls: url.scheme() == "rediss" }, db, username, password })
+            Ok(ParsedAddress {
+                endpoint: Endpoint::Tcp {
+                    host,
+                    port,
+                    tls: url.scheme() == "rediss",
+                },
+                db,
+                username,
+                password,
+            })
         }
         "unix" => {
             let path = url.path();
             if path.is_empty() || path == "/" {
-                return Err("unix:// address has no socket path (unix:///run/redis/redis.sock)".to_string());
+                return Err(
+                    "unix:// address has no socket path (unix:///run/redis/redis.sock)".to_string(),
+                );
             }
-            Ok(ParsedAddress { endpoint: Endpoint::Unix(PathBuf::from(path)), db: None, username, password })
+            Ok(ParsedAddress {
+                endpoint: Endpoint::Unix(PathBuf::from(path)),
+                db: None,
+                username,
+                password,
+            })
         }
-        other => Err(format!("unsupported scheme `{other}`; use redis://, rediss:// or unix://")),
+        other => Err(format!(
+            "unsupported scheme `{other}`; use redis://, rediss:// or unix://"
+        )),
     }
 }
 
@@ -381,11 +517,17 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(ext: &str, body: &str) -> tempfile::NamedTempFile {
-        let f = tempfile::Builder::new().suffix(ext).tempfile().expect("tempfile");
+        let f = tempfile::Builder::new()
+            .suffix(ext)
+            .tempfile()
+            .expect("tempfile");
         std::fs::write(f.path(), body).expect("write");
         f
     }
@@ -403,14 +545,28 @@ mod tests {
     #[test]
     fn layers_file_then_env_then_flags() {
         let f = write(".toml", "top_k = 7\nlisten = \"127.0.0.1:1\"\n[[targets]]\naddress = \"redis://h:1\"\nalias = \"a\"\npassword = \"0123\"\n");
-        let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")])).expect("valid");
+        let c = load_with_env(
+            Some(f.path()),
+            &Overrides::default(),
+            env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")]),
+        )
+        .expect("valid");
         assert_eq!(c.top_k, 9);
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.targets[0].label, "a");
         // Secrets are never parsed as numbers.
         assert_eq!(c.targets[0].password, Secret::Value("0123".into()));
-        let o = Overrides { top_k: Some(3), listen: Some("127.0.0.1:2".into()), ..Default::default() };
-        let c = load_with_env(Some(f.path()), &o, env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")])).expect("valid");
+        let o = Overrides {
+            top_k: Some(3),
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = load_with_env(
+            Some(f.path()),
+            &o,
+            env(&[("REDIS_CLIENTS_EXPORTER_TOP_K", "9")]),
+        )
+        .expect("valid");
         assert_eq!(c.top_k, 3);
         assert_eq!(c.listen.port(), 2);
     }
@@ -421,10 +577,25 @@ mod tests {
         let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect("valid");
         assert_eq!(c.targets[0].label, "unix:/tmp/r.sock");
         assert_eq!(c.targets[1].label, "[::1]:7000");
-        assert_eq!(c.targets[1].endpoint, Endpoint::Tcp { host: "::1".into(), port: 7000, tls: true });
+        assert_eq!(
+            c.targets[1].endpoint,
+            Endpoint::Tcp {
+                host: "::1".into(),
+                port: 7000,
+                tls: true
+            }
+        );
         assert_eq!(c.targets[1].db, Some(2));
         assert_eq!(c.targets[1].poll_interval, Duration::from_millis(1500));
-        let c = load_with_env(None, &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_TARGET", "redis://a:1, redis://b:2"), ("REDIS_CLIENTS_EXPORTER_PASSWORD", "s3cret")])).expect("valid");
+        let c = load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[
+                ("REDIS_CLIENTS_EXPORTER_TARGET", "redis://a:1, redis://b:2"),
+                ("REDIS_CLIENTS_EXPORTER_PASSWORD", "s3cret"),
+            ]),
+        )
+        .expect("valid");
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.targets[1].password, Secret::Value("s3cret".into()));
     }
@@ -432,32 +603,65 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_the_file() {
         let f = write(".toml", "[[targets]]\naddress = \"http://h:1\"\n");
-        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("bad scheme").to_string();
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[]))
+            .expect_err("bad scheme")
+            .to_string();
         assert!(e.contains("targets[0].address"), "{e}");
         assert!(e.contains(&f.path().display().to_string()), "{e}");
         let f = write(".toml", "top_k = \"many\"\n");
-        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("bad type").to_string();
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[]))
+            .expect_err("bad type")
+            .to_string();
         assert!(e.contains("top_k"), "{e}");
         assert!(e.contains(&f.path().display().to_string()), "{e}");
-        let f = write(".toml", "[[targets]]\naddress = \"redis://h:1\"\npoll_interval_seconds = 0\n");
-        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("zero interval").to_string();
+        let f = write(
+            ".toml",
+            "[[targets]]\naddress = \"redis://h:1\"\npoll_interval_seconds = 0\n",
+        );
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[]))
+            .expect_err("zero interval")
+            .to_string();
         assert!(e.contains("targets[0].poll_interval_seconds"), "{e}");
         let f = write(".toml", "bogus = 1\n");
-        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect_err("unknown key").to_string();
+        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[]))
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]
     fn passwords_in_urls_are_moved_out_and_never_echoed() {
-        let c = load_with_env(None, &Overrides { targets: vec!["redis://app:p%40ss@h:6380".into()], ..Default::default() }, env(&[])).expect("valid");
+        let c = load_with_env(
+            None,
+            &Overrides {
+                targets: vec!["redis://app:p%40ss@h:6380".into()],
+                ..Default::default()
+            },
+            env(&[]),
+        )
+        .expect("valid");
         assert_eq!(c.targets[0].label, "h:6380");
         assert_eq!(c.targets[0].username.as_deref(), Some("app"));
         assert_eq!(c.targets[0].password, Secret::Value("p@ss".into()));
         assert!(!format!("{c:?}").contains("p@ss"));
-        let e = load_with_env(None, &Overrides { targets: vec!["ftp://u:hunter2@h".into()], ..Default::default() }, env(&[])).expect_err("bad scheme");
+        let e = load_with_env(
+            None,
+            &Overrides {
+                targets: vec!["ftp://u:hunter2@h".into()],
+                ..Default::default()
+            },
+            env(&[]),
+        )
+        .expect_err("bad scheme");
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let f = write(".toml", "password = [1]\n");
-        let e = load_with_env(Some(f.path()), &Overrides::default(), env(&[("REDIS_CLIENTS_EXPORTER_PASSWORD", "hunter2")])).map(|_| ()).map_err(|e| e.to_string());
+        let e = load_with_env(
+            Some(f.path()),
+            &Overrides::default(),
+            env(&[("REDIS_CLIENTS_EXPORTER_PASSWORD", "hunter2")]),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string());
         assert!(!format!("{e:?}").contains("hunter2"));
     }
 }

@@ -29,7 +29,10 @@ async fn ready(State(store): State<Arc<Store>>) -> impl IntoResponse {
     if store.any_success() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no poll has completed yet\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no poll has completed yet\n",
+        )
     }
 }
 
@@ -49,5 +52,8 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

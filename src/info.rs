@@ -38,7 +38,9 @@ impl Info {
                 "redis_version" => info.redis_version = Some(value.to_string()),
                 "redis_mode" => info.redis_mode = Some(value.to_string()),
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
-                "server_mode" if info.redis_mode.is_none() => info.redis_mode = Some(value.to_string()),
+                "server_mode" if info.redis_mode.is_none() => {
+                    info.redis_mode = Some(value.to_string())
+                }
                 "role" => info.role = Some(value.to_string()),
                 "uptime_in_seconds" => info.uptime_in_seconds = num(),
                 "connected_clients" => info.connected_clients = num(),
@@ -60,7 +62,11 @@ impl Info {
     /// client connections, replica links and cluster bus links.
     pub fn limit_connections(&self) -> Option<f64> {
         let clients = self.connected_clients?;
-        Some(clients + self.connected_slaves.unwrap_or(0.0) + self.cluster_connections.unwrap_or(0.0))
+        Some(
+            clients
+                + self.connected_slaves.unwrap_or(0.0)
+                + self.cluster_connections.unwrap_or(0.0),
+        )
     }
 }
 

@@ -10,6 +10,7 @@ pub mod info;
 pub mod metrics;
 pub mod poller;
 pub mod state;
+pub mod synthetic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,7 +55,12 @@ pub async fn start(cfg: config::Config) -> std::io::Result<Running> {
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     for target in cfg.targets {
-        let poller = poller::Poller::new(target, Arc::clone(&store), cfg.top_k, cfg.idle_threshold_seconds);
+        let poller = poller::Poller::new(
+            target,
+            Arc::clone(&store),
+            cfg.top_k,
+            cfg.idle_threshold_seconds,
+        );
         tasks.push(tokio::spawn(poller.run(shutdown.clone())));
     }
     let app = http::router(Arc::clone(&store));
@@ -66,5 +72,10 @@ pub async fn start(cfg: config::Config) -> std::io::Result<Running> {
         }
     }));
     tracing::info!(%addr, "listening");
-    Ok(Running { addr, store, shutdown, tasks })
+    Ok(Running {
+        addr,
+        store,
+        shutdown,
+        tasks,
+    })
 }

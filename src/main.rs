@@ -50,7 +50,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check_config {
-        println!("configuration OK: listen {}, top_k {}, {} target(s)", cfg.listen, cfg.top_k, cfg.targets.len());
+        println!(
+            "configuration OK: listen {}, top_k {}, {} target(s)",
+            cfg.listen,
+            cfg.top_k,
+            cfg.targets.len()
+        );
         for t in &cfg.targets {
             println!("  {} (poll every {:?})", t.label, t.poll_interval);
         }
@@ -70,7 +75,9 @@ fn main() -> std::process::ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -80,7 +87,9 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn run(cfg: config::Config) -> anyhow::Result<()> {
     let listen = cfg.listen;
-    let running = redis_clients_exporter::start(cfg).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let running = redis_clients_exporter::start(cfg)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let token = running.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -4,7 +4,9 @@
 //! registry: a top-K label value that drops out of a snapshot must disappear from `/metrics`,
 //! which long-lived `*Vec` metrics would keep forever. docs/metrics.md lists every family.
 
-use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::{Encoder, TextEncoder};
 
 use crate::aggregate::Distribution;
@@ -52,7 +54,9 @@ impl Families {
         let mut m = Metric::default();
         m.set_label(labels(l));
         m.set_gauge(g);
-        self.family(name, help, MetricType::GAUGE).mut_metric().push(m);
+        self.family(name, help, MetricType::GAUGE)
+            .mut_metric()
+            .push(m);
     }
 
     fn gauge_opt(&mut self, name: &str, help: &str, l: &[(&str, &str)], v: Option<f64>) {
@@ -67,7 +71,9 @@ impl Families {
         let mut m = Metric::default();
         m.set_label(labels(l));
         m.set_counter(c);
-        self.family(name, help, MetricType::COUNTER).mut_metric().push(m);
+        self.family(name, help, MetricType::COUNTER)
+            .mut_metric()
+            .push(m);
     }
 
     fn histogram(&mut self, name: &str, help: &str, l: &[(&str, &str)], d: &Distribution) {
@@ -87,7 +93,9 @@ impl Families {
         let mut m = Metric::default();
         m.set_label(labels(l));
         m.set_histogram(h);
-        self.family(name, help, MetricType::HISTOGRAM).mut_metric().push(m);
+        self.family(name, help, MetricType::HISTOGRAM)
+            .mut_metric()
+            .push(m);
     }
 }
 
@@ -103,7 +111,11 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
     for (target, s) in states {
         add_target(&mut f, target, s);
     }
-    let families: Vec<MetricFamily> = f.list.into_iter().filter(|m| !m.get_metric().is_empty()).collect();
+    let families: Vec<MetricFamily> = f
+        .list
+        .into_iter()
+        .filter(|m| !m.get_metric().is_empty())
+        .collect();
     let mut buf = Vec::with_capacity(16 * 1024);
     // Encoding only fails on a family without series or on an invalid name, which `render`
     // never builds; an error here is a bug, so serve what was written rather than nothing.
@@ -116,27 +128,82 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
 fn add_target(f: &mut Families, target: &str, s: &TargetState) {
     let t = [("target", target)];
     let t: &[(&str, &str)] = &t;
-    f.gauge("redis_up", "1 if the last poll of the target succeeded on the held connection.", t, if s.up { 1.0 } else { 0.0 });
+    f.gauge(
+        "redis_up",
+        "1 if the last poll of the target succeeded on the held connection.",
+        t,
+        if s.up { 1.0 } else { 0.0 },
+    );
     add_self_metrics(f, t, target, s);
     if !s.up {
         // Values of a server we cannot see would be presented as current: show only that it is down.
         return;
     }
     if let Some(i) = &s.info {
-        f.gauge_opt("redis_connected_clients", "Client connections, replicas excluded (INFO connected_clients).", t, i.connected_clients);
-        f.gauge_opt("redis_blocked_clients", "Clients blocked in a blocking command (INFO blocked_clients).", t, i.blocked_clients);
-        f.gauge_opt("redis_tracking_clients", "Clients with CLIENT TRACKING on (INFO tracking_clients).", t, i.tracking_clients);
-        f.gauge_opt("redis_connected_slaves", "Connected replicas (INFO connected_slaves); they count against maxclients.", t, i.connected_slaves);
-        f.gauge_opt("redis_cluster_connections", "Cluster bus connections (INFO cluster_connections); they count against maxclients.", t, i.cluster_connections);
-        f.gauge_opt("redis_max_clients", "maxclients as INFO reports it (Redis 7.0+).", t, i.maxclients);
+        f.gauge_opt(
+            "redis_connected_clients",
+            "Client connections, replicas excluded (INFO connected_clients).",
+            t,
+            i.connected_clients,
+        );
+        f.gauge_opt(
+            "redis_blocked_clients",
+            "Clients blocked in a blocking command (INFO blocked_clients).",
+            t,
+            i.blocked_clients,
+        );
+        f.gauge_opt(
+            "redis_tracking_clients",
+            "Clients with CLIENT TRACKING on (INFO tracking_clients).",
+            t,
+            i.tracking_clients,
+        );
+        f.gauge_opt(
+            "redis_connected_slaves",
+            "Connected replicas (INFO connected_slaves); they count against maxclients.",
+            t,
+            i.connected_slaves,
+        );
+        f.gauge_opt(
+            "redis_cluster_connections",
+            "Cluster bus connections (INFO cluster_connections); they count against maxclients.",
+            t,
+            i.cluster_connections,
+        );
+        f.gauge_opt(
+            "redis_max_clients",
+            "maxclients as INFO reports it (Redis 7.0+).",
+            t,
+            i.maxclients,
+        );
         if let Some(v) = i.total_connections_received {
-            f.counter("redis_connections_received_total", "Connections accepted since the server started.", t, v);
+            f.counter(
+                "redis_connections_received_total",
+                "Connections accepted since the server started.",
+                t,
+                v,
+            );
         }
         if let Some(v) = i.rejected_connections {
-            f.counter("redis_rejected_connections_total", "Connections refused because maxclients was reached.", t, v);
+            f.counter(
+                "redis_rejected_connections_total",
+                "Connections refused because maxclients was reached.",
+                t,
+                v,
+            );
         }
-        f.gauge_opt("redis_uptime_in_seconds", "Server uptime in seconds.", t, i.uptime_in_seconds);
-        f.gauge_opt("redis_memory_used_bytes", "Memory used by the server (INFO used_memory).", t, i.used_memory);
+        f.gauge_opt(
+            "redis_uptime_in_seconds",
+            "Server uptime in seconds.",
+            t,
+            i.uptime_in_seconds,
+        );
+        f.gauge_opt(
+            "redis_memory_used_bytes",
+            "Memory used by the server (INFO used_memory).",
+            t,
+            i.used_memory,
+        );
         f.gauge(
             "redis_instance_info",
             "Server identity (always 1).",
@@ -157,7 +224,13 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
 
 fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetState) {
     let d = &s.durations;
-    for (stage, v) in [("info", d.info), ("config", d.config), ("client_list", d.client_list), ("aggregate", d.aggregate), ("total", d.total)] {
+    for (stage, v) in [
+        ("info", d.info),
+        ("config", d.config),
+        ("client_list", d.client_list),
+        ("aggregate", d.aggregate),
+        ("total", d.total),
+    ] {
         f.gauge(
             "redis_clients_exporter_poll_duration_seconds",
             "Seconds the last poll of the target spent per stage.",
@@ -172,7 +245,12 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         s.last_success,
     );
     let c = &s.counters;
-    f.counter("redis_clients_exporter_polls_total", "Polls started for the target.", t, c.polls as f64);
+    f.counter(
+        "redis_clients_exporter_polls_total",
+        "Polls started for the target.",
+        t,
+        c.polls as f64,
+    );
     for k in ErrorKind::ALL {
         f.counter(
             "redis_clients_exporter_poll_errors_total",
@@ -181,7 +259,12 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
             c.errors[k as usize] as f64,
         );
     }
-    f.counter("redis_clients_exporter_client_list_lines_total", "CLIENT LIST lines seen for the target.", t, c.client_list_lines as f64);
+    f.counter(
+        "redis_clients_exporter_client_list_lines_total",
+        "CLIENT LIST lines seen for the target.",
+        t,
+        c.client_list_lines as f64,
+    );
     f.counter(
         "redis_clients_exporter_client_list_parse_errors_total",
         "CLIENT LIST lines that could not be parsed and were skipped.",
@@ -197,10 +280,25 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         (None, Some(v)) => (Some(v), "info"),
         (None, None) => (None, ""),
     };
-    f.gauge("redis_client_config_available", "1 when CONFIG GET works on the target, 0 when renamed or forbidden.", t, if s.config.available { 1.0 } else { 0.0 });
+    f.gauge(
+        "redis_client_config_available",
+        "1 when CONFIG GET works on the target, 0 when renamed or forbidden.",
+        t,
+        if s.config.available { 1.0 } else { 0.0 },
+    );
     if let Some(m) = maxclients {
-        f.gauge("redis_config_maxclients", "Effective maxclients (CONFIG GET, or INFO when CONFIG is unavailable).", t, m);
-        f.gauge("redis_client_maxclients_source", "Where maxclients was read: config or info (always 1).", &[("target", target), ("source", source)], 1.0);
+        f.gauge(
+            "redis_config_maxclients",
+            "Effective maxclients (CONFIG GET, or INFO when CONFIG is unavailable).",
+            t,
+            m,
+        );
+        f.gauge(
+            "redis_client_maxclients_source",
+            "Where maxclients was read: config or info (always 1).",
+            &[("target", target), ("source", source)],
+            1.0,
+        );
         f.gauge(
             "redis_client_maxclients_clamped",
             "1 when maxclients is a power of two minus 32, the value Redis sets when the fd limit clamps it.",
@@ -209,46 +307,156 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         );
     }
     let used = s.info.as_ref().and_then(|i| i.limit_connections());
-    f.gauge_opt("redis_client_limit_connections", "Connections Redis counts against maxclients: clients + replicas + cluster bus.", t, used);
+    f.gauge_opt(
+        "redis_client_limit_connections",
+        "Connections Redis counts against maxclients: clients + replicas + cluster bus.",
+        t,
+        used,
+    );
     if let (Some(m), Some(u)) = (maxclients, used) {
-        f.gauge("redis_client_headroom_connections", "New connections Redis can still accept: maxclients - limit connections.", t, m - u);
+        f.gauge(
+            "redis_client_headroom_connections",
+            "New connections Redis can still accept: maxclients - limit connections.",
+            t,
+            m - u,
+        );
     }
-    f.gauge_opt("redis_client_config_timeout_seconds", "Idle client timeout (0 = idle connections are never closed).", t, s.config.timeout);
-    f.gauge_opt("redis_client_config_tcp_keepalive_seconds", "tcp-keepalive (0 = dead peers are never detected).", t, s.config.tcp_keepalive);
+    f.gauge_opt(
+        "redis_client_config_timeout_seconds",
+        "Idle client timeout (0 = idle connections are never closed).",
+        t,
+        s.config.timeout,
+    );
+    f.gauge_opt(
+        "redis_client_config_tcp_keepalive_seconds",
+        "tcp-keepalive (0 = dead peers are never detected).",
+        t,
+        s.config.tcp_keepalive,
+    );
 }
 
-fn add_client_list(f: &mut Families, t: &[(&str, &str)], target: &str, c: &crate::aggregate::ClientListSummary) {
-    f.gauge("redis_client_snapshot_connections", "Lines in the last CLIENT LIST snapshot.", t, c.connections as f64);
-    f.gauge("redis_client_distinct_sources", "Distinct source IPs in the last CLIENT LIST snapshot.", t, c.distinct_sources as f64);
-    f.gauge("redis_client_output_buffer_bytes", "Summed output buffer memory of all clients (omem).", t, c.output_buffer_bytes as f64);
+fn add_client_list(
+    f: &mut Families,
+    t: &[(&str, &str)],
+    target: &str,
+    c: &crate::aggregate::ClientListSummary,
+) {
+    f.gauge(
+        "redis_client_snapshot_connections",
+        "Lines in the last CLIENT LIST snapshot.",
+        t,
+        c.connections as f64,
+    );
+    f.gauge(
+        "redis_client_distinct_sources",
+        "Distinct source IPs in the last CLIENT LIST snapshot.",
+        t,
+        c.distinct_sources as f64,
+    );
+    f.gauge(
+        "redis_client_output_buffer_bytes",
+        "Summed output buffer memory of all clients (omem).",
+        t,
+        c.output_buffer_bytes as f64,
+    );
     for (ip, st) in &c.by_source {
         let l = [("target", target), ("source_ip", ip.as_str())];
-        f.gauge("redis_client_connections", "Connections per source IP (top K + other).", &l, st.connections as f64);
-        f.gauge("redis_client_source_idle_connections", "Connections per source IP idle at least the idle threshold.", &l, st.idle_connections as f64);
-        f.gauge("redis_client_source_oldest_idle_seconds", "Longest idle time of a connection per source IP.", &l, st.oldest_idle_seconds as f64);
-        f.gauge("redis_client_source_memory_bytes", "Summed client memory (tot-mem) per source IP.", &l, st.memory_bytes as f64);
+        f.gauge(
+            "redis_client_connections",
+            "Connections per source IP (top K + other).",
+            &l,
+            st.connections as f64,
+        );
+        f.gauge(
+            "redis_client_source_idle_connections",
+            "Connections per source IP idle at least the idle threshold.",
+            &l,
+            st.idle_connections as f64,
+        );
+        f.gauge(
+            "redis_client_source_oldest_idle_seconds",
+            "Longest idle time of a connection per source IP.",
+            &l,
+            st.oldest_idle_seconds as f64,
+        );
+        f.gauge(
+            "redis_client_source_memory_bytes",
+            "Summed client memory (tot-mem) per source IP.",
+            &l,
+            st.memory_bytes as f64,
+        );
     }
-    let dims: [(&str, &str, &str, &Vec<(String, u64)>); 3] = [
-        ("redis_client_connections_by_name", "Connections per client name (top K + other; unnamed for empty).", "name", &c.by_name),
-        ("redis_client_connections_by_user", "Connections per ACL user (top K + other).", "user", &c.by_user),
-        ("redis_client_connections_by_command", "Connections per last command (top K + other).", "command", &c.by_command),
+    let dims = [
+        (
+            "redis_client_connections_by_name",
+            "Connections per client name (top K + other; unnamed for empty).",
+            "name",
+            &c.by_name,
+        ),
+        (
+            "redis_client_connections_by_user",
+            "Connections per ACL user (top K + other).",
+            "user",
+            &c.by_user,
+        ),
+        (
+            "redis_client_connections_by_command",
+            "Connections per last command (top K + other).",
+            "command",
+            &c.by_command,
+        ),
     ];
     for (name, help, label, values) in dims {
         for (v, n) in values {
-            f.gauge(name, help, &[("target", target), (label, v.as_str())], *n as f64);
+            f.gauge(
+                name,
+                help,
+                &[("target", target), (label, v.as_str())],
+                *n as f64,
+            );
         }
     }
     for ty in ClientType::ALL {
         let l = [("target", target), ("type", ty.as_str())];
-        f.gauge("redis_client_connections_by_type", "Connections per type: normal, pubsub, replica, master.", &l, c.by_type[ty as usize] as f64);
-        f.gauge("redis_client_idle_connections", "Connections idle at least the idle threshold, per type.", &l, c.idle_by_type[ty as usize] as f64);
+        f.gauge(
+            "redis_client_connections_by_type",
+            "Connections per type: normal, pubsub, replica, master.",
+            &l,
+            c.by_type[ty as usize] as f64,
+        );
+        f.gauge(
+            "redis_client_idle_connections",
+            "Connections idle at least the idle threshold, per type.",
+            &l,
+            c.idle_by_type[ty as usize] as f64,
+        );
     }
     for (i, (_, flag)) in FLAGS.iter().enumerate() {
-        f.gauge("redis_client_connections_by_flag", "Connections in a state (blocked, multi, tracking...); not a partition.", &[("target", target), ("flag", flag)], c.by_flag[i] as f64);
+        f.gauge(
+            "redis_client_connections_by_flag",
+            "Connections in a state (blocked, multi, tracking...); not a partition.",
+            &[("target", target), ("flag", flag)],
+            c.by_flag[i] as f64,
+        );
     }
     for (i, kind) in ["channel", "pattern", "shard"].iter().enumerate() {
-        f.gauge("redis_client_subscriptions", "Pub/sub subscriptions held by clients, by kind.", &[("target", target), ("kind", kind)], c.subscriptions[i] as f64);
+        f.gauge(
+            "redis_client_subscriptions",
+            "Pub/sub subscriptions held by clients, by kind.",
+            &[("target", target), ("kind", kind)],
+            c.subscriptions[i] as f64,
+        );
     }
-    f.histogram("redis_client_idle_seconds", "Snapshot distribution of connection idle time (no rate() needed).", t, &c.idle);
-    f.histogram("redis_client_age_seconds", "Snapshot distribution of connection age (no rate() needed).", t, &c.age);
+    f.histogram(
+        "redis_client_idle_seconds",
+        "Snapshot distribution of connection idle time (no rate() needed).",
+        t,
+        &c.idle,
+    );
+    f.histogram(
+        "redis_client_age_seconds",
+        "Snapshot distribution of connection age (no rate() needed).",
+        t,
+        &c.age,
+    );
 }

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
 use fred::prelude::{Builder, Client, ClientInterface, Config as FredConfig};
+use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::Aggregator;
@@ -53,11 +53,19 @@ fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
     } else {
         ErrorKind::Other
     };
-    PollError { kind, stage, message: format!("{:?}: {msg}", e.kind()) }
+    PollError {
+        kind,
+        stage,
+        message: format!("{:?}: {msg}", e.kind()),
+    }
 }
 
 fn timeout_error(stage: &'static str, after: Duration) -> PollError {
-    PollError { kind: ErrorKind::Timeout, stage, message: format!("no reply within {after:?}") }
+    PollError {
+        kind: ErrorKind::Timeout,
+        stage,
+        message: format!("no reply within {after:?}"),
+    }
 }
 
 /// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
@@ -85,7 +93,10 @@ impl Backoff {
     const MIN: Duration = Duration::from_millis(250);
 
     fn new(max: Duration) -> Self {
-        Self { next: Self::MIN, max: max.max(Self::MIN) }
+        Self {
+            next: Self::MIN,
+            max: max.max(Self::MIN),
+        }
     }
     fn reset(&mut self) {
         self.next = Self::MIN;
@@ -95,7 +106,10 @@ impl Backoff {
         self.next = (self.next * 2).min(self.max);
         // Jitter in [50%, 100%] of the base, from the clock's sub-second noise: enough to
         // spread reconnects without pulling in a random number generator.
-        let noise = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let noise = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let frac = 0.5 + f64::from(noise % 1000) / 2000.0;
         base.mul_f64(frac)
     }
@@ -125,7 +139,8 @@ impl Conn {
             Endpoint::Tcp { host, port, tls } => {
                 cfg.server = ServerConfig::new_centralized(host.as_str(), *port);
                 if *tls {
-                    let connector = fred::prelude::TlsConnector::default_rustls().map_err(|e| classify("connect", &e))?;
+                    let connector = fred::prelude::TlsConnector::default_rustls()
+                        .map_err(|e| classify("connect", &e))?;
                     cfg.tls = Some(connector.into());
                 }
             }
@@ -142,22 +157,29 @@ impl Conn {
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
             .build()
             .map_err(|e| classify("connect", &e))?;
-        let task = match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
-            Ok(Ok(task)) => task,
-            Ok(Err(e)) => {
-                close(client, None).await;
-                return Err(classify("connect", &e));
-            }
-            Err(_) => {
-                close(client, None).await;
-                return Err(timeout_error("connect", connect_timeout));
-            }
-        };
+        let task =
+            match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
+                Ok(Ok(task)) => task,
+                Ok(Err(e)) => {
+                    close(client, None).await;
+                    return Err(classify("connect", &e));
+                }
+                Err(_) => {
+                    close(client, None).await;
+                    return Err(timeout_error("connect", connect_timeout));
+                }
+            };
         let conn = Conn { client, task };
         // fred names its connection fred-XXXX; ours must be recognisable in CLIENT LIST. A full
         // server answers the first command with "max number of clients reached": this is
         // where that surfaces for a new connection.
-        if let Err(e) = bounded("connect", command_timeout, conn.client.client_setname(CLIENT_NAME)).await {
+        if let Err(e) = bounded(
+            "connect",
+            command_timeout,
+            conn.client.client_setname(CLIENT_NAME),
+        )
+        .await
+        {
             conn.close().await;
             return Err(e);
         }
@@ -171,7 +193,10 @@ impl Conn {
 
 /// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
 /// is aborted, which drops the socket.
-async fn close(client: Client, task: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>) {
+async fn close(
+    client: Client,
+    task: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
+) {
     let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
     if let Some(task) = task {
         task.abort();
@@ -201,7 +226,12 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(target: Target, store: Arc<Store>, top_k: usize, idle_threshold_seconds: u64) -> Self {
+    pub fn new(
+        target: Target,
+        store: Arc<Store>,
+        top_k: usize,
+        idle_threshold_seconds: u64,
+    ) -> Self {
         Self {
             target,
             store,
@@ -290,7 +320,8 @@ impl Poller {
         };
         let t2 = Instant::now();
 
-        let reply: String = bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
+        let reply: String =
+            bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
         let t3 = Instant::now();
         let clients = self.aggregator.summarize(&reply, self.top_k);
         drop(reply);
@@ -313,15 +344,26 @@ impl Poller {
     /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
     /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
     async fn read_config(&self, c: &Client) -> Result<ConfigValues, PollError> {
-        let mut values = ConfigValues { available: true, ..Default::default() };
+        let mut values = ConfigValues {
+            available: true,
+            ..Default::default()
+        };
         for (param, slot) in [("maxclients", 0usize), ("timeout", 1), ("tcp-keepalive", 2)] {
-            let reply: Result<Vec<String>, PollError> =
-                bounded("config", self.target.command_timeout, c.config_get::<Vec<String>, _>(param)).await;
+            let reply: Result<Vec<String>, PollError> = bounded(
+                "config",
+                self.target.command_timeout,
+                c.config_get::<Vec<String>, _>(param),
+            )
+            .await;
             let reply = match reply {
                 Ok(r) => r,
                 Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
                     // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
-                    return Err(PollError { kind: ErrorKind::ConfigUnavailable, stage: "config", message: e.message });
+                    return Err(PollError {
+                        kind: ErrorKind::ConfigUnavailable,
+                        stage: "config",
+                        message: e.message,
+                    });
                 }
                 Err(e) => return Err(e),
             };
@@ -354,7 +396,10 @@ impl Poller {
         s.config = r.config;
         s.clients = Some(Arc::new(r.clients));
         s.durations = r.durations;
-        s.last_success = SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
+        s.last_success = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
         if self.logged_up != Some(true) {
             tracing::info!(target_label = %self.target.label, "target is up");
             self.logged_up = Some(true);

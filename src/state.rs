@@ -108,7 +108,9 @@ impl Store {
     /// A consistent copy of every target's state, sorted by label.
     pub fn snapshot(&self) -> Vec<(String, Arc<TargetState>)> {
         let map = self.targets.read().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+        map.iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
     }
 
     /// True once any target has completed a poll.

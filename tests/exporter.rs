@@ -23,10 +23,16 @@ fn populate(r: &Redis) -> Vec<RespConn> {
     assert_eq!(unnamed.cmd(&["PING"]).as_simple(), Some("PONG"));
     held.push(unnamed);
     let mut sub = r.conn_from("127.0.0.4").named("listener");
-    assert!(matches!(sub.cmd(&["SUBSCRIBE", "news"]), common::Reply::Array(_)));
+    assert!(matches!(
+        sub.cmd(&["SUBSCRIBE", "news"]),
+        common::Reply::Array(_)
+    ));
     held.push(sub);
     let mut psub = r.conn_from("127.0.0.4").named("listener");
-    assert!(matches!(psub.cmd(&["PSUBSCRIBE", "news.*"]), common::Reply::Array(_)));
+    assert!(matches!(
+        psub.cmd(&["PSUBSCRIBE", "news.*"]),
+        common::Reply::Array(_)
+    ));
     held.push(psub);
     let mut blocked = r.conn_from("127.0.0.5").named("worker");
     blocked.send(&["BLPOP", "jobs", "0"]);
@@ -36,7 +42,9 @@ fn populate(r: &Redis) -> Vec<RespConn> {
 }
 
 fn assert_partitions(m: &Metrics, target: &str) -> f64 {
-    let total = m.get("redis_client_snapshot_connections", &[("target", target)]).expect("snapshot count");
+    let total = m
+        .get("redis_client_snapshot_connections", &[("target", target)])
+        .expect("snapshot count");
     for family in [
         "redis_client_connections",
         "redis_client_connections_by_name",
@@ -44,7 +52,12 @@ fn assert_partitions(m: &Metrics, target: &str) -> f64 {
         "redis_client_connections_by_type",
         "redis_client_connections_by_command",
     ] {
-        assert_eq!(m.sum(family, &[("target", target)]), total, "sum of {family} != snapshot lines\n{}", m.text);
+        assert_eq!(
+            m.sum(family, &[("target", target)]),
+            total,
+            "sum of {family} != snapshot lines\n{}",
+            m.text
+        );
     }
     total
 }
@@ -55,51 +68,170 @@ fn serves_who_holds_the_connections() {
     let _held = populate(&r);
     let exp = Exporter::start(config(vec![r.target(T)], 50));
     // 10 of ours + the exporter's own connection, which is counted like any other.
-    let m = exp.wait_for("11 connections", WAIT, |m| m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0));
+    let m = exp.wait_for("11 connections", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0)
+    });
 
     let total = assert_partitions(&m, T);
-    assert_eq!(m.get("redis_connected_clients", &[("target", T)]), Some(total));
+    assert_eq!(
+        m.get("redis_connected_clients", &[("target", T)]),
+        Some(total)
+    );
     assert_eq!(m.get("redis_up", &[("target", T)]), Some(1.0));
 
     let by_ip = m.by("redis_client_connections", T, "source_ip");
-    let expect_ip = [("127.0.0.1", 2.0), ("127.0.0.2", 3.0), ("127.0.0.3", 2.0), ("127.0.0.4", 2.0), ("127.0.0.5", 1.0), ("unix", 1.0)];
-    assert_eq!(by_ip, expect_ip.iter().map(|(k, v)| (k.to_string(), *v)).collect());
-    assert_eq!(m.get("redis_client_distinct_sources", &[("target", T)]), Some(6.0));
+    let expect_ip = [
+        ("127.0.0.1", 2.0),
+        ("127.0.0.2", 3.0),
+        ("127.0.0.3", 2.0),
+        ("127.0.0.4", 2.0),
+        ("127.0.0.5", 1.0),
+        ("unix", 1.0),
+    ];
+    assert_eq!(
+        by_ip,
+        expect_ip.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    );
+    assert_eq!(
+        m.get("redis_client_distinct_sources", &[("target", T)]),
+        Some(6.0)
+    );
 
     let by_name = m.by("redis_client_connections_by_name", T, "name");
-    let expect_name = [("listener", 2.0), ("local", 1.0), ("redis-clients-exporter", 1.0), ("svc-a", 3.0), ("svc-b", 2.0), ("unnamed", 1.0), ("worker", 1.0)];
-    assert_eq!(by_name, expect_name.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    let expect_name = [
+        ("listener", 2.0),
+        ("local", 1.0),
+        ("redis-clients-exporter", 1.0),
+        ("svc-a", 3.0),
+        ("svc-b", 2.0),
+        ("unnamed", 1.0),
+        ("worker", 1.0),
+    ];
+    assert_eq!(
+        by_name,
+        expect_name
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    );
 
     let by_type = m.by("redis_client_connections_by_type", T, "type");
     assert_eq!(by_type.get("pubsub"), Some(&2.0));
     assert_eq!(by_type.get("normal"), Some(&9.0));
     assert_eq!(by_type.get("replica"), Some(&0.0));
-    assert_eq!(m.get("redis_client_connections_by_flag", &[("target", T), ("flag", "blocked")]), Some(1.0));
-    assert_eq!(m.get("redis_client_connections_by_flag", &[("target", T), ("flag", "unix_socket")]), Some(1.0));
-    assert_eq!(m.get("redis_client_subscriptions", &[("target", T), ("kind", "channel")]), Some(1.0));
-    assert_eq!(m.get("redis_client_subscriptions", &[("target", T), ("kind", "pattern")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_flag",
+            &[("target", T), ("flag", "blocked")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_flag",
+            &[("target", T), ("flag", "unix_socket")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_subscriptions",
+            &[("target", T), ("kind", "channel")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_subscriptions",
+            &[("target", T), ("kind", "pattern")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(m.get("redis_blocked_clients", &[("target", T)]), Some(1.0));
-    assert_eq!(m.get("redis_client_connections_by_command", &[("target", T), ("command", "blpop")]), Some(1.0));
-    assert_eq!(m.get("redis_client_connections_by_user", &[("target", T), ("user", "default")]), Some(11.0));
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_command",
+            &[("target", T), ("command", "blpop")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_user",
+            &[("target", T), ("user", "default")]
+        ),
+        Some(11.0)
+    );
 
     // Nobody has been idle for a minute yet: every observation sits in the lowest buckets.
-    assert_eq!(m.get("redis_client_idle_seconds_count", &[("target", T)]), Some(11.0));
-    assert_eq!(m.get("redis_client_idle_seconds_bucket", &[("target", T), ("le", "60")]), Some(11.0));
-    assert_eq!(m.get("redis_client_age_seconds_bucket", &[("target", T), ("le", "+Inf")]), Some(11.0));
-    assert_eq!(m.get("redis_client_idle_connections", &[("target", T), ("type", "normal")]), Some(0.0));
-    assert!(m.get("redis_client_source_memory_bytes", &[("target", T), ("source_ip", "127.0.0.2")]).unwrap_or(0.0) > 0.0);
+    assert_eq!(
+        m.get("redis_client_idle_seconds_count", &[("target", T)]),
+        Some(11.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_idle_seconds_bucket",
+            &[("target", T), ("le", "60")]
+        ),
+        Some(11.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_age_seconds_bucket",
+            &[("target", T), ("le", "+Inf")]
+        ),
+        Some(11.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_idle_connections",
+            &[("target", T), ("type", "normal")]
+        ),
+        Some(0.0)
+    );
+    assert!(
+        m.get(
+            "redis_client_source_memory_bytes",
+            &[("target", T), ("source_ip", "127.0.0.2")]
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
 
     // Limits and config come from the same poll.
-    assert_eq!(m.get("redis_config_maxclients", &[("target", T)]), Some(10000.0));
-    assert_eq!(m.get("redis_client_maxclients_source", &[("target", T), ("source", "config")]), Some(1.0));
-    assert_eq!(m.get("redis_client_headroom_connections", &[("target", T)]), Some(10000.0 - 11.0));
-    assert_eq!(m.get("redis_client_config_timeout_seconds", &[("target", T)]), Some(0.0));
+    assert_eq!(
+        m.get("redis_config_maxclients", &[("target", T)]),
+        Some(10000.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_maxclients_source",
+            &[("target", T), ("source", "config")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("redis_client_headroom_connections", &[("target", T)]),
+        Some(10000.0 - 11.0)
+    );
+    assert_eq!(
+        m.get("redis_client_config_timeout_seconds", &[("target", T)]),
+        Some(0.0)
+    );
 
     // Closing connections shows up at the next poll; ghosts do not stay.
     drop(_held);
-    let m = exp.wait_for("only the exporter left", WAIT, |m| m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(1.0));
+    let m = exp.wait_for("only the exporter left", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(1.0)
+    });
     assert_eq!(m.by("redis_client_connections", T, "source_ip").len(), 1);
-    assert_eq!(m.get("redis_client_connections_by_name", &[("target", T), ("name", "svc-a")]), None);
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_name",
+            &[("target", T), ("name", "svc-a")]
+        ),
+        None
+    );
 }
 
 #[test]
@@ -107,25 +239,36 @@ fn top_k_folds_the_rest_into_other() {
     let r = Redis::start(&[]);
     let _held = populate(&r);
     let exp = Exporter::start(config(vec![r.target(T)], 2));
-    let m = exp.wait_for("11 connections", WAIT, |m| m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0));
+    let m = exp.wait_for("11 connections", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0)
+    });
     assert_partitions(&m, T);
     let by_ip = m.by("redis_client_connections", T, "source_ip");
     // Top 2 by count: 127.0.0.2 (3), then the tie at 2 broken by name: 127.0.0.1.
-    let expect: Vec<(String, f64)> = vec![("127.0.0.1".into(), 2.0), ("127.0.0.2".into(), 3.0), ("other".into(), 6.0)];
+    let expect: Vec<(String, f64)> = vec![
+        ("127.0.0.1".into(), 2.0),
+        ("127.0.0.2".into(), 3.0),
+        ("other".into(), 6.0),
+    ];
     assert_eq!(by_ip.into_iter().collect::<Vec<_>>(), expect);
     let by_name = m.by("redis_client_connections_by_name", T, "name");
     assert_eq!(by_name.len(), 3, "{by_name:?}");
     assert_eq!(by_name.get("svc-a"), Some(&3.0));
     assert_eq!(by_name.get("other"), Some(&6.0));
     // The count of distinct sources is taken before folding.
-    assert_eq!(m.get("redis_client_distinct_sources", &[("target", T)]), Some(6.0));
+    assert_eq!(
+        m.get("redis_client_distinct_sources", &[("target", T)]),
+        Some(6.0)
+    );
 }
 
 #[test]
 fn keeps_seeing_a_full_server() {
     let r = Redis::start(&["--maxclients", "20"]);
     let exp = Exporter::start(config(vec![r.target(T)], 50));
-    exp.wait_for("first poll", WAIT, |m| m.get("redis_up", &[("target", T)]) == Some(1.0));
+    exp.wait_for("first poll", WAIT, |m| {
+        m.get("redis_up", &[("target", T)]) == Some(1.0)
+    });
 
     // Fill the server: the exporter holds 1, so 19 more fit; the rest are refused.
     let mut held = Vec::new();
@@ -145,20 +288,41 @@ fn keeps_seeing_a_full_server() {
     assert_eq!(refused, 6);
 
     let m = exp.wait_for("a full server", WAIT, |m| {
-        m.get("redis_connected_clients", &[("target", T)]) == Some(20.0) && m.get("redis_rejected_connections_total", &[("target", T)]) == Some(6.0)
+        m.get("redis_connected_clients", &[("target", T)]) == Some(20.0)
+            && m.get("redis_rejected_connections_total", &[("target", T)]) == Some(6.0)
     });
-    assert_eq!(m.get("redis_client_headroom_connections", &[("target", T)]), Some(0.0));
-    let seen = m.get("redis_clients_exporter_last_success_timestamp_seconds", &[("target", T)]).expect("timestamp");
+    assert_eq!(
+        m.get("redis_client_headroom_connections", &[("target", T)]),
+        Some(0.0)
+    );
+    let seen = m
+        .get(
+            "redis_clients_exporter_last_success_timestamp_seconds",
+            &[("target", T)],
+        )
+        .expect("timestamp");
 
     // While full, more are refused and the exporter keeps reporting fresh values.
     for _ in 0..3 {
         let mut c = r.conn();
         assert!(c.cmd(&["PING"]).is_error());
     }
-    let m = exp.wait_for("rejections rising", WAIT, |m| m.get("redis_rejected_connections_total", &[("target", T)]) == Some(9.0));
+    let m = exp.wait_for("rejections rising", WAIT, |m| {
+        m.get("redis_rejected_connections_total", &[("target", T)]) == Some(9.0)
+    });
     assert_eq!(m.get("redis_up", &[("target", T)]), Some(1.0));
-    assert!(m.get("redis_clients_exporter_last_success_timestamp_seconds", &[("target", T)]).expect("timestamp") > seen);
-    assert_eq!(m.get("redis_client_snapshot_connections", &[("target", T)]), Some(20.0));
+    assert!(
+        m.get(
+            "redis_clients_exporter_last_success_timestamp_seconds",
+            &[("target", T)]
+        )
+        .expect("timestamp")
+            > seen
+    );
+    assert_eq!(
+        m.get("redis_client_snapshot_connections", &[("target", T)]),
+        Some(20.0)
+    );
 }
 
 #[test]
@@ -166,34 +330,76 @@ fn a_killed_server_goes_down_and_comes_back_while_others_keep_updating() {
     let mut a = Redis::start(&[]);
     let b = Redis::start(&[]);
     let exp = Exporter::start(config(vec![a.target("a"), b.target("b")], 50));
-    exp.wait_for("both up", WAIT, |m| m.get("redis_up", &[("target", "a")]) == Some(1.0) && m.get("redis_up", &[("target", "b")]) == Some(1.0));
+    exp.wait_for("both up", WAIT, |m| {
+        m.get("redis_up", &[("target", "a")]) == Some(1.0)
+            && m.get("redis_up", &[("target", "b")]) == Some(1.0)
+    });
 
     a.kill();
-    let m = exp.wait_for("a down", WAIT, |m| m.get("redis_up", &[("target", "a")]) == Some(0.0));
+    let m = exp.wait_for("a down", WAIT, |m| {
+        m.get("redis_up", &[("target", "a")]) == Some(0.0)
+    });
     // A down target shows only that it is down, not stale values.
     assert_eq!(m.get("redis_connected_clients", &[("target", "a")]), None);
-    assert!(m.sum("redis_clients_exporter_poll_errors_total", &[("target", "a")]) >= 1.0);
-    let b_polls = m.get("redis_clients_exporter_polls_total", &[("target", "b")]).expect("b polls");
-    let b_seen = m.get("redis_clients_exporter_last_success_timestamp_seconds", &[("target", "b")]).expect("b timestamp");
+    assert!(
+        m.sum(
+            "redis_clients_exporter_poll_errors_total",
+            &[("target", "a")]
+        ) >= 1.0
+    );
+    let b_polls = m
+        .get("redis_clients_exporter_polls_total", &[("target", "b")])
+        .expect("b polls");
+    let b_seen = m
+        .get(
+            "redis_clients_exporter_last_success_timestamp_seconds",
+            &[("target", "b")],
+        )
+        .expect("b timestamp");
     exp.wait_for("b still polled while a is down", WAIT, |m| {
         m.get("redis_clients_exporter_polls_total", &[("target", "b")]) > Some(b_polls + 2.0)
-            && m.get("redis_clients_exporter_last_success_timestamp_seconds", &[("target", "b")]) > Some(b_seen)
+            && m.get(
+                "redis_clients_exporter_last_success_timestamp_seconds",
+                &[("target", "b")],
+            ) > Some(b_seen)
             && m.get("redis_up", &[("target", "b")]) == Some(1.0)
     });
 
     a.restart();
-    let m = exp.wait_for("a back up", WAIT, |m| m.get("redis_up", &[("target", "a")]) == Some(1.0));
+    let m = exp.wait_for("a back up", WAIT, |m| {
+        m.get("redis_up", &[("target", "a")]) == Some(1.0)
+    });
     assert_eq!(m.get("redis_up", &[("target", "b")]), Some(1.0));
     // The exporter reconnected with exactly one connection.
-    let m = exp.wait_for("a's snapshot after restart", WAIT, |m| m.get("redis_client_snapshot_connections", &[("target", "a")]).is_some());
-    assert_eq!(m.get("redis_client_connections_by_name", &[("target", "a"), ("name", "redis-clients-exporter")]), Some(1.0));
+    let m = exp.wait_for("a's snapshot after restart", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", "a")])
+            .is_some()
+    });
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_name",
+            &[("target", "a"), ("name", "redis-clients-exporter")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn forbidden_config_falls_back_to_info_and_wrong_password_is_a_clear_down() {
     let r = Redis::start(&[]);
     let mut admin = r.conn();
-    let setuser = ["ACL", "SETUSER", "watcher", "on", ">w4tch-pw", "+info", "+client|list", "+client|setname", "+client|id", "+ping"];
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "watcher",
+        "on",
+        ">w4tch-pw",
+        "+info",
+        "+client|list",
+        "+client|setname",
+        "+client|id",
+        "+ping",
+    ];
     assert_eq!(admin.cmd(&setuser).as_simple(), Some("OK"));
 
     let mut ok = r.target("acl");
@@ -205,16 +411,42 @@ fn forbidden_config_falls_back_to_info_and_wrong_password_is_a_clear_down() {
     let exp = Exporter::start(config(vec![ok, bad], 50));
 
     let m = exp.wait_for("acl target up", WAIT, |m| {
-        m.get("redis_up", &[("target", "acl")]) == Some(1.0) && m.get("redis_up", &[("target", "badpw")]) == Some(0.0)
+        m.get("redis_up", &[("target", "acl")]) == Some(1.0)
+            && m.get("redis_up", &[("target", "badpw")]) == Some(0.0)
     });
-    assert_eq!(m.get("redis_client_config_available", &[("target", "acl")]), Some(0.0));
-    assert_eq!(m.get("redis_client_maxclients_source", &[("target", "acl"), ("source", "info")]), Some(1.0));
-    assert_eq!(m.get("redis_config_maxclients", &[("target", "acl")]), Some(10000.0));
-    assert_eq!(m.get("redis_client_config_timeout_seconds", &[("target", "acl")]), None);
-    assert!(m.get("redis_clients_exporter_poll_errors_total", &[("target", "acl"), ("kind", "config_unavailable")]) >= Some(1.0));
-    assert!(m.get("redis_client_snapshot_connections", &[("target", "acl")]).is_some());
+    assert_eq!(
+        m.get("redis_client_config_available", &[("target", "acl")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "redis_client_maxclients_source",
+            &[("target", "acl"), ("source", "info")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("redis_config_maxclients", &[("target", "acl")]),
+        Some(10000.0)
+    );
+    assert_eq!(
+        m.get("redis_client_config_timeout_seconds", &[("target", "acl")]),
+        None
+    );
+    assert!(
+        m.get(
+            "redis_clients_exporter_poll_errors_total",
+            &[("target", "acl"), ("kind", "config_unavailable")]
+        ) >= Some(1.0)
+    );
+    assert!(m
+        .get("redis_client_snapshot_connections", &[("target", "acl")])
+        .is_some());
     let m = exp.wait_for("auth error counted", WAIT, |m| {
-        m.get("redis_clients_exporter_poll_errors_total", &[("target", "badpw"), ("kind", "auth")]) >= Some(1.0)
+        m.get(
+            "redis_clients_exporter_poll_errors_total",
+            &[("target", "badpw"), ("kind", "auth")],
+        ) >= Some(1.0)
     });
     assert!(!m.text.contains("not-the-password") && !m.text.contains("w4tch-pw"));
 }
@@ -226,22 +458,33 @@ fn endpoints_for_health_readiness_and_humans() {
     t.poll_interval = Duration::from_secs(3600);
     let dead = {
         let mut d = r.target("dead");
-        d.endpoint = redis_clients_exporter::config::Endpoint::Tcp { host: "127.0.0.1".into(), port: 1, tls: false };
+        d.endpoint = redis_clients_exporter::config::Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port: 1,
+            tls: false,
+        };
         d
     };
     // Only a dead target: alive but not ready.
     let exp = Exporter::start(config(vec![dead.clone()], 50));
     assert_eq!(exp.get("/healthz").0, 200);
-    exp.wait_for("dead target down", WAIT, |m| m.get("redis_up", &[("target", "dead")]) == Some(0.0));
+    exp.wait_for("dead target down", WAIT, |m| {
+        m.get("redis_up", &[("target", "dead")]) == Some(0.0)
+    });
     assert_eq!(exp.get("/readyz").0, 503);
     drop(exp);
 
     let exp = Exporter::start(config(vec![t, dead], 50));
-    exp.wait_for("first poll", WAIT, |m| m.get("redis_up", &[("target", T)]) == Some(1.0));
+    exp.wait_for("first poll", WAIT, |m| {
+        m.get("redis_up", &[("target", T)]) == Some(1.0)
+    });
     assert_eq!(exp.get("/readyz").0, 200);
     let (status, page) = exp.get("/");
     assert_eq!(status, 200);
-    assert!(page.contains("href=\"metrics\"") && page.contains("main"), "{page}");
+    assert!(
+        page.contains("href=\"metrics\"") && page.contains("main"),
+        "{page}"
+    );
 }
 
 #[test]
@@ -250,6 +493,14 @@ fn unix_socket_target() {
     let mut t = r.target("sock");
     t.endpoint = redis_clients_exporter::config::Endpoint::Unix(r.socket_path());
     let exp = Exporter::start(config(vec![t], 50));
-    let m = exp.wait_for("unix target up", WAIT, |m| m.get("redis_up", &[("target", "sock")]) == Some(1.0));
-    assert_eq!(m.get("redis_client_connections", &[("target", "sock"), ("source_ip", "unix")]), Some(1.0));
+    let m = exp.wait_for("unix target up", WAIT, |m| {
+        m.get("redis_up", &[("target", "sock")]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get(
+            "redis_client_connections",
+            &[("target", "sock"), ("source_ip", "unix")]
+        ),
+        Some(1.0)
+    );
 }

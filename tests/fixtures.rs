@@ -22,18 +22,38 @@ fn aggregates_of_a_real_primary() {
     let s = Aggregator::new(60).summarize(&fixture("client_list_redis7.0.txt"), 50);
     assert_eq!(s.connections, 19);
     assert_eq!(s.parse_errors, 0);
-    let src: Vec<_> = s.by_source.iter().map(|(k, v)| (k.as_str(), v.connections)).collect();
+    let src: Vec<_> = s
+        .by_source
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.connections))
+        .collect();
     assert_eq!(src, vec![("127.0.0.1", 17), ("::1", 1), ("unix", 1)]);
     assert_eq!(s.by_type[ClientType::Replica as usize], 1);
     assert_eq!(s.by_type[ClientType::Pubsub as usize], 2);
     assert_eq!(s.by_type[ClientType::Normal as usize], 16);
     assert_eq!(s.subscriptions, [1, 1, 0]);
-    let unnamed = s.by_name.iter().find(|(k, _)| k == "unnamed").map(|(_, v)| *v);
+    let unnamed = s
+        .by_name
+        .iter()
+        .find(|(k, _)| k == "unnamed")
+        .map(|(_, v)| *v);
     assert_eq!(unnamed, Some(10));
-    assert_eq!(s.by_name.iter().filter(|(k, _)| k.starts_with("order-service:pool-")).count(), 5);
-    assert_eq!(s.by_source.iter().map(|(_, v)| v.memory_bytes).sum::<u64>(), 356_928);
+    assert_eq!(
+        s.by_name
+            .iter()
+            .filter(|(k, _)| k.starts_with("order-service:pool-"))
+            .count(),
+        5
+    );
+    assert_eq!(
+        s.by_source.iter().map(|(_, v)| v.memory_bytes).sum::<u64>(),
+        356_928
+    );
     let cmds: Vec<_> = s.by_command.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(cmds.contains(&"client|setname") && cmds.contains(&"NULL") && cmds.contains(&"psync"), "{cmds:?}");
+    assert!(
+        cmds.contains(&"client|setname") && cmds.contains(&"NULL") && cmds.contains(&"psync"),
+        "{cmds:?}"
+    );
     assert_eq!(s.idle.count, 19);
     assert_eq!(s.idle.sum, 17 * 2 + 4);
     // flags b, x, t, U once each
@@ -44,7 +64,11 @@ fn aggregates_of_a_real_primary() {
 fn replica_view_has_its_master_link() {
     let s = Aggregator::new(60).summarize(&fixture("client_list_redis7.0_replica.txt"), 50);
     assert_eq!(s.by_type[ClientType::Master as usize], 1);
-    assert!(s.by_user.iter().any(|(k, v)| k == "(superuser)" && *v == 1), "{:?}", s.by_user);
+    assert!(
+        s.by_user.iter().any(|(k, v)| k == "(superuser)" && *v == 1),
+        "{:?}",
+        s.by_user
+    );
 }
 
 #[test]

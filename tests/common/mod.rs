@@ -26,16 +26,19 @@ fn free_port() -> u16 {
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // Binding :0 and releasing the port races with other tests: retry on a failed start.
         for _ in 0..10 {
-            let mut r = Redis { port: free_port(), dir: tempfile::tempdir().expect("tempdir"), args: args.clone(), child: None };
+            let mut r = Redis {
+                port: free_port(),
+                dir: tempfile::tempdir().expect("tempdir"),
+                args: args.clone(),
+                child: None,
+            };
             if r.spawn() {
                 return r;
             }
         }
-        drop(dir);
         panic!("redis-server did not start after 10 attempts (is redis-server installed?)");
     }
 
@@ -45,22 +48,37 @@ impl Redis {
 
     fn spawn(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "no", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--unixsocket")
-            .arg(self.socket_path())
-            .args(["--unixsocketperm", "700"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn redis-server (apt-get install redis-server)");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(self.dir.path())
+        .arg("--unixsocket")
+        .arg(self.socket_path())
+        .args(["--unixsocketperm", "700"])
+        .args(&self.args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .expect("spawn redis-server (apt-get install redis-server)");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if let Ok(mut c) = RespConn::try_connect(self.port, "127.0.0.1") {
+            // Ask through the unix socket, which lives in our own directory: a TCP answer could
+            // come from another test's server that won the race for the port.
+            if let Ok(mut c) = RespConn::try_connect_unix(&self.socket_path()) {
                 // Any reply will do: with --requirepass, PING answers NOAUTH.
                 c.send(&["PING"]);
                 if c.read().is_ok() {
@@ -71,6 +89,7 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         false
     }
 
@@ -104,7 +123,11 @@ impl Redis {
     pub fn target(&self, label: &str) -> Target {
         Target {
             label: label.to_string(),
-            endpoint: Endpoint::Tcp { host: "127.0.0.1".into(), port: self.port, tls: false },
+            endpoint: Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: self.port,
+                tls: false,
+            },
             db: None,
             username: None,
             password: Secret::None,
@@ -177,17 +200,25 @@ impl RespConn {
         sock.connect_timeout(&dst.into(), Duration::from_secs(2))?;
         let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        Ok(RespConn { reader: BufReader::new(Box::new(s)) })
+        Ok(RespConn {
+            reader: BufReader::new(Box::new(s)),
+        })
     }
 
     pub fn connect(port: u16, source_ip: &str) -> RespConn {
         Self::try_connect(port, source_ip).expect("connect to redis")
     }
 
+    pub fn try_connect_unix(path: &Path) -> std::io::Result<RespConn> {
+        let s = std::os::unix::net::UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(RespConn {
+            reader: BufReader::new(Box::new(s)),
+        })
+    }
+
     pub fn connect_unix(path: &Path) -> RespConn {
-        let s = std::os::unix::net::UnixStream::connect(path).expect("connect unix socket");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        RespConn { reader: BufReader::new(Box::new(s)) }
+        Self::try_connect_unix(path).expect("connect unix socket")
     }
 
     pub fn send(&mut self, args: &[&str]) {
@@ -203,7 +234,10 @@ impl RespConn {
     pub fn read(&mut self) -> std::io::Result<Reply> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         let line = line.trim_end_matches("\r\n");
         let (t, rest) = line.split_at(1);
@@ -242,7 +276,10 @@ impl RespConn {
 
     /// `CLIENT SETNAME` and check the reply.
     pub fn named(mut self, name: &str) -> RespConn {
-        assert_eq!(self.cmd(&["CLIENT", "SETNAME", name]).as_simple(), Some("OK"));
+        assert_eq!(
+            self.cmd(&["CLIENT", "SETNAME", name]).as_simple(),
+            Some("OK")
+        );
         self
     }
 }
@@ -266,10 +303,20 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
 
 impl Exporter {
     pub fn start(cfg: Config) -> Exporter {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let running = rt.block_on(redis_clients_exporter::start(cfg)).expect("start exporter");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let running = rt
+            .block_on(redis_clients_exporter::start(cfg))
+            .expect("start exporter");
         let addr = running.addr;
-        Exporter { rt, running: Some(running), addr }
+        Exporter {
+            rt,
+            running: Some(running),
+            addr,
+        }
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -283,7 +330,12 @@ impl Exporter {
     }
 
     /// Scrapes until `cond` holds, or panics with the last scrape after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
         let deadline = Instant::now() + timeout;
         loop {
             let m = self.scrape();
@@ -308,12 +360,20 @@ impl Drop for Exporter {
 
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect exporter");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write request");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read response");
-    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -326,7 +386,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn parse(text: &str) -> Metrics {
         let mut series = Vec::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (head, value) = line.rsplit_once(' ').expect("series line");
             let value: f64 = match value {
                 "+Inf" => f64::INFINITY,
@@ -338,14 +401,26 @@ impl Metrics {
             };
             series.push((name, labels, value));
         }
-        Metrics { text: text.to_string(), series }
+        Metrics {
+            text: text.to_string(),
+            series,
+        }
     }
 
     /// Every series of `name` whose labels include all of `labels`.
-    pub fn all(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&BTreeMap<String, String>, f64)> {
+    pub fn all(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Vec<(&BTreeMap<String, String>, f64)> {
         self.series
             .iter()
-            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|(_, l, v)| (l, *v))
             .collect()
     }
