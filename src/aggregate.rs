@@ -7,7 +7,9 @@
 //! one snapshot are dropped at its end, so memory follows the live population.
 //! [`Aggregator::finish`] then folds each dimension to its top K plus `other`.
 
-use std::collections::HashMap;
+// hashbrown for `entry_ref`: one hash per lookup, and the key is copied only on first sight.
+// Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
+use hashbrown::HashMap;
 
 use crate::client_list::{lines, ClientEntry, FLAGS};
 
@@ -107,11 +109,7 @@ struct Counts<V> {
 
 impl<V: Default> Counts<V> {
     fn entry(&mut self, key: &str) -> &mut V {
-        // get_mut first: the common case (a key seen before) must not allocate.
-        if !self.map.contains_key(key) {
-            self.map.insert(key.into(), V::default());
-        }
-        self.map.get_mut(key).expect("inserted above")
+        self.map.entry_ref(key).or_default()
     }
 }
 

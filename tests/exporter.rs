@@ -219,6 +219,23 @@ fn serves_who_holds_the_connections() {
         Some(0.0)
     );
 
+    // Every family served is documented.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("docs/metrics.md");
+    let families: Vec<&str> = m
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.len() > 40, "{families:?}");
+    for f in families {
+        assert!(
+            docs.contains(&format!("`{f}`")),
+            "{f} is served but missing from docs/metrics.md"
+        );
+    }
+
     // Closing connections shows up at the next poll; ghosts do not stay.
     drop(_held);
     let m = exp.wait_for("only the exporter left", WAIT, |m| {
