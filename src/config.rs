@@ -109,6 +109,38 @@ pub struct Target {
     pub poll_interval: Duration,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    pub client_list: ClientListSchedule,
+}
+
+/// How often CLIENT LIST runs. It runs on Redis' main thread and costs O(clients), so above
+/// `backoff_clients` connected clients its interval grows in proportion, up to `max_interval`;
+/// INFO and CONFIG keep the target's poll interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientListSchedule {
+    pub backoff_clients: u64,
+    pub max_interval: Duration,
+}
+
+impl Default for ClientListSchedule {
+    fn default() -> Self {
+        Self {
+            backoff_clients: 5000,
+            max_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClientListSchedule {
+    /// The CLIENT LIST interval for a server with `clients` connections.
+    pub fn interval(&self, poll_interval: Duration, clients: f64) -> Duration {
+        let threshold = self.backoff_clients.max(1) as f64;
+        if !(clients > threshold) {
+            return poll_interval;
+        }
+        poll_interval
+            .mul_f64(clients / threshold)
+            .min(self.max_interval.max(poll_interval))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +179,8 @@ struct RawConfig {
     poll_interval_seconds: Option<f64>,
     connect_timeout_seconds: Option<f64>,
     command_timeout_seconds: Option<f64>,
+    client_list_backoff_clients: Option<u64>,
+    client_list_max_interval_seconds: Option<f64>,
     targets: Option<Vec<RawTarget>>,
 }
 
@@ -422,6 +456,15 @@ fn resolve_target(
         poll_interval,
         connect_timeout,
         command_timeout,
+        client_list: ClientListSchedule {
+            backoff_clients: d.client_list_backoff_clients.unwrap_or(5000).max(1),
+            max_interval: seconds(
+                origin,
+                "client_list_max_interval_seconds",
+                d.client_list_max_interval_seconds,
+                60.0,
+            )?,
+        },
     })
 }
 
@@ -540,6 +583,18 @@ mod tests {
         assert_eq!(c.targets[0].label, "127.0.0.1:6379");
         assert_eq!(c.targets[0].poll_interval, Duration::from_secs(15));
         assert_eq!(c.top_k, 50);
+        assert_eq!(c.targets[0].client_list, ClientListSchedule::default());
+    }
+
+    #[test]
+    fn client_list_backs_off_with_the_client_count() {
+        let s = ClientListSchedule::default();
+        let base = Duration::from_secs(15);
+        assert_eq!(s.interval(base, 100.0), base);
+        assert_eq!(s.interval(base, 5000.0), base);
+        assert_eq!(s.interval(base, 10_000.0), Duration::from_secs(30));
+        assert_eq!(s.interval(base, 50_000.0), Duration::from_secs(60));
+        assert_eq!(s.interval(base, f64::NAN), base);
     }
 
     #[test]

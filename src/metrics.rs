@@ -244,6 +244,12 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         t,
         s.last_success,
     );
+    f.gauge_opt(
+        "redis_clients_exporter_last_client_list_timestamp_seconds",
+        "Unix time of the CLIENT LIST behind the redis_client_* families.",
+        t,
+        s.client_list_timestamp,
+    );
     let c = &s.counters;
     f.counter(
         "redis_clients_exporter_polls_total",

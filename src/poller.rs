@@ -209,7 +209,8 @@ struct PollResult {
     info: Info,
     config: ConfigValues,
     config_error: Option<PollError>,
-    clients: crate::aggregate::ClientListSummary,
+    /// `None` when CLIENT LIST was not due in this poll (see `ClientListSchedule`).
+    clients: Option<crate::aggregate::ClientListSummary>,
     durations: StageDurations,
 }
 
@@ -220,6 +221,7 @@ pub struct Poller {
     aggregator: Aggregator,
     state: TargetState,
     conn: Option<Conn>,
+    last_client_list: Option<Instant>,
     /// What was last logged, so that logs say each state change once, not once per poll.
     logged_up: Option<bool>,
     logged_config_unavailable: bool,
@@ -239,6 +241,7 @@ impl Poller {
             aggregator: Aggregator::new(idle_threshold_seconds),
             state: TargetState::default(),
             conn: None,
+            last_client_list: None,
             logged_up: None,
             logged_config_unavailable: false,
         }
@@ -320,11 +323,23 @@ impl Poller {
         };
         let t2 = Instant::now();
 
-        let reply: String =
-            bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
-        let t3 = Instant::now();
-        let clients = self.aggregator.summarize(&reply, self.top_k);
-        drop(reply);
+        let every = self.target.client_list.interval(
+            self.target.poll_interval,
+            info.connected_clients.unwrap_or(0.0),
+        );
+        // Half a poll interval of slack, so that a poll arriving a few ms early still counts.
+        let due = self
+            .last_client_list
+            .is_none_or(|at| at.elapsed() + self.target.poll_interval / 2 >= every);
+        let (clients, t3) = if due {
+            let reply: String =
+                bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
+            let t3 = Instant::now();
+            self.last_client_list = Some(t2);
+            (Some(self.aggregator.summarize(&reply, self.top_k)), t3)
+        } else {
+            (None, t2)
+        };
         let t4 = Instant::now();
         Ok(PollResult {
             info,
@@ -380,8 +395,18 @@ impl Poller {
     fn publish_success(&mut self, r: PollResult) {
         let s = &mut self.state;
         s.up = true;
-        s.counters.client_list_lines += r.clients.connections + r.clients.parse_errors;
-        s.counters.parse_errors += r.clients.parse_errors;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
+        if let Some(clients) = r.clients {
+            s.counters.client_list_lines += clients.connections + clients.parse_errors;
+            s.counters.parse_errors += clients.parse_errors;
+            s.clients = Some(Arc::new(clients));
+            s.client_list_timestamp = now;
+            s.durations.client_list = r.durations.client_list;
+            s.durations.aggregate = r.durations.aggregate;
+        }
         if let Some(e) = &r.config_error {
             s.counters.errors[ErrorKind::ConfigUnavailable as usize] += 1;
             if !self.logged_config_unavailable {
@@ -394,12 +419,10 @@ impl Poller {
         }
         s.info = Some(r.info);
         s.config = r.config;
-        s.clients = Some(Arc::new(r.clients));
-        s.durations = r.durations;
-        s.last_success = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs_f64());
+        s.durations.info = r.durations.info;
+        s.durations.config = r.durations.config;
+        s.durations.total = r.durations.total;
+        s.last_success = now;
         if self.logged_up != Some(true) {
             tracing::info!(target_label = %self.target.label, "target is up");
             self.logged_up = Some(true);
@@ -414,6 +437,7 @@ impl Poller {
         // The last snapshot would be served as if current; drop it (counters stay).
         s.info = None;
         s.clients = None;
+        self.last_client_list = None;
         s.config = ConfigValues::default();
         if self.logged_up != Some(false) {
             tracing::warn!(target_label = %self.target.label, kind = e.kind.as_str(), error = %e, "target is down");

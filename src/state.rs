@@ -82,6 +82,8 @@ pub struct TargetState {
     pub durations: StageDurations,
     /// Unix time (seconds) of the last completed poll.
     pub last_success: Option<f64>,
+    /// Unix time of the CLIENT LIST behind `clients` (it may be older than the last poll).
+    pub client_list_timestamp: Option<f64>,
     pub counters: Counters,
 }
 

@@ -521,3 +521,58 @@ fn unix_socket_target() {
         Some(1.0)
     );
 }
+
+#[test]
+fn client_list_backs_off_on_a_crowded_server_while_info_keeps_its_pace() {
+    let r = Redis::start(&[]);
+    let _held = populate(&r);
+    let mut t = r.target(T);
+    // 11 clients against a threshold of 1: CLIENT LIST every 0.2 s × 11 = 2.2 s, INFO every 0.2 s.
+    t.client_list = redis_clients_exporter::config::ClientListSchedule {
+        backoff_clients: 1,
+        max_interval: Duration::from_secs(30),
+    };
+    let exp = Exporter::start(config(vec![t], 50));
+    let first = exp.wait_for("first CLIENT LIST", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0)
+    });
+    let polls = first
+        .get("redis_clients_exporter_polls_total", &[("target", T)])
+        .expect("polls");
+    let lines = first
+        .get(
+            "redis_clients_exporter_client_list_lines_total",
+            &[("target", T)],
+        )
+        .expect("lines");
+    let later = exp.wait_for("ten more polls", WAIT, |m| {
+        m.get("redis_clients_exporter_polls_total", &[("target", T)]) >= Some(polls + 10.0)
+    });
+    let snapshots = (later
+        .get(
+            "redis_clients_exporter_client_list_lines_total",
+            &[("target", T)],
+        )
+        .expect("lines")
+        - lines)
+        / 11.0;
+    // Without the back-off this would be ten snapshots.
+    assert!(
+        snapshots <= 2.0,
+        "{snapshots} CLIENT LIST snapshots during 10 polls"
+    );
+    // The aggregates stay served between CLIENT LISTs, with their own timestamp.
+    assert_eq!(
+        later.get("redis_client_snapshot_connections", &[("target", T)]),
+        Some(11.0)
+    );
+    assert!(
+        later.get(
+            "redis_clients_exporter_last_client_list_timestamp_seconds",
+            &[("target", T)]
+        ) < later.get(
+            "redis_clients_exporter_last_success_timestamp_seconds",
+            &[("target", T)]
+        )
+    );
+}

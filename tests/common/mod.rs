@@ -134,6 +134,7 @@ impl Redis {
             poll_interval: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
+            client_list: Default::default(),
         }
     }
 }

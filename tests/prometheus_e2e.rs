@@ -1,0 +1,287 @@
+//! A real Prometheus scrapes the exporter, loads the shipped rules, and runs every dashboard
+//! query, while a real Redis is driven to maxclients.
+//!
+//! The shipped `for:` durations (minutes) are shortened to seconds in the copy loaded here, so
+//! the test takes about a minute; the durations themselves are pinned by the promtool unit
+//! tests in tests/alerts/.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{config, Exporter, Redis};
+use serde_json::Value;
+
+const TARGET: &str = "e2e";
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The shipped rules with every `for:` shortened to a few seconds.
+fn fast_rules(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo("alerts/redis-clients.rules.yml")).expect("rules file");
+    let fast: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for:") {
+            Some(_) => format!("{}for: 3s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect();
+    let p = dir.join("rules.yml");
+    std::fs::write(&p, fast.join("\n")).expect("write rules");
+    p
+}
+
+fn start_prometheus(exporter: std::net::SocketAddr) -> Prometheus {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = fast_rules(dir.path());
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: redis-clients\n    static_configs:\n      - targets: ['{exporter}']\n",
+                rules.display()
+            ),
+        )
+        .expect("write config");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus (apt-get install prometheus)");
+        let mut p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = p.child.try_wait() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && api(&p, "/-/ready").is_some()
+            {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("prometheus did not start");
+}
+
+fn api(p: &Prometheus, path: &str) -> Option<String> {
+    let (status, body) =
+        common::http_get(format!("127.0.0.1:{}", p.port).parse().expect("addr"), path);
+    (status == 200).then_some(body)
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs an instant query; returns the result vector, or the error Prometheus gave.
+fn query(p: &Prometheus, q: &str) -> Result<Vec<Value>, String> {
+    let (status, body) = common::http_get(
+        format!("127.0.0.1:{}", p.port).parse().expect("addr"),
+        &format!("/api/v1/query?query={}", encode(q)),
+    );
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
+    if v["status"] != "success" {
+        return Err(body);
+    }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+fn firing(p: &Prometheus) -> Vec<String> {
+    let body = api(p, "/api/v1/alerts").unwrap_or_default();
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v["data"]["alerts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["state"] == "firing" && x["labels"]["target"] == TARGET)
+                .filter_map(|x| x["labels"]["alertname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Every PromQL expression of every panel (rows included) of a dashboard.
+fn dashboard_queries(v: &Value, out: &mut Vec<(String, String)>) {
+    if let Some(panels) = v["panels"].as_array() {
+        for p in panels {
+            let title = p["title"].as_str().unwrap_or("?").to_string();
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    out.push((title.clone(), e.to_string()));
+                }
+            }
+            dashboard_queries(p, out);
+        }
+    }
+}
+
+/// Substitutes Grafana's variables the way Grafana would for one selected target.
+fn substitute(expr: &str) -> String {
+    expr.replace("${target:regex}", TARGET)
+        .replace("${target}", TARGET)
+        .replace("$target", TARGET)
+        .replace("${__rate_interval}", "30s")
+        .replace("$__rate_interval", "30s")
+        .replace("${__interval}", "5s")
+        .replace("$__interval", "5s")
+        .replace("${__range}", "5m")
+        .replace("$__range", "5m")
+}
+
+#[test]
+fn prometheus_fires_the_alerts_and_every_dashboard_query_returns_data() {
+    let r = Redis::start(&["--maxclients", "20"]);
+    let mut t = r.target(TARGET);
+    t.poll_interval = Duration::from_millis(500);
+    let exp = Exporter::start(config(vec![t], 50));
+    let prom = start_prometheus(exp.addr);
+    wait("first scrape", Duration::from_secs(30), || {
+        query(&prom, "redis_up")
+            .map(|r| !r.is_empty())
+            .unwrap_or(false)
+    });
+
+    // States that the source dashboard shows: a subscriber, a blocked client, named pools.
+    let mut held = Vec::new();
+    let mut sub = r.conn_from("127.0.0.2").named("listener");
+    sub.send(&["SUBSCRIBE", "news"]);
+    held.push(sub);
+    let mut blocked = r.conn_from("127.0.0.3").named("worker");
+    blocked.send(&["BLPOP", "jobs", "0"]);
+    held.push(blocked);
+    // Fill to maxclients (the exporter holds one), then keep being refused.
+    while held.len() < 19 {
+        let c = r.conn_from("127.0.0.4").named("leaky-service");
+        held.push(c);
+    }
+    let refuse = || {
+        let mut c = r.conn();
+        assert!(c.cmd(&["PING"]).is_error(), "server should be full");
+    };
+    refuse();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let want = [
+        "RedisClientUtilisationHigh",
+        "RedisClientUtilisationCritical",
+        "RedisConnectionsRejected",
+    ];
+    loop {
+        refuse();
+        let f = firing(&prom);
+        if want.iter().all(|w| f.iter().any(|x| x == w)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alerts firing: {f:?}, wanted {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Every dashboard query parses and returns data for this target.
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(repo("dashboards")).expect("dashboards/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                .expect("dashboard JSON");
+            let before = queries.len();
+            dashboard_queries(&v, &mut queries);
+            assert!(queries.len() > before, "{} has no queries", path.display());
+        }
+    }
+    // Panels built on rates need two samples inside the window: give them a moment.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut failures = Vec::new();
+    for (title, expr) in &queries {
+        let q = substitute(expr);
+        match query(&prom, &q) {
+            Ok(res) if res.is_empty() => failures.push(format!("{title}: no data: {q}")),
+            Ok(_) => {}
+            Err(e) => failures.push(format!("{title}: error {e}: {q}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} dashboard queries failed:\n{}",
+        failures.len(),
+        queries.len(),
+        failures.join("\n")
+    );
+
+    // promtool finds nothing wrong in the exposition.
+    let (_, body) = exp.get("/metrics");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(held);
+}
