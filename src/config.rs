@@ -110,6 +110,37 @@ pub struct Target {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub client_list: ClientListSchedule,
+    /// Set for `rediss://` targets only.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS to a `rediss://` target. With no CA file the system's roots are trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate. Only when asked for explicitly; logged at start.
+    pub insecure_skip_verify: bool,
+    /// SNI and the name the certificate must match, when it differs from the address' host.
+    pub server_name: Option<String>,
+}
+
+/// Protection of the exporter's own endpoint, in the style of Prometheus' web config file
+/// (`tls_server_config` and `basic_auth_users` with bcrypt hashes).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub tls_server_config: Option<WebTls>,
+    #[serde(default)]
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// How often CLIENT LIST runs. It runs on Redis' main thread and costs O(clients), so above
@@ -134,7 +165,8 @@ impl ClientListSchedule {
     /// The CLIENT LIST interval for a server with `clients` connections.
     pub fn interval(&self, poll_interval: Duration, clients: f64) -> Duration {
         let threshold = self.backoff_clients.max(1) as f64;
-        if !(clients > threshold) {
+        // NaN (no INFO value) compares false: treated like a small server.
+        if clients.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
             return poll_interval;
         }
         poll_interval
@@ -150,6 +182,7 @@ pub struct Config {
     pub top_k: usize,
     pub idle_threshold_seconds: u64,
     pub targets: Vec<Target>,
+    pub web: WebConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -160,6 +193,7 @@ pub struct Overrides {
     pub password_file: Option<PathBuf>,
     pub top_k: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub web_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -181,6 +215,11 @@ struct RawConfig {
     command_timeout_seconds: Option<f64>,
     client_list_backoff_clients: Option<u64>,
     client_list_max_interval_seconds: Option<f64>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_insecure_skip_verify: Option<bool>,
+    web_config_file: Option<PathBuf>,
     targets: Option<Vec<RawTarget>>,
 }
 
@@ -196,6 +235,11 @@ struct RawTarget {
     poll_interval_seconds: Option<f64>,
     connect_timeout_seconds: Option<f64>,
     command_timeout_seconds: Option<f64>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_insecure_skip_verify: Option<bool>,
+    tls_server_name: Option<String>,
 }
 
 /// Loads and validates the configuration from all layers.
@@ -362,13 +406,62 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         }
         targets.push(target);
     }
+    let web = match o.web_config_file.as_ref().or(raw.web_config_file.as_ref()) {
+        Some(path) => load_web_config(path)?,
+        None => WebConfig::default(),
+    };
     Ok(Config {
         listen,
         log_format: o.log_format.or(raw.log_format).unwrap_or_default(),
         top_k,
         idle_threshold_seconds: raw.idle_threshold_seconds.unwrap_or(60),
         targets,
+        web,
     })
+}
+
+/// Reads and checks the web config file: certificate files readable, every user's hash a
+/// bcrypt hash. Errors name the file and the key, never a hash.
+pub fn load_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
+    let origin = path.display().to_string();
+    if !path.exists() {
+        return Err(ConfigError::Load {
+            origin,
+            message: "web config file not found".to_string(),
+        });
+    }
+    let web: WebConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Yaml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Load {
+            origin: origin.clone(),
+            message: redact_config_error(&e.to_string()),
+        })?;
+    if let Some(tls) = &web.tls_server_config {
+        for (key, file) in [
+            ("tls_server_config.cert_file", &tls.cert_file),
+            ("tls_server_config.key_file", &tls.key_file),
+        ] {
+            if std::fs::metadata(file).is_err() {
+                return Err(invalid(
+                    &origin,
+                    key,
+                    format!("cannot read {}", file.display()),
+                ));
+            }
+        }
+    }
+    for (user, hash) in &web.basic_auth_users {
+        if hash.parse::<bcrypt::HashParts>().is_err() {
+            return Err(invalid(
+                &origin,
+                format!("basic_auth_users.{user}"),
+                "is not a bcrypt hash (htpasswd -nBC 10 USER)",
+            ));
+        }
+    }
+    Ok(web)
 }
 
 fn resolve_target(
@@ -447,7 +540,43 @@ fn resolve_target(
         t.command_timeout_seconds.or(d.command_timeout_seconds),
         5.0,
     )?;
+    let tls_requested = t.tls_ca_file.is_some()
+        || t.tls_cert_file.is_some()
+        || t.tls_key_file.is_some()
+        || t.tls_insecure_skip_verify.is_some()
+        || t.tls_server_name.is_some();
+    let tls = match &parsed.endpoint {
+        Endpoint::Tcp { tls: true, .. } => {
+            let opts = TlsOptions {
+                ca_file: t.tls_ca_file.or(d.tls_ca_file.clone()),
+                cert_file: t.tls_cert_file.or(d.tls_cert_file.clone()),
+                key_file: t.tls_key_file.or(d.tls_key_file.clone()),
+                insecure_skip_verify: t
+                    .tls_insecure_skip_verify
+                    .or(d.tls_insecure_skip_verify)
+                    .unwrap_or(false),
+                server_name: t.tls_server_name,
+            };
+            if opts.cert_file.is_some() != opts.key_file.is_some() {
+                return Err(invalid(
+                    origin,
+                    format!("{key}.tls_cert_file"),
+                    "tls_cert_file and tls_key_file go together",
+                ));
+            }
+            Some(opts)
+        }
+        _ if tls_requested => {
+            return Err(invalid(
+                origin,
+                format!("{key}.address"),
+                "tls_* options need a rediss:// address",
+            ));
+        }
+        _ => None,
+    };
     Ok(Target {
+        tls,
         label,
         endpoint: parsed.endpoint,
         db: parsed.db,

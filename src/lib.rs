@@ -1,6 +1,7 @@
 //! redis-clients-exporter: polls Redis servers on held connections, folds CLIENT LIST into
 //! bounded aggregates that say who holds the connections, and serves them to Prometheus.
-//! ARCHITECTURE.md maps the modules; [`start`] wires them together.
+//! ARCHITECTURE.md maps the modules; [`start`] wires them together and [`Running::reload`]
+//! applies a new configuration without a restart.
 
 pub mod aggregate;
 pub mod client_list;
@@ -11,28 +12,62 @@ pub mod metrics;
 pub mod poller;
 pub mod state;
 pub mod synthetic;
+pub mod tls;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A running exporter: its bound address and the handles to stop it.
+use crate::config::{Config, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("web TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// One running poller and what it was started with, to tell on reload whether it changed.
+struct PollerHandle {
+    target: Target,
+    top_k: usize,
+    idle_threshold_seconds: u64,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A running exporter: its bound address and the handles to reload or stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<state::Store>,
+    listen: SocketAddr,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    pollers: Mutex<BTreeMap<String, PollerHandle>>,
+    http: JoinHandle<()>,
+}
+
+/// What a reload changed, for the log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub kept: usize,
 }
 
 impl Running {
     /// Stops the pollers and the HTTP server and waits for them.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.wait().await;
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -41,41 +76,155 @@ impl Running {
 
     /// Waits until every task has ended (after the shutdown token is cancelled).
     pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
+        let _ = self.http.await;
+        let pollers = std::mem::take(&mut *self.pollers.lock().await);
+        for (_, p) in pollers {
+            let _ = p.task.await;
         }
+    }
+
+    /// Applies a new configuration: starts added targets, stops removed ones (their series
+    /// disappear), restarts changed ones, and leaves the others and their connections alone.
+    /// The listen address, web config and log format need a restart; a change is logged.
+    pub async fn reload(&self, cfg: Config) -> ReloadSummary {
+        if cfg.listen != self.listen {
+            tracing::warn!(old = %self.listen, new = %cfg.listen, "a new listen address needs a restart; keeping the old one");
+        }
+        let mut pollers = self.pollers.lock().await;
+        let mut summary = ReloadSummary::default();
+        let wanted: BTreeMap<String, Target> = cfg
+            .targets
+            .into_iter()
+            .map(|t| (t.label.clone(), t))
+            .collect();
+        let labels: Vec<String> = pollers.keys().cloned().collect();
+        for label in labels {
+            let same = pollers.get(&label).is_some_and(|p| {
+                wanted.get(&label) == Some(&p.target)
+                    && p.top_k == cfg.top_k
+                    && p.idle_threshold_seconds == cfg.idle_threshold_seconds
+            });
+            if same {
+                summary.kept += 1;
+                continue;
+            }
+            if let Some(p) = pollers.remove(&label) {
+                p.stop.cancel();
+                let _ = p.task.await;
+            }
+            if wanted.contains_key(&label) {
+                summary.restarted.push(label.clone());
+            } else {
+                self.store.remove(&label);
+                summary.removed.push(label);
+            }
+        }
+        for (label, target) in wanted {
+            if pollers.contains_key(&label) {
+                continue;
+            }
+            if !summary.restarted.contains(&label) {
+                summary.added.push(label.clone());
+            }
+            let handle = spawn_poller(
+                target,
+                cfg.top_k,
+                cfg.idle_threshold_seconds,
+                &self.store,
+                &self.shutdown,
+            );
+            pollers.insert(label, handle);
+        }
+        summary
+    }
+}
+
+fn spawn_poller(
+    target: Target,
+    top_k: usize,
+    idle: u64,
+    store: &Arc<state::Store>,
+    shutdown: &CancellationToken,
+) -> PollerHandle {
+    let stop = shutdown.child_token();
+    let poller = poller::Poller::new(target.clone(), Arc::clone(store), top_k, idle);
+    let task = tokio::spawn(poller.run(stop.clone()));
+    PollerHandle {
+        target,
+        top_k,
+        idle_threshold_seconds: idle,
+        stop,
+        task,
     }
 }
 
 /// Binds the listener, starts one poller per target and the HTTP server.
-pub async fn start(cfg: config::Config) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let addr = listener.local_addr()?;
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
     let store = Arc::new(state::Store::default());
     let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
+    let mut pollers = BTreeMap::new();
     for target in cfg.targets {
-        let poller = poller::Poller::new(
-            target,
-            Arc::clone(&store),
-            cfg.top_k,
-            cfg.idle_threshold_seconds,
-        );
-        tasks.push(tokio::spawn(poller.run(shutdown.clone())));
-    }
-    let app = http::router(Arc::clone(&store));
-    let token = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
+        if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            tracing::warn!(target_label = %target.label, "TLS certificate verification is disabled for this target");
         }
-    }));
-    tracing::info!(%addr, "listening");
+        let label = target.label.clone();
+        pollers.insert(
+            label,
+            spawn_poller(
+                target,
+                cfg.top_k,
+                cfg.idle_threshold_seconds,
+                &store,
+                &shutdown,
+            ),
+        );
+    }
+    let app = http::router(Arc::clone(&store), cfg.web.basic_auth_users.clone());
+    let token = shutdown.clone();
+    let http = match &cfg.web.tls_server_config {
+        Some(web_tls) => {
+            let tls_listener = tls::TlsListener::new(listener, tls::server_config(web_tls)?)
+                .map_err(|source| StartError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                let serve =
+                    axum::serve(tls_listener, app).with_graceful_shutdown(token.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            })
+        }
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+    };
+    let scheme = if cfg.web.tls_server_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%addr, scheme, basic_auth = !cfg.web.basic_auth_users.is_empty(), "listening");
     Ok(Running {
         addr,
         store,
+        listen: cfg.listen,
         shutdown,
-        tasks,
+        pollers: Mutex::new(pollers),
+        http,
     })
 }

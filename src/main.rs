@@ -28,6 +28,9 @@ struct Cli {
     /// Log format [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Protect /metrics with TLS and/or basic auth (Prometheus web config file format).
+    #[arg(long, value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
     /// Validate the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     check_config: bool,
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
         password_file: cli.password_file.clone(),
         top_k: cli.top_k,
         log_format: cli.log_format,
+        web_config_file: cli.web_config_file.clone(),
     };
     let cfg = match config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -62,7 +66,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     init_logging(cfg.log_format);
-    match run(cfg) {
+    match run(cfg, cli.config.clone(), overrides) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -85,32 +89,29 @@ fn init_logging(format: LogFormat) {
 }
 
 #[tokio::main]
-async fn run(cfg: config::Config) -> anyhow::Result<()> {
-    let listen = cfg.listen;
-    let running = redis_clients_exporter::start(cfg)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let token = running.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        token.cancel();
-    });
-    running.wait().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
+async fn run(
+    cfg: config::Config,
+    file: Option<PathBuf>,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    let running = redis_clients_exporter::start(cfg).await?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => match config::load(file.as_deref(), &overrides) {
+                Ok(new) => {
+                    let s = running.reload(new).await;
+                    tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, kept = s.kept, "configuration reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "configuration reload rejected; the running configuration stays in force"),
+            },
         }
     }
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
 }

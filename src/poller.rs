@@ -136,13 +136,18 @@ impl Conn {
             ..FredConfig::default()
         };
         match &target.endpoint {
-            Endpoint::Tcp { host, port, tls } => {
-                cfg.server = ServerConfig::new_centralized(host.as_str(), *port);
-                if *tls {
-                    let connector = fred::prelude::TlsConnector::default_rustls()
-                        .map_err(|e| classify("connect", &e))?;
-                    cfg.tls = Some(connector.into());
+            Endpoint::Tcp { host, port, .. } => {
+                let mut server = fred::prelude::Server::new(host.as_str(), *port);
+                if let Some(tls) = &target.tls {
+                    let rustls_cfg = crate::tls::client_config(tls).map_err(|e| PollError {
+                        kind: ErrorKind::Connect,
+                        stage: "connect",
+                        message: e.to_string(),
+                    })?;
+                    cfg.tls = Some(fred::prelude::TlsConnector::from(rustls_cfg).into());
+                    server.tls_server_name = tls.server_name.as_deref().map(Into::into);
                 }
+                cfg.server = ServerConfig::Centralized { server };
             }
             Endpoint::Unix(path) => cfg.server = ServerConfig::new_unix_socket(path.clone()),
         }

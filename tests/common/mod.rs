@@ -19,7 +19,7 @@ pub struct Redis {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
     l.local_addr().expect("local addr").port()
 }
@@ -135,6 +135,7 @@ impl Redis {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             client_list: Default::default(),
+            tls: None,
         }
     }
 }
@@ -299,6 +300,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         top_k,
         idle_threshold_seconds: 60,
         targets,
+        web: Default::default(),
     }
 }
 
