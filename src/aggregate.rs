@@ -11,7 +11,7 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::{lines, ClientEntry, FLAGS};
+use crate::client_list::{raw_lines, ClientEntry, FLAGS};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -102,14 +102,90 @@ pub struct ClientListSummary {
     pub age: Distribution,
 }
 
-#[derive(Default)]
-struct Counts<V> {
-    map: HashMap<Box<str>, V>,
+/// Something counted per key, that can say whether the current snapshot saw it.
+trait Count: Copy + Default {
+    fn weight(&self) -> u64;
 }
 
-impl<V: Default> Counts<V> {
+impl Count for u64 {
+    fn weight(&self) -> u64 {
+        *self
+    }
+}
+
+impl Count for SourceStats {
+    fn weight(&self) -> u64 {
+        self.connections
+    }
+}
+
+/// Values per key, in slots so that the last key's slot can be found again without hashing:
+/// consecutive CLIENT LIST lines often share a user, a command or a pool's source.
+struct Counts<V> {
+    index: HashMap<Box<str>, usize>,
+    slots: Vec<V>,
+    last: Option<usize>,
+    /// A copy of the last key; its capacity is reused, so it stops allocating once warm.
+    last_key: String,
+}
+
+impl<V> Default for Counts<V> {
+    fn default() -> Self {
+        Self {
+            index: HashMap::new(),
+            slots: Vec::new(),
+            last: None,
+            last_key: String::new(),
+        }
+    }
+}
+
+impl<V: Count> Counts<V> {
     fn entry(&mut self, key: &str) -> &mut V {
-        self.map.entry_ref(key).or_default()
+        if let Some(i) = self.last.filter(|_| self.last_key == key) {
+            return &mut self.slots[i];
+        }
+        let next = self.slots.len();
+        let i = *self.index.entry_ref(key).or_insert(next);
+        if i == next {
+            self.slots.push(V::default());
+        }
+        self.last = Some(i);
+        self.last_key.clear();
+        self.last_key.push_str(key);
+        &mut self.slots[i]
+    }
+
+    fn reset(&mut self) {
+        self.slots.iter_mut().for_each(|v| *v = V::default());
+        self.last = None;
+    }
+
+    /// Forgets the keys the snapshot did not see and packs the slots of the others.
+    fn prune(&mut self) {
+        let Self {
+            index, slots, last, ..
+        } = self;
+        let mut packed = Vec::with_capacity(index.len());
+        index.retain(|_, i| {
+            let v = slots[*i];
+            let live = v.weight() > 0;
+            if live {
+                packed.push(v);
+                *i = packed.len() - 1;
+            }
+            live
+        });
+        *slots = packed;
+        *last = None;
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.index.iter().map(|(k, &i)| (&**k, &self.slots[i]))
     }
 }
 
@@ -138,9 +214,10 @@ impl Aggregator {
     /// Adds every line of a CLIENT LIST reply to a fresh snapshot; returns it folded to `top_k`.
     pub fn summarize(&mut self, reply: &str, top_k: usize) -> ClientListSummary {
         self.begin();
-        for entry in lines(reply) {
-            match entry {
-                Ok(e) => self.add(&e),
+        let mut e = ClientEntry::default();
+        for line in raw_lines(reply) {
+            match e.parse_into(line) {
+                Ok(()) => self.add(&e),
                 Err(_) => self.scalars.parse_errors += 1,
             }
         }
@@ -149,12 +226,9 @@ impl Aggregator {
 
     /// Starts a snapshot: zeroes every count but keeps the keys (and so their allocations).
     pub fn begin(&mut self) {
-        self.sources
-            .map
-            .values_mut()
-            .for_each(|v| *v = SourceStats::default());
+        self.sources.reset();
         for c in [&mut self.names, &mut self.users, &mut self.commands] {
-            c.map.values_mut().for_each(|v| *v = 0);
+            c.reset();
         }
         self.scalars = ClientListSummary::default();
     }
@@ -209,36 +283,26 @@ impl Aggregator {
 
     /// Ends the snapshot: forgets keys that did not appear in it, and folds each dimension.
     pub fn finish(&mut self, top_k: usize) -> ClientListSummary {
-        self.sources.map.retain(|_, v| v.connections > 0);
+        self.sources.prune();
         for c in [&mut self.names, &mut self.users, &mut self.commands] {
-            c.map.retain(|_, v| *v > 0);
+            c.prune();
         }
         let mut out = std::mem::take(&mut self.scalars);
-        out.distinct_sources = self.sources.map.len() as u64;
-        out.by_source = fold(
-            &self.sources.map,
-            top_k,
-            |s| s.connections,
-            SourceStats::merge,
-        );
+        out.distinct_sources = self.sources.len() as u64;
+        out.by_source = fold(&self.sources, top_k, SourceStats::merge);
         let add = |a: &mut u64, b: &u64| *a += *b;
-        out.by_name = fold(&self.names.map, top_k, |v| *v, add);
-        out.by_user = fold(&self.users.map, top_k, |v| *v, add);
-        out.by_command = fold(&self.commands.map, top_k, |v| *v, add);
+        out.by_name = fold(&self.names, top_k, add);
+        out.by_user = fold(&self.users, top_k, add);
+        out.by_command = fold(&self.commands, top_k, add);
         out
     }
 }
 
 /// Keeps the `k` largest entries (ties broken by key, so the output is stable from one poll
 /// to the next) and merges the rest, and any real key spelled `other`, into one `other` entry.
-fn fold<V: Copy + Default>(
-    map: &HashMap<Box<str>, V>,
-    k: usize,
-    weight: impl Fn(&V) -> u64,
-    merge: impl Fn(&mut V, &V),
-) -> Vec<(String, V)> {
-    let mut all: Vec<(&str, &V)> = map.iter().map(|(k, v)| (&**k, v)).collect();
-    all.sort_unstable_by(|a, b| weight(b.1).cmp(&weight(a.1)).then_with(|| a.0.cmp(b.0)));
+fn fold<V: Count>(counts: &Counts<V>, k: usize, merge: impl Fn(&mut V, &V)) -> Vec<(String, V)> {
+    let mut all: Vec<(&str, &V)> = counts.iter().collect();
+    all.sort_unstable_by(|a, b| b.1.weight().cmp(&a.1.weight()).then_with(|| a.0.cmp(b.0)));
     let mut out = Vec::with_capacity(k.min(all.len()) + 1);
     let mut other: Option<V> = None;
     for (key, v) in all {
@@ -336,7 +400,7 @@ mod tests {
         let s = agg.summarize(&line(2, "8.8.8.8", "y", 0, ""), 10);
         assert_eq!(s.by_source.len(), 1);
         assert_eq!(s.by_source[0].0, "8.8.8.8");
-        assert_eq!(agg.sources.map.len(), 1);
+        assert_eq!(agg.sources.len(), 1);
     }
 
     #[test]

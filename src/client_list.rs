@@ -96,8 +96,17 @@ fn num(field: &'static str, value: &str) -> Result<u64, ParseError> {
 impl<'a> ClientEntry<'a> {
     /// Parses one line (without its line terminator; a trailing '\r' is tolerated).
     pub fn parse(line: &'a str) -> Result<Self, ParseError> {
-        let line = line.strip_suffix('\r').unwrap_or(line);
         let mut e = ClientEntry::default();
+        e.parse_into(line)?;
+        Ok(e)
+    }
+
+    /// Like [`parse`](Self::parse), into an existing entry (reset first): the hot loop reuses one
+    /// entry instead of moving a fresh one out of every call.
+    pub fn parse_into(&mut self, line: &'a str) -> Result<(), ParseError> {
+        *self = ClientEntry::default();
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let e = self;
         let mut have_addr = false;
         let mut start = 0;
         for_each_space(line.as_bytes(), |end| {
@@ -108,7 +117,7 @@ impl<'a> ClientEntry<'a> {
         if !have_addr {
             return Err(ParseError::MissingAddr);
         }
-        Ok(e)
+        Ok(())
     }
 
     /// Takes the field `line[from..end]`: "key=value", where keys never hold '=' or ' ' and
@@ -234,10 +243,12 @@ fn for_each_space(
 
 /// Iterates the non-empty lines of a CLIENT LIST reply with their parse results.
 pub fn lines(reply: &str) -> impl Iterator<Item = Result<ClientEntry<'_>, ParseError>> {
-    reply
-        .split('\n')
-        .filter(|l| !l.is_empty() && *l != "\r")
-        .map(ClientEntry::parse)
+    raw_lines(reply).map(ClientEntry::parse)
+}
+
+/// The non-empty lines of a CLIENT LIST reply, unparsed.
+pub fn raw_lines(reply: &str) -> impl Iterator<Item = &str> {
+    reply.split('\n').filter(|l| !l.is_empty() && *l != "\r")
 }
 
 #[cfg(test)]
