@@ -25,3 +25,20 @@ fn run(script: &str, env: &[(&str, &str)]) {
 fn alert_rules_and_dashboards_pass_promtool_and_their_linters() {
     run("alerts/check.sh", &[("MUTATIONS", "1")]);
 }
+
+#[test]
+fn deploy_files_pass_their_checks() {
+    // CI installs every linter, so there a missing one is a failure, not a skip.
+    let strict = if std::env::var_os("CI").is_some() {
+        "1"
+    } else {
+        "0"
+    };
+    run(
+        "deploy/check.sh",
+        &[
+            ("EXPORTER_BIN", env!("CARGO_BIN_EXE_redis-clients-exporter")),
+            ("DEPLOY_CHECK_STRICT", strict),
+        ],
+    );
+}

@@ -1,6 +1,7 @@
 //! Test harness: real redis-server processes on free loopback ports, raw RESP client
 //! connections from chosen source addresses, the exporter run in-process, and a /metrics reader.
 #![allow(dead_code)]
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""The Python half of deploy/check.sh (run that, not this). Needs PyYAML.
+
+  checks.py parse DIR...               every YAML/JSON file under DIR parses (duplicate keys are
+                                       errors); Helm templates are skipped (they are Go templates)
+  checks.py manifests FILE...          Kubernetes manifests: apiVersion/kind/metadata.name, and
+                                       the checks below on the kinds found
+  checks.py helm CHART OUT VALUES...   lint + render the chart once per values file (the helm
+                                       binary if on PATH, else the helm-python-sdk package), write
+                                       OUT/<values>.yaml, then the manifest checks on it
+  checks.py compose FILE               the compose demo: mounted files exist, dashboards do not
+                                       hard-code the provisioned data source uid
+  checks.py extract-rules OUT FILE...  write the spec of every PrometheusRule to OUT/ (for promtool)
+  checks.py extract-configs OUT FILE...  write the exporter config.yaml of every ConfigMap to OUT/
+
+Manifest checks: a PrometheusRule's spec equals alerts/redis-clients.rules.yml; a dashboard
+ConfigMap's JSON equals the dashboard of the same name in dashboards/; a Deployment's containers
+probe /healthz and /readyz and run as non-root without privilege escalation.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RULES = os.path.join(ROOT, "alerts", "redis-clients.rules.yml")
+DASHBOARDS = os.path.join(ROOT, "dashboards")
+EXPORTER_IMAGE = "redis-clients-exporter"
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("  FAIL " + msg, file=sys.stderr)
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml_docs(text):
+    return [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d is not None]
+
+
+def _no_dup_pairs(pairs):
+    keys = [k for k, _ in pairs]
+    dups = {k for k in keys if keys.count(k) > 1}
+    if dups:
+        raise ValueError("duplicate key(s) %s" % sorted(dups))
+    return dict(pairs)
+
+
+def load_json(text):
+    return json.loads(text, object_pairs_hook=_no_dup_pairs)
+
+
+def is_helm_template(path):
+    parts = rel(path).split(os.sep)
+    return "templates" in parts and "helm" in parts
+
+
+def cmd_parse(dirs):
+    counts = {"yaml": 0, "json": 0}
+    for d in dirs:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
+            dirnames[:] = sorted(x for x in dirnames if x not in ("__pycache__", "node_modules"))
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if is_helm_template(path):
+                    continue
+                kind = None
+                if name.endswith((".yml", ".yaml", ".yml.example", ".yaml.example")):
+                    kind = "yaml"
+                elif name.endswith(".json"):
+                    kind = "json"
+                if kind is None:
+                    continue
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        text = f.read()
+                    if kind == "yaml":
+                        load_yaml_docs(text)
+                    else:
+                        load_json(text)
+                    counts[kind] += 1
+                except Exception as e:  # noqa: BLE001 - report any parse error
+                    fail("%s: does not parse as %s: %s" % (rel(path), kind.upper(), e))
+    print("  parsed %d YAML and %d JSON files under %s" % (counts["yaml"], counts["json"], ", ".join(dirs)))
+
+
+def load_rules():
+    with open(RULES, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def load_dashboards():
+    out = {}
+    for path in sorted(glob.glob(os.path.join(DASHBOARDS, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            out[os.path.basename(path)] = json.load(f)
+    return out
+
+
+def check_docs(docs, origin):
+    """The manifest checks on a list of parsed Kubernetes objects."""
+    rules = load_rules()
+    dashboards = load_dashboards()
+    kinds = {}
+    for i, doc in enumerate(docs):
+        where = "%s[%d]" % (origin, i)
+        if not isinstance(doc, dict):
+            fail("%s: not a mapping" % where)
+            continue
+        kind = doc.get("kind")
+        name = (doc.get("metadata") or {}).get("name")
+        if not doc.get("apiVersion") or not kind or not name:
+            fail("%s: missing apiVersion, kind or metadata.name" % where)
+            continue
+        where = "%s %s/%s" % (origin, kind, name)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == "PrometheusRule":
+            if doc.get("spec") != rules:
+                fail("%s: spec differs from %s (run bash deploy/sync.sh)" % (where, rel(RULES)))
+        elif kind == "ConfigMap":
+            for key, value in (doc.get("data") or {}).items():
+                if key.endswith(".json") and key in dashboards:
+                    try:
+                        if load_json(value) != dashboards[key]:
+                            fail("%s: %s differs from dashboards/%s" % (where, key, key))
+                    except ValueError as e:
+                        fail("%s: %s is not JSON: %s" % (where, key, e))
+                elif key == "config.yaml":
+                    try:
+                        cfg = load_yaml_docs(value)
+                    except yaml.YAMLError as e:
+                        fail("%s: config.yaml does not parse: %s" % (where, e))
+                        continue
+                    if not cfg or not isinstance(cfg[0], dict) or "password" in cfg[0]:
+                        fail("%s: config.yaml must be a mapping without an inline password" % where)
+        elif kind == "ServiceMonitor":
+            eps = (doc.get("spec") or {}).get("endpoints") or []
+            if not eps or not all(ep.get("port") for ep in eps):
+                fail("%s: every endpoint needs a named port" % where)
+            if not (doc.get("spec") or {}).get("selector"):
+                fail("%s: no selector" % where)
+        elif kind == "Deployment":
+            check_deployment(doc, where)
+    return kinds
+
+
+def check_deployment(doc, where):
+    spec = doc["spec"]["template"]["spec"]
+    pod_sc = spec.get("securityContext") or {}
+    found = False
+    for c in spec.get("containers", []):
+        if EXPORTER_IMAGE not in c.get("image", ""):
+            continue
+        found = True
+        cw = "%s container %s" % (where, c.get("name"))
+        probes = {
+            "livenessProbe": "/healthz",
+            "readinessProbe": "/readyz",
+        }
+        for probe, path in probes.items():
+            got = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
+            if got != path:
+                fail("%s: %s must GET %s (got %r)" % (cw, probe, path, got))
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            fail("%s: allowPrivilegeEscalation must be false" % cw)
+        if sc.get("readOnlyRootFilesystem") is not True:
+            fail("%s: readOnlyRootFilesystem must be true" % cw)
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            fail("%s: capabilities must drop ALL" % cw)
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            fail("%s: runAsNonRoot must be set" % cw)
+        ports = {p.get("containerPort") for p in c.get("ports", [])}
+        if 9816 not in ports:
+            fail("%s: containerPort 9816 missing" % cw)
+        for env in c.get("env", []):
+            if env.get("name") == "REDIS_CLIENTS_EXPORTER_PASSWORD" and "value" in env:
+                fail("%s: password given as a plain env value; use a Secret" % cw)
+    if not found:
+        fail("%s: no container runs the %s image" % (where, EXPORTER_IMAGE))
+
+
+def load_manifest_files(files):
+    out = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            out.append((path, load_yaml_docs(f.read())))
+    return out
+
+
+def cmd_manifests(files):
+    total = {}
+    for path, docs in load_manifest_files(files):
+        for k, v in check_docs(docs, rel(path)).items():
+            total[k] = total.get(k, 0) + v
+    print("  checked %s in %d files" % (", ".join("%d %s" % (v, k) for k, v in sorted(total.items())),
+                                        len(files)))
+
+
+def helm_render(chart, values_file, release="demo", namespace="monitoring"):
+    """Returns (lint messages, rendered text) using the helm binary or helm-python-sdk."""
+    helm = shutil.which("helm")
+    if helm:
+        lint = subprocess.run([helm, "lint", "--strict", chart, "-f", values_file],
+                              capture_output=True, text=True)
+        if lint.returncode != 0:
+            fail("helm lint --strict %s -f %s:\n%s%s" % (rel(chart), rel(values_file), lint.stdout, lint.stderr))
+        tpl = subprocess.run([helm, "template", release, chart, "-n", namespace, "-f", values_file],
+                             capture_output=True, text=True)
+        if tpl.returncode != 0:
+            fail("helm template %s -f %s:\n%s" % (rel(chart), rel(values_file), tpl.stderr))
+        return "helm " + subprocess.run([helm, "version", "--short"], capture_output=True,
+                                        text=True).stdout.strip(), tpl.stdout
+    import helm_python  # the Helm v4 Go SDK through ctypes, from PyPI: helm-python-sdk
+
+    with open(values_file, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    report = helm_python.lint(chart, values=values, strict=True)
+    # severities as in Helm's lint support package: 0 unknown, 1 info, 2 warning, 3 error
+    for m in report.get("messages", []):
+        if m.get("severity", 0) >= 2:
+            fail("helm lint --strict %s -f %s: %s: %s" % (rel(chart), rel(values_file), m.get("path"), m.get("error")))
+    for e in report.get("errors") or []:
+        fail("helm lint %s -f %s: %s" % (rel(chart), rel(values_file), e))
+    try:
+        with helm_python.Chart.load(chart) as c:
+            c.validate_schema(values)
+            rendered = c.render(values, name=release, namespace=namespace)
+    except helm_python.HelmError as e:
+        fail("helm template %s -f %s: %s" % (rel(chart), rel(values_file), e))
+        rendered = {}
+    text = ""
+    for name in sorted(rendered):
+        if name.endswith("NOTES.txt") or not rendered[name].strip():
+            continue
+        text += "---\n# Source: %s\n%s\n" % (name, rendered[name])
+    return ("helm-python-sdk %s (Helm SDK %s)"
+            % (helm_python.helm_c_version(), helm_python.helm_sdk_version())), text
+
+
+def cmd_helm(chart, out, values_files):
+    chart = os.path.abspath(chart)
+    os.makedirs(out, exist_ok=True)
+    for vf in values_files:
+        tool, text = helm_render(chart, os.path.abspath(vf))
+        base = os.path.splitext(os.path.basename(vf))[0]
+        dest = os.path.join(out, base + ".yaml")
+        with open(dest, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            docs = load_yaml_docs(text)
+        except yaml.YAMLError as e:
+            fail("helm render with %s is not valid YAML: %s" % (rel(vf), e))
+            continue
+        kinds = check_docs(docs, "chart[%s]" % base)
+        print("  %s: lint --strict and render with %s: %s"
+              % (tool, rel(vf), ", ".join("%d %s" % (v, k) for k, v in sorted(kinds.items()))))
+        if base.startswith("full"):
+            want = {"Deployment", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule"}
+            missing = want - set(kinds)
+            if missing:
+                fail("chart[%s]: expected kinds missing: %s" % (base, sorted(missing)))
+            dash_cms = sum(1 for d in docs if d.get("kind") == "ConfigMap"
+                           and ((d.get("metadata") or {}).get("labels") or {}).get("grafana_dashboard") == "1")
+            if dash_cms != len(load_dashboards()):
+                fail("chart[%s]: %d dashboard ConfigMaps labelled grafana_dashboard=1, want %d"
+                     % (base, dash_cms, len(load_dashboards())))
+
+
+def cmd_compose(path):
+    compose_dir = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        doc = load_yaml_docs(f.read())[0]
+    mounts = 0
+    for name, svc in (doc.get("services") or {}).items():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0] if isinstance(vol, str) else vol.get("source", "")
+            if src.startswith((".", "/")):
+                mounts += 1
+                if not os.path.exists(os.path.normpath(os.path.join(compose_dir, src))):
+                    fail("%s: service %s mounts %s, which does not exist" % (rel(path), name, src))
+    for name, sec in (doc.get("secrets") or {}).items():
+        if not os.path.exists(os.path.join(compose_dir, sec.get("file", ""))):
+            fail("%s: secret %s file missing" % (rel(path), name))
+    wanted = {"redis", "exporter", "prometheus", "alertmanager", "grafana"}
+    missing = wanted - set(doc.get("services") or {})
+    if missing:
+        fail("%s: services missing: %s" % (rel(path), sorted(missing)))
+    # Dashboards choose the data source through their `datasource` variable: none may name the
+    # uid the demo provisions.
+    uids = []
+    for ds_file in glob.glob(os.path.join(compose_dir, "grafana", "provisioning", "datasources", "*.y*ml")):
+        with open(ds_file, encoding="utf-8") as f:
+            for ds in (load_yaml_docs(f.read())[0].get("datasources") or []):
+                uids.append(ds.get("uid"))
+    if not uids or not all(uids):
+        fail("grafana datasources must be provisioned with an explicit uid")
+    for path_ in sorted(glob.glob(os.path.join(DASHBOARDS, "*.json"))):
+        with open(path_, encoding="utf-8") as f:
+            text = f.read()
+        for uid in uids:
+            if uid and uid in text:
+                fail("%s hard-codes the data source uid %s" % (rel(path_), uid))
+        if "${datasource}" not in text:
+            fail("%s does not use the ${datasource} variable" % rel(path_))
+    print("  %s: %d services, %d host mounts exist, dashboards use ${datasource} (uids %s not hard-coded)"
+          % (rel(path), len(doc.get("services") or {}), mounts, ", ".join(u for u in uids if u)))
+
+
+def iter_docs(files):
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for doc in load_yaml_docs(f.read()):
+                if isinstance(doc, dict):
+                    yield path, doc
+
+
+def cmd_extract_rules(out, files):
+    os.makedirs(out, exist_ok=True)
+    n = 0
+    for path, doc in iter_docs(files):
+        if doc.get("kind") == "PrometheusRule":
+            n += 1
+            dest = os.path.join(out, "%d-%s.rules.yml" % (n, doc["metadata"]["name"]))
+            with open(dest, "w", encoding="utf-8") as f:
+                yaml.safe_dump(doc["spec"], f, sort_keys=False)
+            print(dest)
+
+
+def cmd_extract_configs(out, files):
+    os.makedirs(out, exist_ok=True)
+    n = 0
+    for path, doc in iter_docs(files):
+        if doc.get("kind") == "ConfigMap" and "config.yaml" in (doc.get("data") or {}):
+            n += 1
+            dest = os.path.join(out, "%d-%s.yaml" % (n, doc["metadata"]["name"]))
+            with open(dest, "w", encoding="utf-8") as f:
+                f.write(doc["data"]["config.yaml"])
+            print(dest)
+
+
+def main(argv):
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, args = argv[0], argv[1:]
+    if cmd == "parse":
+        cmd_parse(args)
+    elif cmd == "manifests":
+        cmd_manifests(args)
+    elif cmd == "helm":
+        cmd_helm(args[0], args[1], args[2:])
+    elif cmd == "compose":
+        cmd_compose(args[0])
+    elif cmd == "extract-rules":
+        cmd_extract_rules(args[0], args[1:])
+    elif cmd == "extract-configs":
+        cmd_extract_configs(args[0], args[1:])
+    else:
+        print("unknown command %s\n%s" % (cmd, __doc__), file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
