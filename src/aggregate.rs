@@ -41,7 +41,8 @@ impl Distribution {
             .position(|&b| v <= b)
             .unwrap_or(BUCKETS.len());
         self.counts[i] += 1;
-        self.sum += v;
+        // Values come from the network: a hostile or broken reply must not overflow a sum.
+        self.sum = self.sum.saturating_add(v);
         self.count += 1;
     }
 
@@ -51,7 +52,7 @@ impl Distribution {
             .iter()
             .zip(self.counts.iter())
             .scan(0u64, |acc, (&b, &c)| {
-                *acc += c;
+                *acc = acc.saturating_add(c);
                 Some((b, *acc))
             })
     }
@@ -69,10 +70,10 @@ pub struct SourceStats {
 
 impl SourceStats {
     fn merge(&mut self, o: &SourceStats) {
-        self.connections += o.connections;
-        self.idle_connections += o.idle_connections;
+        self.connections = self.connections.saturating_add(o.connections);
+        self.idle_connections = self.idle_connections.saturating_add(o.idle_connections);
         self.oldest_idle_seconds = self.oldest_idle_seconds.max(o.oldest_idle_seconds);
-        self.memory_bytes += o.memory_bytes;
+        self.memory_bytes = self.memory_bytes.saturating_add(o.memory_bytes);
     }
 }
 
@@ -259,10 +260,10 @@ impl Aggregator {
         if let Some(a) = e.age {
             s.age.observe(a);
         }
-        s.subscriptions[0] += e.sub.unwrap_or(0);
-        s.subscriptions[1] += e.psub.unwrap_or(0);
-        s.subscriptions[2] += e.ssub.unwrap_or(0);
-        s.output_buffer_bytes += e.omem.unwrap_or(0);
+        for (total, v) in s.subscriptions.iter_mut().zip([e.sub, e.psub, e.ssub]) {
+            *total = total.saturating_add(v.unwrap_or(0));
+        }
+        s.output_buffer_bytes = s.output_buffer_bytes.saturating_add(e.omem.unwrap_or(0));
 
         let src = self.sources.entry(e.source_ip());
         src.connections += 1;
@@ -270,7 +271,7 @@ impl Aggregator {
             src.idle_connections += 1;
         }
         src.oldest_idle_seconds = src.oldest_idle_seconds.max(idle);
-        src.memory_bytes += e.tot_mem.unwrap_or(0);
+        src.memory_bytes = src.memory_bytes.saturating_add(e.tot_mem.unwrap_or(0));
 
         let name = match e.name {
             Some(n) if !n.is_empty() => n,
@@ -290,7 +291,7 @@ impl Aggregator {
         let mut out = std::mem::take(&mut self.scalars);
         out.distinct_sources = self.sources.len() as u64;
         out.by_source = fold(&self.sources, top_k, SourceStats::merge);
-        let add = |a: &mut u64, b: &u64| *a += *b;
+        let add = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
         out.by_name = fold(&self.names, top_k, add);
         out.by_user = fold(&self.users, top_k, add);
         out.by_command = fold(&self.commands, top_k, add);

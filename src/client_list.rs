@@ -199,7 +199,9 @@ impl<'a> ClientEntry<'a> {
         } else if self.has_flag(b'M') {
             ClientType::Master
         } else if self.has_flag(b'P')
-            || self.sub.unwrap_or(0) + self.psub.unwrap_or(0) + self.ssub.unwrap_or(0) > 0
+            || [self.sub, self.psub, self.ssub]
+                .iter()
+                .any(|n| n.unwrap_or(0) > 0)
         {
             ClientType::Pubsub
         } else {

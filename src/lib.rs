@@ -190,29 +190,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         );
     }
     let app = http::router(Arc::clone(&store), cfg.web.basic_auth_users.clone());
-    let token = shutdown.clone();
-    let http = match &cfg.web.tls_server_config {
-        Some(web_tls) => {
-            let tls_listener = tls::TlsListener::new(listener, tls::server_config(web_tls)?)
-                .map_err(|source| StartError::Listen {
-                    addr: cfg.listen,
-                    source,
-                })?;
-            tokio::spawn(async move {
-                let serve =
-                    axum::serve(tls_listener, app).with_graceful_shutdown(token.cancelled_owned());
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "HTTPS server failed");
-                }
-            })
-        }
-        None => tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }),
-    };
+    let acceptor = cfg
+        .web
+        .tls_server_config
+        .as_ref()
+        .map(tls::acceptor)
+        .transpose()?;
+    let http = tokio::spawn(http::serve(listener, acceptor, app, shutdown.clone()));
     let scheme = if cfg.web.tls_server_config.is_some() {
         "https"
     } else {

@@ -60,6 +60,14 @@ fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
     }
 }
 
+fn protocol(stage: &'static str, message: &str) -> PollError {
+    PollError {
+        kind: ErrorKind::Protocol,
+        stage,
+        message: message.to_string(),
+    }
+}
+
 fn timeout_error(stage: &'static str, after: Duration) -> PollError {
     PollError {
         kind: ErrorKind::Timeout,
@@ -282,6 +290,17 @@ impl Poller {
     async fn cycle(&mut self) -> bool {
         self.state.counters.polls += 1;
         let result = match self.conn.take() {
+            // fred ends its routing task when the server closes the socket (CLIENT KILL, a
+            // restart, the idle `timeout`); a command sent then would wait out the whole
+            // command timeout and look like a hung server. Call it what it is.
+            Some(c) if c.task.is_finished() || !c.client.is_connected() => {
+                c.close().await;
+                Err(PollError {
+                    kind: ErrorKind::Connect,
+                    stage: "connect",
+                    message: "the server closed the connection".to_string(),
+                })
+            }
             Some(c) => Ok(c),
             None => Conn::open(&self.target).await,
         };
@@ -319,6 +338,15 @@ impl Poller {
         let t0 = Instant::now();
         let info_text: String = bounded("info", t, c.info::<String>(None)).await?;
         let info = Info::parse(&info_text);
+        drop(info_text);
+        // Every Redis and Valkey INFO carries redis_version; a reply without it is not INFO
+        // (a proxy answering junk, a wrong type) and must not turn into "up, 0 clients".
+        if info.redis_version.is_none() {
+            return Err(protocol(
+                "info",
+                "the INFO reply has no redis_version field",
+            ));
+        }
         let t1 = Instant::now();
 
         let (config, config_error) = match self.read_config(c).await {
@@ -341,7 +369,16 @@ impl Poller {
                 bounded("client_list", t, c.client_list::<String, ()>(None, None)).await?;
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
-            (Some(self.aggregator.summarize(&reply, self.top_k)), t3)
+            let summary = self.aggregator.summarize(&reply, self.top_k);
+            // Our own connection is always listed: no parseable line means this is not a
+            // CLIENT LIST reply.
+            if summary.connections == 0 {
+                return Err(protocol(
+                    "client_list",
+                    "the CLIENT LIST reply has no parseable line",
+                ));
+            }
+            (Some(summary), t3)
         } else {
             (None, t2)
         };
@@ -387,7 +424,19 @@ impl Poller {
                 }
                 Err(e) => return Err(e),
             };
-            let v = reply.get(1).and_then(|v| v.trim().parse::<f64>().ok());
+            let v = match reply.as_slice() {
+                // An unknown or hidden parameter is an empty reply: absent, not an error.
+                [] => None,
+                [name, value] if name.eq_ignore_ascii_case(param) => {
+                    value.trim().parse::<f64>().ok()
+                }
+                _ => {
+                    return Err(protocol(
+                        "config",
+                        "CONFIG GET did not answer a [name, value] pair",
+                    ))
+                }
+            };
             match slot {
                 0 => values.maxclients = v,
                 1 => values.timeout = v,

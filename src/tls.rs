@@ -1,5 +1,5 @@
 //! TLS, both ways: the rustls client configuration for `rediss://` targets (CA file, client
-//! certificate, SNI, skip-verify only when asked), and the TLS listener that protects the
+//! certificate, SNI, skip-verify only when asked), and the server side that protects the
 //! exporter's own endpoint.
 //!
 //! Every config is built with an explicit ring provider rather than the process default, so
@@ -7,15 +7,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::config::{TlsOptions, WebTls};
 
@@ -154,81 +151,9 @@ pub fn server_config(web: &WebTls) -> Result<rustls::ServerConfig, TlsError> {
     Ok(cfg)
 }
 
-/// Handshakes that may be in progress at once; more wait in the kernel's accept queue.
-const MAX_HANDSHAKES: usize = 64;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A TLS listener for axum. Handshakes run in their own tasks (a slow or silent client cannot
-/// hold up the others) under a timeout, and at most [`MAX_HANDSHAKES`] at once.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<TcpStream>,
-        std::net::SocketAddr,
-    )>,
-    local: std::net::SocketAddr,
-    accept_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, cfg: rustls::ServerConfig) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let (tx, rx) = mpsc::channel(MAX_HANDSHAKES);
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let accept_task = tokio::spawn(async move {
-            loop {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    return;
-                };
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self {
-            rx,
-            local,
-            accept_task,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(v) => v,
-            // The accept task only ends when the listener is dropped; never resolve then.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+/// The acceptor of the exporter's own TLS endpoint; `http::serve` runs the handshakes.
+pub fn acceptor(web: &WebTls) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+        web,
+    )?)))
 }

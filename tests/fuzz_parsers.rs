@@ -775,7 +775,6 @@ fn the_seed_is_fixed() {
 /// target's last state frozen; in a release build it wraps silently (a sum of 0, a pubsub
 /// client typed `normal`). Saturating is the expected behaviour.
 #[test]
-#[ignore = "src bug: unchecked u64 additions in aggregate.rs (Distribution::observe, Aggregator::add, SourceStats::merge) and client_list.rs (ClientEntry::client_type) overflow on absurd values"]
 fn summarize_does_not_overflow_on_huge_values() {
     use redis_clients_exporter::client_list::ClientType;
     let max = u64::MAX;

@@ -4,9 +4,6 @@
 //! down with the failure counted, leave other targets alone, come back by itself, and never hold
 //! more than one connection per target.
 //!
-//! Tests marked `#[ignore = "src bug: ..."]` reproduce bugs found while writing this file; run
-//! them with `cargo test --test reliability -- --ignored` and drop the mark once fixed.
-//!
 //! The waits are "within a generous bound" waits (the machine running this may be small and
 //! busy); nothing here measures speed.
 
@@ -282,7 +279,6 @@ fn a_proxy_that_stops_forwarding_is_a_timeout_and_recovery_is_clean() {
 /// task as soon as it reads EOF (no reconnect policy), but the poller keeps the dead client and
 /// sends INFO into a channel nobody reads any more.
 #[test]
-#[ignore = "src bug: poller.rs reuses a connection whose fred routing task has ended; a server-side close costs a full command_timeout and is counted as kind=timeout"]
 fn a_connection_closed_by_the_server_is_a_connect_error_noticed_at_the_next_poll() {
     let r = Redis::start(&[]);
     let mut t = r.target("a");
@@ -390,7 +386,6 @@ fn garbage_truncated_bulk() {
 /// INFO parses to nothing, CONFIG GET to no values, CLIENT LIST to one unparseable line, and
 /// the poll "succeeds": redis_up 1, redis_instance_info with empty labels, 0 connections.
 #[test]
-#[ignore = "src bug: poller.rs accepts replies that cannot come from Redis (INFO without a known field, CONFIG GET not a [name, value] pair, CLIENT LIST without one parseable line) and reports the target up"]
 fn garbage_wrong_type() {
     garbage_replies(Garbage::WrongType);
 }
@@ -663,7 +658,6 @@ fn never_more_than_one_connection_per_target_across_drops_and_restarts() {
 /// after the headers). hyper has a 30 s header read timeout, but it needs a timer, which
 /// `axum::serve` does not set.
 #[test]
-#[ignore = "src hardening gap: lib.rs serves with axum::serve, which sets no header read timeout and no connection cap; takes ~45 s"]
 fn a_client_that_never_finishes_its_header_is_dropped() {
     let r = Redis::start(&[]);
     let exp = Exporter::start(config(vec![r.target("main")], 50));
