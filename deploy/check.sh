@@ -121,7 +121,9 @@ if command -v systemd-analyze >/dev/null; then
     # verify insists that ExecStart's binary exists: point it at one that does.
     mkdir -p "$work/systemd"
     bin_for_unit=$(command -v true)
-    [ -n "$EXPORTER" ] && bin_for_unit=$PWD/$EXPORTER
+    if [ -n "$EXPORTER" ]; then
+        case $EXPORTER in /*) bin_for_unit=$EXPORTER ;; *) bin_for_unit=$PWD/$EXPORTER ;; esac
+    fi
     sed "s#/usr/local/bin/redis-clients-exporter#$bin_for_unit#g" "$unit" >"$work/systemd/redis-clients-exporter.service"
     verify_unit() {
         local out
