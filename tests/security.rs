@@ -495,3 +495,54 @@ fn no_secret_in_any_output() {
     );
     assert!(!all.contains(SECRET), "the password leaked:\n{all}");
 }
+
+#[test]
+fn a_rotated_password_file_is_read_again_at_the_next_reconnect() {
+    let r = Redis::start(&["--requirepass", "first-pw"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "first-pw\n").expect("write");
+    let mut t = r.target("rotating");
+    t.password = redis_clients_exporter::config::Secret::File(pw.clone());
+    let exp = Exporter::start(config(vec![t], 50));
+    exp.wait_for("up with the first password", WAIT, |m| {
+        m.get("redis_up", &[("target", "rotating")]) == Some(1.0)
+    });
+
+    // Rotate: new password on the server and in the file, then drop the exporter's connection.
+    let mut admin = r.conn();
+    assert!(!admin.cmd(&["AUTH", "first-pw"]).is_error());
+    assert!(!admin
+        .cmd(&["CONFIG", "SET", "requirepass", "second-pw"])
+        .is_error());
+    std::fs::write(&pw, "second-pw\n").expect("write");
+    let killed = admin.cmd(&["CLIENT", "KILL", "SKIPME", "yes"]);
+    assert_eq!(
+        killed,
+        common::Reply::Int(1),
+        "the exporter's connection should have been killed"
+    );
+    let before = exp.scrape().sum(
+        "redis_clients_exporter_poll_errors_total",
+        &[("target", "rotating")],
+    );
+    exp.wait_for(
+        "the drop noticed, then up with the second password",
+        WAIT,
+        |m| {
+            m.sum(
+                "redis_clients_exporter_poll_errors_total",
+                &[("target", "rotating")],
+            ) > before
+                && m.get("redis_up", &[("target", "rotating")]) == Some(1.0)
+        },
+    );
+    assert_eq!(
+        exp.scrape().get(
+            "redis_clients_exporter_poll_errors_total",
+            &[("target", "rotating"), ("kind", "auth")]
+        ),
+        Some(0.0),
+        "the new password was not read"
+    );
+}
