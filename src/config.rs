@@ -522,22 +522,25 @@ fn resolve_target(
         Endpoint::Tcp { host, port, .. } => format!("{host}:{port}"),
         Endpoint::Unix(p) => format!("unix:{}", p.display()),
     });
-    let poll_interval = seconds(
-        origin,
-        &format!("{key}.poll_interval_seconds"),
-        t.poll_interval_seconds.or(d.poll_interval_seconds),
+    let secs = |name: &str, own: Option<f64>, shared: Option<f64>, default: f64| {
+        seconds(origin, &format!("{key}.{name}"), own.or(shared), default)
+    };
+    let poll_interval = secs(
+        "poll_interval_seconds",
+        t.poll_interval_seconds,
+        d.poll_interval_seconds,
         15.0,
     )?;
-    let connect_timeout = seconds(
-        origin,
-        &format!("{key}.connect_timeout_seconds"),
-        t.connect_timeout_seconds.or(d.connect_timeout_seconds),
+    let connect_timeout = secs(
+        "connect_timeout_seconds",
+        t.connect_timeout_seconds,
+        d.connect_timeout_seconds,
         5.0,
     )?;
-    let command_timeout = seconds(
-        origin,
-        &format!("{key}.command_timeout_seconds"),
-        t.command_timeout_seconds.or(d.command_timeout_seconds),
+    let command_timeout = secs(
+        "command_timeout_seconds",
+        t.command_timeout_seconds,
+        d.command_timeout_seconds,
         5.0,
     )?;
     let tls_requested = t.tls_ca_file.is_some()

@@ -257,20 +257,25 @@ fn a_proxy_that_stops_forwarding_is_a_timeout_and_recovery_is_clean() {
     assert_eq!(up(&m, "a"), Some(0.0));
     assert_eq!(m.get("redis_connected_clients", &[("target", "a")]), None);
 
+    recovers_with_one_connection(&exp, &proxy, &r, Duration::from_secs(2));
+}
+
+/// Switches the proxy back to forwarding and waits until target `a` is up again on exactly one
+/// connection: one socket to the proxy (abandoned ones closed) and, on the server, one
+/// connection named ours for `settle`.
+fn recovers_with_one_connection(exp: &Exporter, proxy: &Proxy, r: &Redis, settle: Duration) {
     proxy.set_mode(Mode::Forward);
     exp.wait_for("a back up", WAIT, |m| up(m, "a") == Some(1.0));
     exp.wait_for("one exporter connection in a's snapshot", WAIT, |m| {
         our_connections_metric(m, "a") == Some(1.0)
     });
-    // Client side: the exporter holds one socket to the proxy (the abandoned ones are closed).
     eventually("one proxied connection", WAIT, || {
         match proxy.open_connections() {
             1 => Ok(()),
             n => Err(format!("{n} proxied connections")),
         }
     });
-    // Server side: one connection, named ours.
-    exactly_one_exporter_connection(&r, Duration::from_secs(2));
+    exactly_one_exporter_connection(r, settle);
 }
 
 /// A held connection closed by the server (CLIENT KILL, a restart, the idle `timeout`, a
@@ -358,18 +363,7 @@ fn garbage_replies(kind: Garbage) {
     eprintln!("{kind:?}: new errors by kind: {}", kinds.join(" "));
     assert_eq!(exp.get("/healthz").0, 200);
 
-    proxy.set_mode(Mode::Forward);
-    exp.wait_for("a back up", WAIT, |m| up(m, "a") == Some(1.0));
-    exp.wait_for("one exporter connection in a's snapshot", WAIT, |m| {
-        our_connections_metric(m, "a") == Some(1.0)
-    });
-    eventually("one proxied connection", WAIT, || {
-        match proxy.open_connections() {
-            1 => Ok(()),
-            n => Err(format!("{n} proxied connections")),
-        }
-    });
-    exactly_one_exporter_connection(&r, Duration::from_secs(1));
+    recovers_with_one_connection(&exp, &proxy, &r, Duration::from_secs(1));
 }
 
 #[test]
