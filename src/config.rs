@@ -93,7 +93,11 @@ impl Secret {
 /// Where a target lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    Tcp { host: String, port: u16, tls: bool },
+    /// TLS or not is `Target::tls`, the one place the poller looks.
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(PathBuf),
 }
 
@@ -548,35 +552,33 @@ fn resolve_target(
         || t.tls_key_file.is_some()
         || t.tls_insecure_skip_verify.is_some()
         || t.tls_server_name.is_some();
-    let tls = match &parsed.endpoint {
-        Endpoint::Tcp { tls: true, .. } => {
-            let opts = TlsOptions {
-                ca_file: t.tls_ca_file.or(d.tls_ca_file.clone()),
-                cert_file: t.tls_cert_file.or(d.tls_cert_file.clone()),
-                key_file: t.tls_key_file.or(d.tls_key_file.clone()),
-                insecure_skip_verify: t
-                    .tls_insecure_skip_verify
-                    .or(d.tls_insecure_skip_verify)
-                    .unwrap_or(false),
-                server_name: t.tls_server_name,
-            };
-            if opts.cert_file.is_some() != opts.key_file.is_some() {
-                return Err(invalid(
-                    origin,
-                    format!("{key}.tls_cert_file"),
-                    "tls_cert_file and tls_key_file go together",
-                ));
-            }
-            Some(opts)
-        }
-        _ if tls_requested => {
+    let tls = if parsed.tls {
+        let opts = TlsOptions {
+            ca_file: t.tls_ca_file.or(d.tls_ca_file.clone()),
+            cert_file: t.tls_cert_file.or(d.tls_cert_file.clone()),
+            key_file: t.tls_key_file.or(d.tls_key_file.clone()),
+            insecure_skip_verify: t
+                .tls_insecure_skip_verify
+                .or(d.tls_insecure_skip_verify)
+                .unwrap_or(false),
+            server_name: t.tls_server_name,
+        };
+        if opts.cert_file.is_some() != opts.key_file.is_some() {
             return Err(invalid(
                 origin,
-                format!("{key}.address"),
-                "tls_* options need a rediss:// address",
+                format!("{key}.tls_cert_file"),
+                "tls_cert_file and tls_key_file go together",
             ));
         }
-        _ => None,
+        Some(opts)
+    } else if tls_requested {
+        return Err(invalid(
+            origin,
+            format!("{key}.address"),
+            "tls_* options need a rediss:// address",
+        ));
+    } else {
+        None
     };
     Ok(Target {
         tls,
@@ -602,6 +604,8 @@ fn resolve_target(
 
 struct ParsedAddress {
     endpoint: Endpoint,
+    /// `rediss://`
+    tls: bool,
     db: Option<u8>,
     username: Option<String>,
     password: Option<String>,
@@ -638,11 +642,8 @@ fn parse_address(address: &str) -> Result<ParsedAddress, String> {
                 ),
             };
             Ok(ParsedAddress {
-                endpoint: Endpoint::Tcp {
-                    host,
-                    port,
-                    tls: url.scheme() == "rediss",
-                },
+                endpoint: Endpoint::Tcp { host, port },
+                tls: url.scheme() == "rediss",
                 db,
                 username,
                 password,
@@ -657,6 +658,7 @@ fn parse_address(address: &str) -> Result<ParsedAddress, String> {
             }
             Ok(ParsedAddress {
                 endpoint: Endpoint::Unix(PathBuf::from(path)),
+                tls: false,
                 db: None,
                 username,
                 password,
@@ -769,9 +771,10 @@ mod tests {
             Endpoint::Tcp {
                 host: "::1".into(),
                 port: 7000,
-                tls: true
             }
         );
+        assert!(c.targets[1].tls.is_some(), "rediss:// must be TLS");
+        assert!(c.targets[0].tls.is_none());
         assert_eq!(c.targets[1].db, Some(2));
         assert_eq!(c.targets[1].poll_interval, Duration::from_millis(1500));
         let c = load_with_env(

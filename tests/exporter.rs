@@ -478,7 +478,6 @@ fn endpoints_for_health_readiness_and_humans() {
         d.endpoint = redis_clients_exporter::config::Endpoint::Tcp {
             host: "127.0.0.1".into(),
             port: 1,
-            tls: false,
         };
         d
     };

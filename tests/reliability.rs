@@ -62,7 +62,6 @@ fn via_proxy(r: &Redis, proxy: &Proxy, label: &str) -> Target {
     t.endpoint = Endpoint::Tcp {
         host: "127.0.0.1".into(),
         port: proxy.port,
-        tls: false,
     };
     t
 }

@@ -127,7 +127,6 @@ fn tls_targets_verify_the_server_present_a_client_certificate_and_honour_sni() {
         t.endpoint = Endpoint::Tcp {
             host: "127.0.0.1".into(),
             port: tls_port,
-            tls: true,
         };
         t.tls = Some(tls);
         t

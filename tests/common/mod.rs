@@ -127,7 +127,6 @@ impl Redis {
             endpoint: Endpoint::Tcp {
                 host: "127.0.0.1".into(),
                 port: self.port,
-                tls: false,
             },
             db: None,
             username: None,
