@@ -32,6 +32,16 @@ pub struct PollError {
     pub message: String,
 }
 
+impl PollError {
+    fn new(kind: ErrorKind, stage: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            stage,
+            message: message.into(),
+        }
+    }
+}
+
 fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
     let msg = e.details().to_string();
     let lower = msg.to_ascii_lowercase();
@@ -53,27 +63,19 @@ fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
     } else {
         ErrorKind::Other
     };
-    PollError {
-        kind,
-        stage,
-        message: format!("{:?}: {msg}", e.kind()),
-    }
+    PollError::new(kind, stage, format!("{:?}: {msg}", e.kind()))
 }
 
 fn protocol(stage: &'static str, message: &str) -> PollError {
-    PollError {
-        kind: ErrorKind::Protocol,
-        stage,
-        message: message.to_string(),
-    }
+    PollError::new(ErrorKind::Protocol, stage, message)
 }
 
 fn timeout_error(stage: &'static str, after: Duration) -> PollError {
-    PollError {
-        kind: ErrorKind::Timeout,
+    PollError::new(
+        ErrorKind::Timeout,
         stage,
-        message: format!("no reply within {after:?}"),
-    }
+        format!("no reply within {after:?}"),
+    )
 }
 
 /// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
@@ -131,11 +133,10 @@ struct Conn {
 
 impl Conn {
     async fn open(target: &Target) -> Result<Conn, PollError> {
-        let password = target.password.resolve().map_err(|e| PollError {
-            kind: ErrorKind::Auth,
-            stage: "connect",
-            message: e.to_string(),
-        })?;
+        let password = target
+            .password
+            .resolve()
+            .map_err(|e| PollError::new(ErrorKind::Auth, "connect", e.to_string()))?;
         let mut cfg = FredConfig {
             username: target.username.clone(),
             password,
@@ -147,10 +148,8 @@ impl Conn {
             Endpoint::Tcp { host, port, .. } => {
                 let mut server = fred::prelude::Server::new(host.as_str(), *port);
                 if let Some(tls) = &target.tls {
-                    let rustls_cfg = crate::tls::client_config(tls).map_err(|e| PollError {
-                        kind: ErrorKind::Connect,
-                        stage: "connect",
-                        message: e.to_string(),
+                    let rustls_cfg = crate::tls::client_config(tls).map_err(|e| {
+                        PollError::new(ErrorKind::Connect, "connect", e.to_string())
                     })?;
                     cfg.tls = Some(fred::prelude::TlsConnector::from(rustls_cfg).into());
                     server.tls_server_name = tls.server_name.as_deref().map(Into::into);
@@ -295,11 +294,11 @@ impl Poller {
             // command timeout and look like a hung server. Call it what it is.
             Some(c) if c.task.is_finished() || !c.client.is_connected() => {
                 c.close().await;
-                Err(PollError {
-                    kind: ErrorKind::Connect,
-                    stage: "connect",
-                    message: "the server closed the connection".to_string(),
-                })
+                Err(PollError::new(
+                    ErrorKind::Connect,
+                    "connect",
+                    "the server closed the connection",
+                ))
             }
             Some(c) => Ok(c),
             None => Conn::open(&self.target).await,
@@ -401,11 +400,9 @@ impl Poller {
     /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
     /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
     async fn read_config(&self, c: &Client) -> Result<ConfigValues, PollError> {
-        let mut values = ConfigValues {
-            available: true,
-            ..Default::default()
-        };
-        for (param, slot) in [("maxclients", 0usize), ("timeout", 1), ("tcp-keepalive", 2)] {
+        let params = ["maxclients", "timeout", "tcp-keepalive"];
+        let mut read = [None; 3];
+        for (param, slot) in params.into_iter().zip(read.iter_mut()) {
             let reply: Result<Vec<String>, PollError> = bounded(
                 "config",
                 self.target.command_timeout,
@@ -416,11 +413,11 @@ impl Poller {
                 Ok(r) => r,
                 Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
                     // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
-                    return Err(PollError {
-                        kind: ErrorKind::ConfigUnavailable,
-                        stage: "config",
-                        message: e.message,
-                    });
+                    return Err(PollError::new(
+                        ErrorKind::ConfigUnavailable,
+                        "config",
+                        e.message,
+                    ));
                 }
                 Err(e) => return Err(e),
             };
@@ -437,13 +434,15 @@ impl Poller {
                     ))
                 }
             };
-            match slot {
-                0 => values.maxclients = v,
-                1 => values.timeout = v,
-                _ => values.tcp_keepalive = v,
-            }
+            *slot = v;
         }
-        Ok(values)
+        let [maxclients, timeout, tcp_keepalive] = read;
+        Ok(ConfigValues {
+            available: true,
+            maxclients,
+            timeout,
+            tcp_keepalive,
+        })
     }
 
     fn publish_success(&mut self, r: PollResult) {
