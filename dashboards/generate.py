@@ -230,6 +230,17 @@ def m(metric, extra=""):
     sel = T + (", " + extra if extra else "")
     return f"max by (target) ({metric}{{{sel}}})"
 
+def top(n, metric, label):
+    """The n largest series of one label dimension, per target, with a legend naming both."""
+    return target(f"topk({n}, max by (target, {label}) ({metric}{{{T}}}))", "{{target}} {{%s}}" % label)
+
+
+def quantiles(buckets):
+    """p50, p90 and p99 of a snapshot histogram (no rate(): the buckets are a snapshot)."""
+    return [target(f"histogram_quantile({q}, {buckets})", "{{target}} p%s" % p, ref)
+            for q, p, ref in (("0.5", "50", "A"), ("0.9", "90", "B"), ("0.99", "99", "C"))]
+
+
 
 def overview():
     L = Layout()
@@ -420,7 +431,7 @@ def sources():
         "Connections per source IP (top 10)",
         "Connections per source IP over time (top 10 at each step). A line rising without falling back "
         "is a client that leaks; many lines rising together after a deploy is a pool sized per instance.",
-        [target(f"topk(10, max by (target, source_ip) (redis_client_connections{{{T}}}))", "{{target}} {{source_ip}}")],
+        [top(10, "redis_client_connections", "source_ip")],
         "short"), 12, 10))
 
     p.append(L.place(table(
@@ -433,7 +444,7 @@ def sources():
         "Connections per client name (top 10)",
         "Connections per client name over time. Compare with the per-IP panel: one name on many IPs is "
         "one application scaled out.",
-        [target(f"topk(10, max by (target, name) (redis_client_connections_by_name{{{T}}}))", "{{target}} {{name}}")],
+        [top(10, "redis_client_connections_by_name", "name")],
         "short"), 12, 9))
 
     p.append(L.place(timeseries(
@@ -446,13 +457,13 @@ def sources():
         "Connections per ACL user",
         "Connections per ACL user ('default' before Redis 6). Useful to split the blame between "
         "applications sharing source IPs (e.g. behind NAT or a proxy).",
-        [target(f"topk(10, max by (target, user) (redis_client_connections_by_user{{{T}}}))", "{{target}} {{user}}")],
+        [top(10, "redis_client_connections_by_user", "user")],
         "short"), 8, 8))
     p.append(L.place(timeseries(
         "Connections per last command (top 10)",
         "Connections by the last command they ran. Many connections whose last command is a blocking one "
         "(blpop, xread, wait) are workers waiting; NULL means connected but never sent a command.",
-        [target(f"topk(10, max by (target, command) (redis_client_connections_by_command{{{T}}}))", "{{target}} {{command}}")],
+        [top(10, "redis_client_connections_by_command", "command")],
         "short"), 8, 8))
 
     idle_b = f"max by (target, le) (redis_client_idle_seconds_bucket{{{T}}})"
@@ -468,9 +479,7 @@ def sources():
         "Median, 90th and 99th percentile of idle time per target (histogram_quantile over the snapshot "
         "buckets, no rate()). A p90 above 1h with a stable connection count means pooled connections that "
         "are never reused; with timeout 0 they are never closed either.",
-        [target(f"histogram_quantile(0.5, {idle_b})", "{{target}} p50", "A"),
-         target(f"histogram_quantile(0.9, {idle_b})", "{{target}} p90", "B"),
-         target(f"histogram_quantile(0.99, {idle_b})", "{{target}} p99", "C")], "s"), 12, 9))
+        quantiles(idle_b), "s"), 12, 9))
     p.append(L.place(heatmap(
         "Connection-age distribution",
         "How many connections sit in each age bucket (time since connect), summed over the selected targets. "
@@ -481,9 +490,7 @@ def sources():
         "Connection age quantiles",
         "Median, 90th and 99th percentile of connection age per target (histogram_quantile over the snapshot "
         "buckets, no rate()). A median of seconds means clients reconnect per request.",
-        [target(f"histogram_quantile(0.5, {age_b})", "{{target}} p50", "A"),
-         target(f"histogram_quantile(0.9, {age_b})", "{{target}} p90", "B"),
-         target(f"histogram_quantile(0.99, {age_b})", "{{target}} p99", "C")], "s"), 12, 9))
+        quantiles(age_b), "s"), 12, 9))
 
     le_1h = 'le="3600"'
     long_idle = (f"{m('redis_client_idle_seconds_count')}\n"
@@ -497,21 +504,21 @@ def sources():
         "Idle connections per source IP (top 10)",
         "Connections idle at least idle_threshold (60s by default) per source IP. The source at the top "
         "of this panel while the 1h-idle count grows is the one to fix (or CLIENT KILL).",
-        [target(f"topk(10, max by (target, source_ip) (redis_client_source_idle_connections{{{T}}}))", "{{target}} {{source_ip}}")],
+        [top(10, "redis_client_source_idle_connections", "source_ip")],
         "short"), 8, 8))
     p.append(L.place(timeseries(
         "Oldest idle connection per source IP (top 10)",
         "Longest idle time per source IP. Hours or days on an application server usually means a pool "
         "without idle eviction, or connections of a process that died behind a NAT/firewall "
         "(tcp-keepalive 0 never notices).",
-        [target(f"topk(10, max by (target, source_ip) (redis_client_source_oldest_idle_seconds{{{T}}}))", "{{target}} {{source_ip}}")],
+        [top(10, "redis_client_source_oldest_idle_seconds", "source_ip")],
         "s"), 8, 8))
 
     p.append(L.place(timeseries(
         "Client memory per source IP (top 10)",
         "Summed client memory (tot-mem: query and output buffers) per source IP. A source growing here "
         "reads big replies slowly or subscribes to more than it consumes.",
-        [target(f"topk(10, max by (target, source_ip) (redis_client_source_memory_bytes{{{T}}}))", "{{target}} {{source_ip}}")],
+        [top(10, "redis_client_source_memory_bytes", "source_ip")],
         "bytes"), 8, 8))
     p.append(L.place(timeseries(
         "Output buffer memory (all clients)",
