@@ -392,13 +392,15 @@ fn add_client_list(
             st.memory_bytes as f64,
         );
     }
-    let dims = [
-        (
+    for (name, st) in &c.by_name {
+        f.gauge(
             "redis_client_connections_by_name",
             "Connections per client name (top K + other; unnamed for empty).",
-            "name",
-            &c.by_name,
-        ),
+            &[("target", target), ("name", name.as_str())],
+            st.connections as f64,
+        );
+    }
+    let dims = [
         (
             "redis_client_connections_by_user",
             "Connections per ACL user (top K + other).",
