@@ -6,6 +6,8 @@
 pub mod aggregate;
 pub mod client_list;
 pub mod config;
+pub mod diagnose;
+pub mod history;
 pub mod http;
 pub mod info;
 pub mod metrics;
