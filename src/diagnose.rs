@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::aggregate::{ClientListSummary, GroupStats, OTHER, UNNAMED};
 use crate::client_list::ClientEntry;
+use crate::config::{Endpoint, Target};
 use crate::history::Sample;
 use crate::info::Info;
 use crate::poller::CLIENT_NAME;
@@ -235,6 +236,25 @@ impl Report {
             redis_cli: redis_cli.to_string(),
         }
     }
+}
+
+/// The `redis-cli` invocation that reaches a target, without any secret: the password is
+/// expected in `REDISCLI_AUTH`.
+pub fn redis_cli_for(t: &Target) -> String {
+    let mut cli = match &t.endpoint {
+        Endpoint::Tcp { host, port } => format!("redis-cli -h {host} -p {port}"),
+        Endpoint::Unix(path) => format!("redis-cli -s {}", path.display()),
+    };
+    if t.tls.is_some() {
+        cli.push_str(" --tls");
+    }
+    if let Some(u) = &t.username {
+        cli.push_str(&format!(" --user {u}"));
+    }
+    if let Some(db) = t.db.filter(|&d| d != 0) {
+        cli.push_str(&format!(" -n {db}"));
+    }
+    cli
 }
 
 /// What one poll observed.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use crate::aggregate::{ClientListSummary, GroupStats, OTHER};
 use crate::info::Info;
 
+/// How far back the daemon's history reaches.
+pub const RETENTION: Duration = Duration::from_secs(3600);
 /// Samples kept over the retention window (plus the newest).
 pub const MAX_SAMPLES: usize = 120;
 /// Sources and names kept per sample.

@@ -12,9 +12,11 @@ pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod poller;
+pub mod render;
 pub mod state;
 pub mod synthetic;
 pub mod tls;
+pub mod triage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

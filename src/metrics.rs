@@ -139,6 +139,18 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         // Values of a server we cannot see would be presented as current: show only that it is down.
         return;
     }
+    if let Some(d) = &s.diagnosis {
+        let (cause, confidence) = d
+            .findings
+            .first()
+            .map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        f.gauge(
+            "redis_client_diagnosis",
+            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding. /diagnose explains it.",
+            &[("target", target), ("cause", cause)],
+            confidence,
+        );
+    }
     if let Some(i) = &s.info {
         f.gauge_opt(
             "redis_connected_clients",
