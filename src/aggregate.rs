@@ -79,8 +79,10 @@ pub struct GroupStats {
     pub idle_pubsub: u64,
     /// Subscriptions (channels + patterns + shard channels) held by the group.
     pub subscriptions: u64,
-    /// Connections blocked in a blocking command (flag b).
+    /// Connections blocked in a blocking command (flag b), and those of them idle at least
+    /// the threshold (a blocked call is idle while it waits: it is not a leak).
     pub blocked: u64,
+    pub idle_blocked: u64,
     /// Output buffer memory (`omem`), and the largest single one.
     pub output_bytes: u64,
     pub max_output_bytes: u64,
@@ -100,14 +102,17 @@ impl GroupStats {
         add(&mut self.idle_pubsub, o.idle_pubsub);
         add(&mut self.subscriptions, o.subscriptions);
         add(&mut self.blocked, o.blocked);
+        add(&mut self.idle_blocked, o.idle_blocked);
         add(&mut self.output_bytes, o.output_bytes);
         self.max_output_bytes = self.max_output_bytes.max(o.max_output_bytes);
         add(&mut self.young, o.young);
     }
 
-    /// Idle connections that are not pub/sub subscribers: the leak candidates.
-    pub fn idle_non_pubsub(&self) -> u64 {
-        self.idle_connections.saturating_sub(self.idle_pubsub)
+    /// Idle connections that neither listen (pub/sub) nor wait (blocked): the leak candidates.
+    pub fn idle_unused(&self) -> u64 {
+        self.idle_connections
+            .saturating_sub(self.idle_pubsub)
+            .saturating_sub(self.idle_blocked)
     }
 
     fn add(&mut self, l: &LineFacts) {
@@ -120,6 +125,7 @@ impl GroupStats {
         self.idle_pubsub += u64::from(l.pubsub && l.is_idle);
         self.subscriptions = self.subscriptions.saturating_add(l.subscriptions);
         self.blocked += u64::from(l.blocked);
+        self.idle_blocked += u64::from(l.blocked && l.is_idle);
         self.output_bytes = self.output_bytes.saturating_add(l.output);
         self.max_output_bytes = self.max_output_bytes.max(l.output);
         self.young += u64::from(l.young);
@@ -471,11 +477,11 @@ mod tests {
         let src = |ip: &str| s.by_source.iter().find(|(k, _)| k == ip).map(|(_, v)| *v);
         let a = src("10.0.0.1").unwrap_or_default();
         assert_eq!((a.connections, a.pubsub, a.idle_pubsub), (2, 2, 1));
-        assert_eq!((a.subscriptions, a.idle_non_pubsub()), (4, 0));
+        assert_eq!((a.subscriptions, a.idle_unused()), (4, 0));
         let b = src("10.0.0.2").unwrap_or_default();
         assert_eq!((b.no_command, b.blocked, b.young), (1, 1, 1));
         assert_eq!((b.output_bytes, b.max_output_bytes), (5000, 5000));
-        assert_eq!((b.idle_non_pubsub(), b.oldest_idle_seconds), (1, 800));
+        assert_eq!((b.idle_unused(), b.oldest_idle_seconds), (1, 800));
         let leaky = s
             .by_name
             .iter()

@@ -121,7 +121,7 @@ impl Selector {
             || e.sub.unwrap_or(0) + e.psub.unwrap_or(0) + e.ssub.unwrap_or(0) > 0;
         let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
         match self.only {
-            "idle" => idle && !pubsub,
+            "idle" => idle && !pubsub && !e.has_flag(b'b'),
             "idle_pubsub" => idle && pubsub,
             "blocked" => e.has_flag(b'b'),
             "output_buffer" => e.omem.unwrap_or(0) > 0,
@@ -138,7 +138,10 @@ impl Selector {
             format!("name={} ", self.key)
         };
         let cond = match self.only {
-            "idle" => format!("f[\"idle\"]>={} && f[\"flags\"] !~ /P/", self.idle_seconds),
+            "idle" => format!(
+                "f[\"idle\"]>={} && f[\"flags\"] !~ /[Pb]/",
+                self.idle_seconds
+            ),
             "idle_pubsub" => format!("f[\"idle\"]>={} && f[\"flags\"] ~ /P/", self.idle_seconds),
             "blocked" => "f[\"flags\"] ~ /b/".to_string(),
             _ => "f[\"omem\"]>0".to_string(),
@@ -531,8 +534,8 @@ pub fn diagnose(
 
 fn leak(ctx: &Ctx<'_>) -> Option<Finding> {
     let c = ctx.obs.clients;
-    let (kind, key, g) = culprit(c, GroupStats::idle_non_pubsub)?;
-    let idle = g.idle_non_pubsub() as f64;
+    let (kind, key, g) = culprit(c, GroupStats::idle_unused)?;
+    let idle = g.idle_unused() as f64;
     let share_of_group = idle / g.connections.max(1) as f64;
     let share_of_all = idle / ctx.total.max(1.0);
     let mut conf = share_of_group * (share_of_all / 0.3).min(1.0) * (idle / 20.0).min(1.0);
@@ -551,7 +554,7 @@ fn leak(ctx: &Ctx<'_>) -> Option<Finding> {
     let mut evidence = vec![
         ev(format!("{kind} {key}: connections"), g.connections),
         ev(
-            format!("of them idle ≥ {t} s (not pub/sub)"),
+            format!("of them idle ≥ {t} s (not pub/sub, not blocked)"),
             format!("{idle:.0} ({})", pct(share_of_group)),
         ),
         ev("share of all connections", pct(share_of_all)),
@@ -563,7 +566,7 @@ fn leak(ctx: &Ctx<'_>) -> Option<Finding> {
             } else {
                 "dominant client name"
             },
-            companion(c, kind, GroupStats::idle_non_pubsub),
+            companion(c, kind, GroupStats::idle_unused),
         ),
     ];
     if let Some((d, at)) = growth {
@@ -618,17 +621,22 @@ fn scale_out(ctx: &Ctx<'_>) -> Option<Finding> {
     }
     let clients = (c.by_type[0] + c.by_type[1]) as f64;
     let pool = clients / n;
-    // Similar pools: the coefficient of variation of the named top sources.
     let counts: Vec<f64> = c
         .by_source
         .iter()
         .filter(|(k, _)| k != OTHER)
         .map(|(_, v)| v.connections as f64)
         .collect();
-    let mean = counts.iter().sum::<f64>() / counts.len().max(1) as f64;
-    let var = counts.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / counts.len().max(1) as f64;
-    let cv = if mean > 0.0 { var.sqrt() / mean } else { 1.0 };
-    let evenness = (1.0 - cv).clamp(0.0, 1.0);
+    // Similar pools: the share of the named top sources within ±50% of the median pool, so
+    // that one outlier (a leaking source beside the fleet) does not hide the fleet's shape.
+    let mut sorted = counts.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let similar = counts
+        .iter()
+        .filter(|&&x| x >= 0.5 * median && x <= 1.5 * median)
+        .count();
+    let evenness = similar as f64 / counts.len().max(1) as f64;
     let idle_share = c.idle_by_type[0] as f64 / (c.by_type[0].max(1)) as f64;
     let active = 1.0 - 0.6 * idle_share;
     let jump = ctx.baseline().map(|b| (n - b.distinct_sources as f64, b));
@@ -652,8 +660,8 @@ fn scale_out(ctx: &Ctx<'_>) -> Option<Finding> {
             format!("{n:.0} × {pool:.1} = {clients:.0}"),
         ),
         ev(
-            "pool size spread (coefficient of variation)",
-            format!("{cv:.2}"),
+            "top sources with a pool within ±50% of the median",
+            format!("{similar} of {} (median {median:.0})", counts.len()),
         ),
         ev("idle share of normal connections", pct(idle_share)),
     ];

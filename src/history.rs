@@ -49,7 +49,7 @@ fn top(groups: &[(String, GroupStats)]) -> Vec<GroupCount> {
         .map(|(k, v)| GroupCount {
             key: k.clone(),
             connections: v.connections,
-            idle: v.idle_non_pubsub(),
+            idle: v.idle_unused(),
         })
         .collect()
 }
