@@ -1020,7 +1020,12 @@ fn risky_config(ctx: &Ctx<'_>) -> Option<Finding> {
         title: "risky configuration: leaked connections never heal".to_string(),
         confidence: conf,
         culprit: None,
-        summary: "With timeout 0 an idle connection is never closed by Redis, and with tcp-keepalive 0 a dead peer's connection is never noticed: any leak accumulates until maxclients.".to_string(),
+        summary: match (no_timeout, no_keepalive) {
+            (true, true) => "timeout 0: Redis never closes an idle connection; tcp-keepalive 0: a dead peer's connection is never noticed. Any leak accumulates until maxclients.",
+            (true, false) => "timeout 0: Redis never closes an idle connection, so any leak accumulates until maxclients.",
+            _ => "tcp-keepalive 0: the connections of crashed or unreachable clients are never noticed and hold their slots.",
+        }
+        .to_string(),
         evidence,
         remediation,
         selector: None,
