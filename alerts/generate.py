@@ -44,6 +44,8 @@ SCHEMA = {
     "source_share_for": "duration",
     "churn_per_second": "number",
     "churn_for": "duration",
+    "diagnosis_min_confidence": "ratio",
+    "diagnosis_for": "duration",
     "maxclients_clamped_for": "duration",
     "timeout_disabled_for": "duration",
     "tcp_keepalive_disabled_for": "duration",
@@ -241,6 +243,13 @@ def build(t):
               "Redis accepts new connections at a high rate.",
               "{{ $labels.target }} accepts {{ $value | humanize }} new connections per second "
               f"(threshold {num(t['churn_per_second'])}/s over {w}): clients connect per request instead of pooling.", t),
+        alert("RedisClientsCauseDiagnosed", "warning", t["diagnosis_for"],
+              f"redis_client_diagnosis{{cause!=\"none\"}} >= {num(t['diagnosis_min_confidence'])}",
+              "The exporter has diagnosed a cause of Redis connection exhaustion.",
+              "{{ $labels.target }}: the most likely cause of connection exhaustion is {{ $labels.cause }} "
+              "(confidence {{ $value | printf \"%.2f\" }}, threshold "
+              f"{num(t['diagnosis_min_confidence'])}). Evidence, culprit and fix: "
+              "http://{{ $labels.instance }}/diagnose?target={{ $labels.target | urlquery }}&format=html", t),
     ]
 
     config = [

@@ -271,6 +271,17 @@ def overview():
                 instant=True)], "s",
         thresholds((None, "red"), (3600, "orange"), (21600, "green")), no_value="not growing"), 8, 7))
 
+    diag = stat(
+        "Diagnosis: most likely cause",
+        "The exporter's own diagnosis after its last poll (redis_client_diagnosis): the most likely cause of "
+        "connection exhaustion per target and its confidence (0-1). none = nothing found. Orange from 0.5 "
+        "(the report calls it a cause), red from 0.7 (RedisClientsCauseDiagnosed). The evidence, the culprit "
+        "source or client name and the commands that fix it are at /diagnose?target=<target>&format=html on the exporter.",
+        [target(f"max by (target, cause) (redis_client_diagnosis{{{T}}})", "{{target}}: {{cause}}", instant=True)],
+        "none", thresholds((None, "green"), (0.5, "orange"), (0.7, "red")), min_=0, max_=1)
+    diag["options"]["textMode"] = "value_and_name"
+    p.append(L.place(diag, 24, 4))
+
     p.append(L.place(stat(
         "Exporter reaches target",
         "redis_up per target: 1 when the exporter's held connection answered its last poll. DOWN means "

@@ -111,9 +111,9 @@ impl History {
         }
     }
 
-    /// Oldest first.
-    pub fn samples(&self) -> Vec<Sample> {
-        self.samples.iter().cloned().collect()
+    /// Oldest first, without copying (the diagnosis reads it after every poll).
+    pub fn samples(&mut self) -> &[Sample] {
+        self.samples.make_contiguous()
     }
 
     pub fn len(&self) -> usize {
@@ -142,7 +142,7 @@ mod tests {
         for i in 0..10_000 {
             h.push(at(f64::from(i) * 0.25));
         }
-        let s = h.samples();
+        let s = h.samples().to_vec();
         assert!(s.len() <= MAX_SAMPLES + 2, "{}", s.len());
         assert_eq!(s.last().map(|s| s.at), Some(9999.0 * 0.25));
         assert!(s[0].at >= 9999.0 * 0.25 - 120.0);

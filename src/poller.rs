@@ -448,7 +448,7 @@ impl Poller {
             let report = diagnose::diagnose(
                 &self.target.label,
                 &obs,
-                &self.history.samples(),
+                self.history.samples(),
                 now.unwrap_or(0.0),
                 &self.redis_cli,
             );
