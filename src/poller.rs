@@ -415,8 +415,8 @@ impl Poller {
         if let Some(clients) = r.clients {
             s.counters.client_list_lines += clients.connections + clients.parse_errors;
             s.counters.parse_errors += clients.parse_errors;
-            self.history
-                .push(Sample::new(now.unwrap_or(0.0), &r.info, &clients));
+            let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, self.history.last());
+            self.history.push(sample);
             s.clients = Some(Arc::new(clients));
             s.client_list_timestamp = now;
             s.durations.client_list = r.durations.client_list;

@@ -127,7 +127,7 @@ async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
     let mut agg = Aggregator::new(o.idle_threshold_seconds);
     let first = snapshot(conn, t).await?;
     let first_summary = agg.summarize(&first.reply, o.top_k);
-    let mut history = vec![Sample::new(first.at, &first.info, &first_summary)];
+    let mut history = vec![Sample::new(first.at, &first.info, &first_summary, None)];
     let last = if o.sample.is_zero() {
         first
     } else {
@@ -143,7 +143,8 @@ async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
         ));
     }
     if history[0].at < last.at {
-        history.push(Sample::new(last.at, &last.info, &summary));
+        let sample = Sample::new(last.at, &last.info, &summary, history.first());
+        history.push(sample);
     }
     let obs = Observation {
         info: &last.info,
