@@ -257,7 +257,7 @@ def build(t):
               "redis_client_maxclients_clamped == 1",
               "Redis maxclients looks reduced by a low open-file limit.",
               "maxclients of {{ $labels.target }} has the value Redis sets when the open-file limit is too low "
-              "(a power of two minus 32); utilisation ratios are measured against this reduced limit.", t),
+              "(an open-files limit such as 1024, 4096 or 20000, minus 32); utilisation ratios are measured against this reduced limit.", t),
         alert("RedisIdleTimeoutDisabled", "info", t["timeout_disabled_for"],
               "redis_client_config_timeout_seconds == 0\nand (\n  " + leak_cond.replace("\n", "\n  ") + "\n)",
               "Redis never closes idle connections while idle connections pile up.",

@@ -306,7 +306,7 @@ def overview():
     p.append(L.place(stat(
         "maxclients clamped by fd limit",
         "CLAMPED when maxclients has the value Redis sets itself when the open-file limit is too low "
-        "(a power of two minus 32: 992, 4064...). Raise LimitNOFILE / ulimit -n and restart; until then "
+        "(an open-files limit minus 32: 992, 4064, 19968...). Raise LimitNOFILE / ulimit -n and restart; until then "
         "utilisation is measured against the reduced limit (RedisMaxclientsClampedByFdLimit).",
         [target(m("redis_client_maxclients_clamped"), instant=True)], "none",
         thresholds((None, "green"), (1, "red")),

@@ -708,19 +708,9 @@ fn scale_out(ctx: &Ctx<'_>) -> Option<Finding> {
     })
 }
 
-/// True when `m + 32` is a typical file-descriptor limit (a power of two, or a round
-/// thousand): Redis sets maxclients to the fd limit minus 32 when the limit is too low.
-pub fn looks_like_fd_limit(m: f64) -> bool {
-    if m < 1.0 || m.fract() != 0.0 || m > 1e9 {
-        return false;
-    }
-    let fds = m as u64 + 32;
-    (fds >= 256 && fds.is_power_of_two()) || (fds >= 1000 && fds % 1000 == 0)
-}
-
 fn maxclients_too_low(ctx: &Ctx<'_>) -> Option<Finding> {
     let m = ctx.maxclients?;
-    let clamped = looks_like_fd_limit(m);
+    let clamped = crate::info::looks_fd_clamped(m);
     let low = m < ctx.th.default_maxclients;
     if !clamped && !low {
         return None;
@@ -1117,16 +1107,6 @@ mod tests {
         assert_eq!(rep.status, Status::Healthy, "{rep:#?}");
         assert!(rep.top_cause().is_none());
         assert!(rep.headline.starts_with("HEALTHY"));
-    }
-
-    #[test]
-    fn clamp_values() {
-        for m in [992.0, 4064.0, 65504.0, 19968.0, 968.0] {
-            assert!(looks_like_fd_limit(m), "{m}");
-        }
-        for m in [10000.0, 1000.0, 4096.0, 0.0, 250.0] {
-            assert!(!looks_like_fd_limit(m), "{m}");
-        }
     }
 
     #[test]

@@ -319,7 +319,7 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         );
         f.gauge(
             "redis_client_maxclients_clamped",
-            "1 when maxclients is a power of two minus 32, the value Redis sets when the fd limit clamps it.",
+            "1 when maxclients + 32 is a typical open-files limit (a power of two or a round thousand): the value Redis sets when the fd limit clamps it.",
             t,
             if looks_fd_clamped(m) { 1.0 } else { 0.0 },
         );
