@@ -33,7 +33,7 @@ pub struct Options {
 pub enum TriageError {
     #[error("Redis at {target} is FULL: every connection slot is taken (ERR max number of clients reached), and no slot freed within {waited:?}. This is itself the finding: connections are exhausted. Diagnose from a connection that is already open (an application's, or the redis-clients-exporter daemon's held one: /diagnose), or free slots first (restart the leaking service), then run this again.")]
     Full { target: String, waited: Duration },
-    #[error("cannot diagnose {target}: {source}")]
+    #[error("cannot diagnose {target} ({kind} error): {source}", kind = source.kind.as_str())]
     Poll { target: String, source: PollError },
 }
 

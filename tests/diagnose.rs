@@ -518,3 +518,19 @@ fn cli_lists_exactly_the_leaking_connection_ids() {
     ids.sort();
     assert_eq!(listed, ids, "{cmd}");
 }
+
+#[test]
+fn cli_uses_the_url_password_and_never_prints_it() {
+    let secret = "s3cr3t-Pa55-diag";
+    let r = Redis::start(&["--requirepass", secret]);
+    let good = format!("redis://:{secret}@127.0.0.1:{}", r.port);
+    let (code, out, err) = diagnose_cmd(&[&good, "--sample-seconds", "0", "--format", "markdown"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("# Diagnosis of `127.0.0.1:"), "{out}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    let bad = format!("redis://:wrong-{secret}@127.0.0.1:{}", r.port);
+    let (code, out, err) = diagnose_cmd(&[&bad, "--sample-seconds", "0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("auth"), "names the problem: {err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}
