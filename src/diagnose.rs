@@ -820,7 +820,11 @@ fn stale_pubsub(ctx: &Ctx<'_>) -> Option<Finding> {
 }
 
 fn churn(ctx: &Ctx<'_>) -> Option<Finding> {
-    let rate = ctx.rate(|s| s.total_connections_received)?;
+    let opened = ctx.rate(|s| s.total_connections_received)?;
+    // Churn is connections that open and close again: a scale-out also opens many, but they
+    // stay, so the growth of the connection count is not churn.
+    let grew = ctx.rate(|s| s.limit_connections).unwrap_or(0.0);
+    let rate = (opened - grew).max(0.0);
     let limit = ctx.th.churn_per_second;
     let conf = if rate >= limit {
         0.6 + 0.4 * ((rate - limit) / (4.0 * limit)).min(1.0)
@@ -833,7 +837,11 @@ fn churn(ctx: &Ctx<'_>) -> Option<Finding> {
     let who = culprit(c, |g| g.young);
     let young: u64 = c.by_source.iter().map(|(_, v)| v.young).sum();
     let mut evidence = vec![
-        ev("new connections per second", format!("{rate:.0}")),
+        ev("new connections per second", format!("{opened:.0}")),
+        ev(
+            "of them closed again (not added to the count)",
+            format!("{rate:.0} per second"),
+        ),
         ev(
             format!(
                 "connections at most {} s old now",
@@ -854,7 +862,7 @@ fn churn(ctx: &Ctx<'_>) -> Option<Finding> {
         confidence: conf,
         culprit: who.map(|(k, v, _)| format!("{k} {v}")),
         summary: format!(
-            "Redis accepts {rate:.0} new connections per second: clients connect per request instead of keeping pooled connections; each costs a TCP and often a TLS/AUTH handshake, and bursts can hit maxclients."
+            "Redis accepts {opened:.0} new connections per second and {rate:.0} of them close again: clients connect per request instead of keeping pooled connections; each costs a TCP and often a TLS/AUTH handshake, and bursts can hit maxclients."
         ),
         evidence,
         remediation: vec![advice(
