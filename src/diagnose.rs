@@ -872,6 +872,45 @@ fn churn(ctx: &Ctx<'_>) -> Option<Finding> {
     })
 }
 
+/// What a finding about "one group holds the problem connections" says of that group: a title
+/// naming it, the culprit, a step that closes its connections, then the advice.
+struct Blame {
+    title: String,
+    culprit: Option<String>,
+    remediation: Vec<Step>,
+    selector: Option<Selector>,
+}
+
+fn blame(
+    ctx: &Ctx<'_>,
+    who: Option<(&'static str, &str, &GroupStats)>,
+    only: &'static str,
+    title: &str,
+    kill_why: impl Fn(&str) -> String,
+    fix: &str,
+) -> Blame {
+    let mut b = Blame {
+        title: title.to_string(),
+        culprit: None,
+        remediation: Vec::new(),
+        selector: None,
+    };
+    if let Some((kind, key, _)) = who {
+        let s = Selector {
+            group: kind,
+            key: key.to_string(),
+            only,
+            idle_seconds: 0,
+        };
+        b.title = format!("{title}, most from {kind} {key}");
+        b.culprit = Some(format!("{kind} {key}"));
+        b.remediation.push(run(kill_why(key), s.pipeline(ctx.cli)));
+        b.selector = Some(s);
+    }
+    b.remediation.push(advice(fix));
+    b
+}
+
 fn blocked(ctx: &Ctx<'_>) -> Option<Finding> {
     let c = ctx.obs.clients;
     let from_list = c.by_flag[0] as f64;
@@ -881,32 +920,19 @@ fn blocked(ctx: &Ctx<'_>) -> Option<Finding> {
     }
     let conf = 0.9 * (n / (0.2 * ctx.total).max(20.0)).min(1.0);
     let who = culprit(c, |g| g.blocked);
-    let mut remediation = Vec::new();
-    let mut sel = None;
-    if let Some((kind, key, _)) = who {
-        let s = Selector {
-            group: kind,
-            key: key.to_string(),
-            only: "blocked",
-            idle_seconds: 0,
-        };
-        remediation.push(run(
-            format!("Unblock or close the blocked connections of {key}"),
-            s.pipeline(ctx.cli),
-        ));
-        sel = Some(s);
-    }
-    remediation.push(advice(
+    let b = blame(
+        ctx,
+        who,
+        "blocked",
+        "blocked clients piling up",
+        |key| format!("Unblock or close the blocked connections of {key}"),
         "Give blocking commands a timeout (BLPOP key 5, not 0) and size the pool for them separately: every blocked call holds a connection.",
-    ));
+    );
     Some(Finding {
         cause: Cause::BlockedClients,
-        title: match who {
-            Some((kind, key, _)) => format!("blocked clients piling up, most from {kind} {key}"),
-            None => "blocked clients piling up".to_string(),
-        },
+        title: b.title,
         confidence: conf,
-        culprit: who.map(|(k, v, _)| format!("{k} {v}")),
+        culprit: b.culprit,
         summary: format!(
             "{n:.0} connections wait in blocking commands (BLPOP, BRPOP, XREAD BLOCK, WAIT...) and hold their slots meanwhile."
         ),
@@ -918,8 +944,8 @@ fn blocked(ctx: &Ctx<'_>) -> Option<Finding> {
                 who.map_or("-".into(), |(k, v, g)| format!("{k} {v} ({})", g.blocked)),
             ),
         ],
-        remediation,
-        selector: sel,
+        remediation: b.remediation,
+        selector: b.selector,
     })
 }
 
@@ -932,32 +958,19 @@ fn output_buffers(ctx: &Ctx<'_>) -> Option<Finding> {
     }
     let conf = 0.4 + 0.5 * (total / (128.0 * MIB)).min(1.0);
     let who = culprit(c, |g| g.output_bytes);
-    let mut remediation = Vec::new();
-    let mut sel = None;
-    if let Some((kind, key, _)) = who {
-        let s = Selector {
-            group: kind,
-            key: key.to_string(),
-            only: "output_buffer",
-            idle_seconds: 0,
-        };
-        remediation.push(run(
-            format!("Close the connections of {key} with pending output"),
-            s.pipeline(ctx.cli),
-        ));
-        sel = Some(s);
-    }
-    remediation.push(advice(
+    let b = blame(
+        ctx,
+        who,
+        "output_buffer",
+        "output-buffer hogs",
+        |key| format!("Close the connections of {key} with pending output"),
         "The client reads slower than Redis answers (or not at all): fix the reader, and bound it with client-output-buffer-limit (normal / pubsub classes).",
-    ));
+    );
     Some(Finding {
         cause: Cause::OutputBufferHogs,
-        title: match who {
-            Some((kind, key, _)) => format!("output-buffer hogs, most from {kind} {key}"),
-            None => "output-buffer hogs".to_string(),
-        },
+        title: b.title,
         confidence: conf,
-        culprit: who.map(|(k, v, _)| format!("{k} {v}")),
+        culprit: b.culprit,
         summary: format!(
             "Clients hold {:.1} MiB of unread replies in Redis' output buffers.",
             total / MIB
@@ -978,8 +991,8 @@ fn output_buffers(ctx: &Ctx<'_>) -> Option<Finding> {
                 }),
             ),
         ],
-        remediation,
-        selector: sel,
+        remediation: b.remediation,
+        selector: b.selector,
     })
 }
 
