@@ -272,7 +272,11 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
     let mut rows = String::new();
     for (label, s) in store.snapshot() {
         let status = if s.up { "up" } else { "down" };
-        rows.push_str(&format!("<li>{} — {status}</li>", escape(&label)));
+        rows.push_str(&format!(
+            "<li>{} — {status} — <a href=\"diagnose?target={}&amp;format=html\">diagnosis</a></li>",
+            escape(&label),
+            crate::render::url_encode(&label)
+        ));
     }
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>redis-clients-exporter</title></head>\

@@ -14,9 +14,31 @@ fn num(v: Option<f64>) -> String {
     v.map_or("unknown".to_string(), |v| format!("{v:.0}"))
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date: Howard Hinnant's algorithm).
+pub fn utc(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn facts(r: &Report) -> Vec<(&'static str, String)> {
     let s = &r.server;
     vec![
+        ("observed at", utc(r.generated_at)),
         (
             "server",
             format!(
@@ -289,5 +311,12 @@ mod tests {
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("&quot;b&quot; &amp; &#39;c&#39;"));
         assert_eq!(url_encode("a b:1/x"), "a%20b%3A1%2Fx");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_437_668.0), "2026-11-23 12:41:08 UTC");
     }
 }
