@@ -181,6 +181,22 @@ fn field_end(b: &[u8], mut at: usize) -> usize {
     }
 }
 
+/// The index of the '=' ending a key, searching from `at`; `None` if a ' ' or the end of the
+/// line comes first.
+#[inline]
+fn key_end(b: &[u8], mut at: usize) -> Option<usize> {
+    while at < b.len() {
+        let w = word(b, at);
+        let stops = zero_bytes(w ^ EQUALS) | zero_bytes(w ^ SPACES);
+        if stops != 0 {
+            let i = at + (stops.trailing_zeros() / 8) as usize;
+            return (b[i] == b'=').then_some(i);
+        }
+        at += 8;
+    }
+    None
+}
+
 /// A key of up to seven bytes as the integer [`word`] reads it with the bytes after the key
 /// masked off: one integer compare per key instead of a length test and a byte compare.
 const fn key(k: &[u8]) -> u64 {
@@ -301,13 +317,9 @@ impl<'a> ClientEntry<'a> {
                 // which is no known key.
                 (short_key(w & ((1u64 << (8 * k)) - 1)), at + k + 1)
             } else {
-                // No '=' in eight bytes: a long key, or a field without one.
-                let eq = b[at..]
-                    .iter()
-                    .position(|&c| c == b'=' || c == b' ')
-                    .map(|i| at + i)
-                    .filter(|&i| b[i] == b'=')
-                    .ok_or(ParseError::FieldWithoutValue)?;
+                // No '=' in eight bytes: a long key (qbuf-free, argv-mem, lib-name...), or a
+                // field without one.
+                let eq = key_end(b, at + 8).ok_or(ParseError::FieldWithoutValue)?;
                 let field = match &b[at..eq] {
                     b"lib-name" => Field::Text(Text::LibName),
                     _ => Field::Skip,
@@ -417,7 +429,23 @@ pub fn lines(reply: &str) -> impl Iterator<Item = Result<ClientEntry<'_>, ParseE
 
 /// The non-empty lines of a CLIENT LIST reply, unparsed.
 pub fn raw_lines(reply: &str) -> impl Iterator<Item = &str> {
-    reply.split('\n').filter(|l| !l.is_empty() && *l != "\r")
+    let mut rest = reply;
+    // memchr's vectorised search: lines are ~300 bytes, long enough for it to pay off, and
+    // `str::split` scans a word at a time (about a tenth of the parse+aggregate time).
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            // Splitting at an ASCII '\n' lands on char boundaries.
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        if !line.is_empty() && line != "\r" {
+            return Some(line);
+        }
+    })
 }
 
 #[cfg(test)]
