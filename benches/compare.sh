@@ -183,7 +183,7 @@ cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
     echo "synthetic (src/synthetic.rs: Redis 7 lines, 20 clients per source, 50 names) except"
     echo "\`real_fixture_x500\`, the real capture tests/fixtures/client_list_redis7.0.txt repeated."
     echo "\`client_list/*\` and \`parse_aggregate/synthetic_50k_one_thread\` run on one thread;"
-    echo "\`parse_aggregate/synthetic_50k\` runs as the poller does: a reply of 1 MiB or more is aggregated"
+    echo "\`parse_aggregate/synthetic_50k\` runs as the poller does: a reply of 8 MiB or more is aggregated"
     echo "in two halves on two threads (aggregate::PARALLEL_MIN_BYTES)."
     echo
     echo "| benchmark | lines/s, best run | range over runs | ms per reply, best run |"
