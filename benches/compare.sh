@@ -104,7 +104,7 @@ EOF
     poll_ms=$(awk -v x="$total" 'BEGIN {printf "%.1f", x*1000}')
     minus=$(awk -v x="$total" -v r="$redis_us" 'BEGIN {printf "%.1f", x*1000 - r/1000}')
     read -r l50 l99 lmax _ < "$work/lat-ours"
-    rows+=("| redis-clients-exporter | $N | $o_ms | $cpu_scrape | $cpu_poll | $o_rss | $o_bytes | $o_series | $poll_ms (CLIENT LIST $(awk -v x="$cl" 'BEGIN {printf "%.1f", x*1000}'), aggregate $(awk -v x="$agg" 'BEGIN {printf "%.1f", x*1000}')) | $(awk -v r="$redis_us" 'BEGIN {printf "%.1f", r/1000}') | $minus | $l99 / $lmax |")
+    rows+=("| redis-clients-exporter | $N real | $o_ms | $cpu_scrape | $cpu_poll | $o_rss | $o_bytes | $o_series | $poll_ms (CLIENT LIST $(awk -v x="$cl" 'BEGIN {printf "%.1f", x*1000}'), aggregate $(awk -v x="$agg" 'BEGIN {printf "%.1f", x*1000}')) | $(awk -v r="$redis_us" 'BEGIN {printf "%.1f", r/1000}') | $minus | $l99 / $lmax |")
     kill "$OPID"; wait "$OPID" 2>/dev/null || true
 
     # --- Go redis_exporter: all work happens inside each scrape, on a new connection.
@@ -127,7 +127,7 @@ EOF
         g_rss=$(rss_mb "$GPID")
         redis_us=$(redis_usec_per_call "$RP" 'client|list')
         cpu_scrape=$(awk -v a="$c0" -v b="$c1" -v n="$SCRAPES" -v t="$TCK" 'BEGIN {printf "%.4f", (b-a)/t/n}')
-        rows+=("| redis_exporter $mode | $N | $g_ms | $cpu_scrape | (in the scrape) | $g_rss | $g_bytes | $g_series | (in the scrape) | $(awk -v r="${redis_us:-0}" 'BEGIN {printf "%.1f", r/1000}') | | ${g99:-?} / ${gmax:-?} |")
+        rows+=("| redis_exporter $mode | $N real | $g_ms | $cpu_scrape | (in the scrape) | $g_rss | $g_bytes | $g_series | (in the scrape) | $(awk -v r="${redis_us:-0}" 'BEGIN {printf "%.1f", r/1000}') | | ${g99:-?} / ${gmax:-?} |")
         kill "$GPID"; wait "$GPID" 2>/dev/null || true
     done
     kill "$RPID" "$LOADPID" 2>/dev/null || true
@@ -155,12 +155,17 @@ crit=$(awk '{ms=$2; if ($3=="us"||$3=="µs") ms/=1000; else if ($3=="s") ms*=100
          END {for (i=1;i<=n;i++) {k=names[i]; printf "| %s | %.2f M | %.2f–%.2f M | %.1f |\n", k, best[k], lo[k], hi[k], bt[k]}}' "$work/crit")
 
 cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+# The part below this marker is written by hand (analysis, instruction counts): kept as it is.
+marker='<!-- Written by hand below this line; benches/compare.sh keeps it. -->'
+kept=$(awk -v m="$marker" 'found {print} index($0, m) == 1 {found = 1}' docs/performance.md 2>/dev/null || true)
 {
     echo "# Performance"
     echo
-    echo "Made by \`bash benches/compare.sh ${COUNTS[*]}\` on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),"
+    echo "Made by \`RUNS=$RUNS bash benches/compare.sh ${COUNTS[*]}\` on $(date -u "+%Y-%m-%d %H:%M UTC"), $(nproc) cores ($cpu),"
     echo "$(redis-server --version | awk '{print $1, $2, $3}'), $(prometheus-redis-exporter --version 2>&1 | grep -o 'Exporter [^ ]*' | head -1 | sed 's/Exporter/redis_exporter/'),"
-    echo "redis-clients-exporter $(awk -F'"' '/^version/{print $2; exit}' Cargo.toml) (release build). Clients are real idle TCP connections"
+    echo "redis-clients-exporter $(awk -F'"' '/^version/{print $2; exit}' Cargo.toml) at $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release build, $(rustc --version | awk '{print $1, $2}')), Linux $(uname -r)."
+    echo "The machine is shared: other builds ran at the same time (load averages below), so wall times are"
+    echo "upper bounds. Clients are real idle TCP connections"
     echo "from 200 loopback source addresses (benches/load_clients.py), one name per source."
     echo
     echo "Columns: scrape wall time (median of $SCRAPES), CPU seconds per scrape, CPU seconds per"
@@ -191,5 +196,9 @@ cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
     echo "$crit"
     echo
     echo "The allocation check (\`cargo test --test alloc\`) proves zero heap allocations per line after warm-up."
-} > docs/performance.md
+    echo
+    echo "$marker"
+    if [ -n "$kept" ]; then echo "$kept"; fi
+} > docs/performance.md.new
+mv docs/performance.md.new docs/performance.md
 cat docs/performance.md
