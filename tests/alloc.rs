@@ -2,23 +2,23 @@
 //! (This file holds one test only: the allocator is global to the test binary.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use redis_clients_exporter::aggregate::Aggregator;
+use redis_clients_exporter::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
 use redis_clients_exporter::client_list::lines;
 use redis_clients_exporter::synthetic;
 
 struct Counting;
 
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
+// Global, not per thread: a large reply's second half is aggregated on a helper thread, and
+// its allocations count too.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static COUNT: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            COUNT.with(|c| c.set(c.get() + 1));
+        if COUNTING.load(Relaxed) {
+            COUNT.fetch_add(1, Relaxed);
         }
         unsafe { System.alloc(layout) }
     }
@@ -26,8 +26,8 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            COUNT.with(|c| c.set(c.get() + 1));
+        if COUNTING.load(Relaxed) {
+            COUNT.fetch_add(1, Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -37,11 +37,11 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn allocations(f: impl FnOnce()) -> u64 {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|c| c.set(true));
+    COUNT.store(0, Relaxed);
+    COUNTING.store(true, Relaxed);
     f();
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(Cell::get)
+    COUNTING.store(false, Relaxed);
+    COUNT.load(Relaxed)
 }
 
 #[test]
@@ -68,18 +68,34 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
     let folded = agg.finish(50);
     assert_eq!(folded.connections, 20_000);
 
-    // A whole snapshot (with the top-K folding) costs the same whatever the line count.
+    // A whole snapshot (with the top-K folding) costs the same whatever the line count, on one
+    // thread...
+    agg.set_parallel(false);
     let small = synthetic::client_list(2_000, 500, 40);
-    agg.summarize(&small, 50);
-    let n_small = allocations(|| {
-        agg.summarize(&small, 50);
-    });
-    agg.summarize(&reply, 50);
-    let n_large = allocations(|| {
-        agg.summarize(&reply, 50);
-    });
+    let per_snapshot = |agg: &mut Aggregator, reply: &str| {
+        agg.summarize(reply, 50);
+        allocations(|| {
+            agg.summarize(reply, 50);
+        })
+    };
+    let n_small = per_snapshot(&mut agg, &small);
+    let n_large = per_snapshot(&mut agg, &reply);
     assert_eq!(
         n_small, n_large,
         "allocations grew with the line count: {n_small} for 2k lines, {n_large} for 20k"
+    );
+
+    // ...and on two (a reply this large is split in halves; this machine may have one core, then
+    // both runs take the one-thread path and the check still holds).
+    agg.set_parallel(true);
+    let split = synthetic::client_list(32_000, 500, 40);
+    let larger = synthetic::client_list(60_000, 500, 40);
+    assert!(split.len() >= PARALLEL_MIN_BYTES);
+    agg.summarize(&larger, 50);
+    let n_split = per_snapshot(&mut agg, &split);
+    let n_larger = per_snapshot(&mut agg, &larger);
+    assert_eq!(
+        n_split, n_larger,
+        "two-thread allocations grew with the line count: {n_split} for 32k lines, {n_larger} for 60k"
     );
 }
