@@ -80,7 +80,7 @@ fn timeout_error(stage: &'static str, after: Duration) -> PollError {
 
 /// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
 /// (SIGSTOP) or a proxy that stops forwarding must not stall the poller.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     stage: &'static str,
     after: Duration,
     fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
@@ -126,13 +126,13 @@ impl Backoff {
 }
 
 /// A held connection: the client and its routing task.
-struct Conn {
-    client: Client,
+pub(crate) struct Conn {
+    pub(crate) client: Client,
     task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
 }
 
 impl Conn {
-    async fn open(target: &Target) -> Result<Conn, PollError> {
+    pub(crate) async fn open(target: &Target) -> Result<Conn, PollError> {
         let password = target
             .password
             .resolve()
@@ -198,7 +198,7 @@ impl Conn {
         Ok(conn)
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         close(self.client, Some(self.task)).await;
     }
 }
@@ -257,6 +257,12 @@ impl Poller {
             logged_up: None,
             logged_config_unavailable: false,
         }
+    }
+
+    /// Labels every series of this target with its place in a cluster or Sentinel set.
+    pub fn with_topology(mut self, topology: Arc<crate::state::Topology>) -> Self {
+        self.state.topology = Some(topology);
+        self
     }
 
     /// Polls until `shutdown` is cancelled, then closes the connection.
