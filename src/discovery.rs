@@ -224,7 +224,12 @@ impl GroupRunner {
                 .and_then(|i| i.role.as_deref())
                 .and_then(Role::from_info);
             let now = (s.up, role);
-            if self.observed.insert(label.clone(), now) != Some(now) {
+            // The first look at a node is a baseline, not a change.
+            if self
+                .observed
+                .insert(label.clone(), now)
+                .is_some_and(|before| before != now)
+            {
                 changed = true;
             }
             if role.is_some_and(|r| r != node.role) {
@@ -326,32 +331,25 @@ pub async fn discover(
     ))))
 }
 
-async fn command(
-    conn: &Conn,
-    t: &Target,
-    stage: &'static str,
-    args: &[&str],
-) -> Result<Value, PollError> {
-    let (name, rest) = args
-        .split_first()
-        .map_or(("PING", &[][..]), |(n, r)| (*n, r));
+/// One discovery command (`CLUSTER ...`, `SENTINEL ...`) under the target's command timeout.
+async fn command(conn: &Conn, t: &Target, name: &str, args: &[&str]) -> Result<Value, PollError> {
     let cmd = CustomCommand::new(name.to_string(), ClusterHash::FirstKey, false);
-    let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     bounded(
-        stage,
+        "discovery",
         t.command_timeout,
-        conn.client.custom::<Value, String>(cmd, rest),
+        conn.client.custom::<Value, String>(cmd, args),
     )
     .await
 }
 
 async fn ask_cluster(conn: &Conn, t: &Target) -> Result<Vec<Node>, DiscoveryError> {
     let tls = t.tls.is_some();
-    match command(conn, t, "discovery", &["CLUSTER", "SHARDS"]).await {
+    match command(conn, t, "CLUSTER", &["SHARDS"]).await {
         Ok(v) => parse_cluster_shards(&v, tls),
         // CLUSTER SHARDS is 7.0+; older servers answer "unknown subcommand".
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            let v = command(conn, t, "discovery", &["CLUSTER", "NODES"]).await?;
+            let v = command(conn, t, "CLUSTER", &["NODES"]).await?;
             let text = as_string(&v).ok_or_else(|| reply_error("CLUSTER NODES", "not text"))?;
             parse_cluster_nodes(&text)
         }
@@ -360,7 +358,7 @@ async fn ask_cluster(conn: &Conn, t: &Target) -> Result<Vec<Node>, DiscoveryErro
 }
 
 async fn ask_sentinel(conn: &Conn, t: &Target, master: &str) -> Result<Vec<Node>, DiscoveryError> {
-    let m = match command(conn, t, "discovery", &["SENTINEL", "MASTER", master]).await {
+    let m = match command(conn, t, "SENTINEL", &["MASTER", master]).await {
         Ok(v) => v,
         Err(e) if e.message.to_ascii_lowercase().contains("no such master") => {
             return Err(DiscoveryError::UnknownMaster(master.to_string()))
@@ -368,11 +366,11 @@ async fn ask_sentinel(conn: &Conn, t: &Target, master: &str) -> Result<Vec<Node>
         Err(e) => return Err(e.into()),
     };
     let mut nodes = vec![sentinel_node(&m, Role::Primary, "SENTINEL MASTER")?];
-    let replicas = match command(conn, t, "discovery", &["SENTINEL", "REPLICAS", master]).await {
+    let replicas = match command(conn, t, "SENTINEL", &["REPLICAS", master]).await {
         Ok(v) => v,
         // SENTINEL REPLICAS is 5.0+; before, SLAVES.
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            command(conn, t, "discovery", &["SENTINEL", "SLAVES", master]).await?
+            command(conn, t, "SENTINEL", &["SLAVES", master]).await?
         }
         Err(e) => return Err(e.into()),
     };
