@@ -90,25 +90,34 @@ impl Dynamic {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings(cfg);
     }
 
-    /// Labels of the running dynamic targets.
-    pub async fn targets(&self) -> Vec<String> {
-        let inner = self.inner.lock().await;
-        inner.pollers.labels().map(str::to_string).collect()
-    }
-
+    /// Stops targets not scraped for the idle timeout. Their pollers are waited for after the
+    /// lock is let go, so that scrapes never queue behind a slow close.
     async fn expire(&self) {
         let idle = self.read_settings().limits.idle_timeout;
-        let mut inner = self.inner.lock().await;
-        let old: Vec<String> = inner
-            .last_scrape
-            .iter()
-            .filter(|(_, at)| at.elapsed() >= idle)
-            .map(|(l, _)| l.clone())
-            .collect();
-        for label in old {
-            inner.last_scrape.remove(&label);
-            inner.pollers.stop(&label).await;
-            self.store.remove(&label);
+        let stopped: Vec<(String, tokio::task::JoinHandle<()>)> = {
+            let mut inner = self.inner.lock().await;
+            let old: Vec<String> = inner
+                .last_scrape
+                .iter()
+                .filter(|(_, at)| at.elapsed() >= idle)
+                .map(|(l, _)| l.clone())
+                .collect();
+            old.into_iter()
+                .filter_map(|label| {
+                    inner.last_scrape.remove(&label);
+                    let task = inner.pollers.cancel(&label)?;
+                    Some((label, task))
+                })
+                .collect()
+        };
+        for (label, task) in stopped {
+            let _ = task.await;
+            // A scrape may have started the target again meanwhile: its state stays.
+            let inner = self.inner.lock().await;
+            if !inner.pollers.labels().any(|l| l == label) {
+                self.store.remove(&label);
+            }
+            drop(inner);
             tracing::info!(target_label = %label, "dynamic target expired");
         }
     }

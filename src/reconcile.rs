@@ -79,12 +79,20 @@ impl<S: PartialEq> TaskSet<S> {
         self.tasks.insert(label, Entry { spec, stop, task });
     }
 
+    /// Cancels one task and hands back its handle, so that a caller holding a lock can wait
+    /// for it after letting go.
+    pub fn cancel(&mut self, label: &str) -> Option<JoinHandle<()>> {
+        self.tasks.remove(label).map(|e| {
+            e.stop.cancel();
+            e.task
+        })
+    }
+
     /// Stops one task and waits for it; true if it was running.
     pub async fn stop(&mut self, label: &str) -> bool {
-        match self.tasks.remove(label) {
-            Some(e) => {
-                e.stop.cancel();
-                let _ = e.task.await;
+        match self.cancel(label) {
+            Some(task) => {
+                let _ = task.await;
                 true
             }
             None => false,
