@@ -44,6 +44,8 @@ SCHEMA = {
     "source_share_for": "duration",
     "churn_per_second": "number",
     "churn_for": "duration",
+    "diagnosis_min_confidence": "ratio",
+    "diagnosis_for": "duration",
     "maxclients_clamped_for": "duration",
     "timeout_disabled_for": "duration",
     "tcp_keepalive_disabled_for": "duration",
@@ -241,6 +243,13 @@ def build(t):
               "Redis accepts new connections at a high rate.",
               "{{ $labels.target }} accepts {{ $value | humanize }} new connections per second "
               f"(threshold {num(t['churn_per_second'])}/s over {w}): clients connect per request instead of pooling.", t),
+        alert("RedisClientsCauseDiagnosed", "warning", t["diagnosis_for"],
+              f"redis_client_diagnosis{{cause!=\"none\"}} >= {num(t['diagnosis_min_confidence'])}",
+              "The exporter has diagnosed a cause of Redis connection exhaustion.",
+              "{{ $labels.target }}: the most likely cause of connection exhaustion is {{ $labels.cause }} "
+              "(confidence {{ $value | printf \"%.2f\" }}, threshold "
+              f"{num(t['diagnosis_min_confidence'])}). Evidence, culprit and fix: "
+              "http://{{ $labels.instance }}/diagnose?target={{ $labels.target | urlquery }}&format=html", t),
     ]
 
     config = [
@@ -248,7 +257,7 @@ def build(t):
               "redis_client_maxclients_clamped == 1",
               "Redis maxclients looks reduced by a low open-file limit.",
               "maxclients of {{ $labels.target }} has the value Redis sets when the open-file limit is too low "
-              "(a power of two minus 32); utilisation ratios are measured against this reduced limit.", t),
+              "(an open-files limit such as 1024, 4096 or 20000, minus 32); utilisation ratios are measured against this reduced limit.", t),
         alert("RedisIdleTimeoutDisabled", "info", t["timeout_disabled_for"],
               "redis_client_config_timeout_seconds == 0\nand (\n  " + leak_cond.replace("\n", "\n  ") + "\n)",
               "Redis never closes idle connections while idle connections pile up.",

@@ -271,6 +271,17 @@ def overview():
                 instant=True)], "s",
         thresholds((None, "red"), (3600, "orange"), (21600, "green")), no_value="not growing"), 8, 7))
 
+    diag = stat(
+        "Diagnosis: most likely cause",
+        "The exporter's own diagnosis after its last poll (redis_client_diagnosis): the most likely cause of "
+        "connection exhaustion per target and its confidence (0-1). none = nothing found. Orange from 0.5 "
+        "(the report calls it a cause), red from 0.7 (RedisClientsCauseDiagnosed). The evidence, the culprit "
+        "source or client name and the commands that fix it are at /diagnose?target=<target>&format=html on the exporter.",
+        [target(f"max by (target, cause) (redis_client_diagnosis{{{T}}})", "{{target}}: {{cause}}", instant=True)],
+        "none", thresholds((None, "green"), (0.5, "orange"), (0.7, "red")), min_=0, max_=1)
+    diag["options"]["textMode"] = "value_and_name"
+    p.append(L.place(diag, 24, 4))
+
     p.append(L.place(stat(
         "Exporter reaches target",
         "redis_up per target: 1 when the exporter's held connection answered its last poll. DOWN means "
@@ -295,7 +306,7 @@ def overview():
     p.append(L.place(stat(
         "maxclients clamped by fd limit",
         "CLAMPED when maxclients has the value Redis sets itself when the open-file limit is too low "
-        "(a power of two minus 32: 992, 4064...). Raise LimitNOFILE / ulimit -n and restart; until then "
+        "(an open-files limit minus 32: 992, 4064, 19968...). Raise LimitNOFILE / ulimit -n and restart; until then "
         "utilisation is measured against the reduced limit (RedisMaxclientsClampedByFdLimit).",
         [target(m("redis_client_maxclients_clamped"), instant=True)], "none",
         thresholds((None, "green"), (1, "red")),

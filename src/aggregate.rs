@@ -11,7 +11,7 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::{raw_lines, ClientEntry, FLAGS};
+use crate::client_list::{raw_lines, ClientEntry, ClientType, FLAGS};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -58,23 +58,91 @@ impl Distribution {
     }
 }
 
-/// What is known about one source IP.
+/// Connections at most this old (seconds) count as `young`: a service that does not pool
+/// shows up as a source whose connections are always brand new.
+pub const YOUNG_SECONDS: u64 = 1;
+
+/// What is known about one group of connections (one source IP, or one client name): the
+/// evidence the diagnosis needs to say which group leaks, churns, blocks or hogs buffers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SourceStats {
+pub struct GroupStats {
     pub connections: u64,
     /// Connections idle for at least the idle threshold.
     pub idle_connections: u64,
     pub oldest_idle_seconds: u64,
     pub memory_bytes: u64,
+    /// Connections that never ran a command (`cmd=NULL`): opened and forgotten.
+    pub no_command: u64,
+    /// Pub/sub connections (flag P, or any subscription), and those of them idle at least the
+    /// threshold: a subscriber that receives messages is not idle, a stale one is.
+    pub pubsub: u64,
+    pub idle_pubsub: u64,
+    /// Subscriptions (channels + patterns + shard channels) held by the group.
+    pub subscriptions: u64,
+    /// Connections blocked in a blocking command (flag b), and those of them idle at least
+    /// the threshold (a blocked call is idle while it waits: it is not a leak).
+    pub blocked: u64,
+    pub idle_blocked: u64,
+    /// Output buffer memory (`omem`), and the largest single one.
+    pub output_bytes: u64,
+    pub max_output_bytes: u64,
+    /// Connections at most [`YOUNG_SECONDS`] old.
+    pub young: u64,
 }
 
-impl SourceStats {
-    fn merge(&mut self, o: &SourceStats) {
-        self.connections = self.connections.saturating_add(o.connections);
-        self.idle_connections = self.idle_connections.saturating_add(o.idle_connections);
+impl GroupStats {
+    fn merge(&mut self, o: &GroupStats) {
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.connections, o.connections);
+        add(&mut self.idle_connections, o.idle_connections);
         self.oldest_idle_seconds = self.oldest_idle_seconds.max(o.oldest_idle_seconds);
-        self.memory_bytes = self.memory_bytes.saturating_add(o.memory_bytes);
+        add(&mut self.memory_bytes, o.memory_bytes);
+        add(&mut self.no_command, o.no_command);
+        add(&mut self.pubsub, o.pubsub);
+        add(&mut self.idle_pubsub, o.idle_pubsub);
+        add(&mut self.subscriptions, o.subscriptions);
+        add(&mut self.blocked, o.blocked);
+        add(&mut self.idle_blocked, o.idle_blocked);
+        add(&mut self.output_bytes, o.output_bytes);
+        self.max_output_bytes = self.max_output_bytes.max(o.max_output_bytes);
+        add(&mut self.young, o.young);
     }
+
+    /// Idle connections that neither listen (pub/sub) nor wait (blocked): the leak candidates.
+    pub fn idle_unused(&self) -> u64 {
+        self.idle_connections
+            .saturating_sub(self.idle_pubsub)
+            .saturating_sub(self.idle_blocked)
+    }
+
+    fn add(&mut self, l: &LineFacts) {
+        self.connections += 1;
+        self.idle_connections += u64::from(l.is_idle);
+        self.oldest_idle_seconds = self.oldest_idle_seconds.max(l.idle);
+        self.memory_bytes = self.memory_bytes.saturating_add(l.memory);
+        self.no_command += u64::from(l.no_command);
+        self.pubsub += u64::from(l.pubsub);
+        self.idle_pubsub += u64::from(l.pubsub && l.is_idle);
+        self.subscriptions = self.subscriptions.saturating_add(l.subscriptions);
+        self.blocked += u64::from(l.blocked);
+        self.idle_blocked += u64::from(l.blocked && l.is_idle);
+        self.output_bytes = self.output_bytes.saturating_add(l.output);
+        self.max_output_bytes = self.max_output_bytes.max(l.output);
+        self.young += u64::from(l.young);
+    }
+}
+
+/// The facts of one line that every group it belongs to adds up.
+struct LineFacts {
+    is_idle: bool,
+    idle: u64,
+    memory: u64,
+    no_command: bool,
+    pubsub: bool,
+    subscriptions: u64,
+    blocked: bool,
+    output: u64,
+    young: bool,
 }
 
 /// The aggregates of one CLIENT LIST snapshot, already folded to top K + `other`.
@@ -85,8 +153,8 @@ pub struct ClientListSummary {
     pub connections: u64,
     /// Lines that could not be parsed and were skipped.
     pub parse_errors: u64,
-    pub by_source: Vec<(String, SourceStats)>,
-    pub by_name: Vec<(String, u64)>,
+    pub by_source: Vec<(String, GroupStats)>,
+    pub by_name: Vec<(String, GroupStats)>,
     pub by_user: Vec<(String, u64)>,
     pub by_command: Vec<(String, u64)>,
     /// Indexed by `ClientType as usize`.
@@ -114,7 +182,7 @@ impl Count for u64 {
     }
 }
 
-impl Count for SourceStats {
+impl Count for GroupStats {
     fn weight(&self) -> u64 {
         self.connections
     }
@@ -193,8 +261,8 @@ impl<V: Count> Counts<V> {
 /// Reusable aggregation state for one target. See the module docs.
 pub struct Aggregator {
     idle_threshold: u64,
-    sources: Counts<SourceStats>,
-    names: Counts<u64>,
+    sources: Counts<GroupStats>,
+    names: Counts<GroupStats>,
     users: Counts<u64>,
     commands: Counts<u64>,
     scalars: ClientListSummary,
@@ -228,7 +296,8 @@ impl Aggregator {
     /// Starts a snapshot: zeroes every count but keeps the keys (and so their allocations).
     pub fn begin(&mut self) {
         self.sources.reset();
-        for c in [&mut self.names, &mut self.users, &mut self.commands] {
+        self.names.reset();
+        for c in [&mut self.users, &mut self.commands] {
             c.reset();
         }
         self.scalars = ClientListSummary::default();
@@ -260,24 +329,32 @@ impl Aggregator {
         if let Some(a) = e.age {
             s.age.observe(a);
         }
+        let mut subscriptions = 0u64;
         for (total, v) in s.subscriptions.iter_mut().zip([e.sub, e.psub, e.ssub]) {
-            *total = total.saturating_add(v.unwrap_or(0));
+            let v = v.unwrap_or(0);
+            *total = total.saturating_add(v);
+            subscriptions = subscriptions.saturating_add(v);
         }
-        s.output_buffer_bytes = s.output_buffer_bytes.saturating_add(e.omem.unwrap_or(0));
+        let output = e.omem.unwrap_or(0);
+        s.output_buffer_bytes = s.output_buffer_bytes.saturating_add(output);
 
-        let src = self.sources.entry(e.source_ip());
-        src.connections += 1;
-        if is_idle {
-            src.idle_connections += 1;
-        }
-        src.oldest_idle_seconds = src.oldest_idle_seconds.max(idle);
-        src.memory_bytes = src.memory_bytes.saturating_add(e.tot_mem.unwrap_or(0));
-
+        let facts = LineFacts {
+            is_idle,
+            idle,
+            memory: e.tot_mem.unwrap_or(0),
+            no_command: matches!(e.cmd, Some(NO_COMMAND)),
+            pubsub: ty == ClientType::Pubsub || subscriptions > 0,
+            subscriptions,
+            blocked: e.has_flag(b'b'),
+            output,
+            young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
+        };
+        self.sources.entry(e.source_ip()).add(&facts);
         let name = match e.name {
             Some(n) if !n.is_empty() => n,
             _ => UNNAMED,
         };
-        *self.names.entry(name) += 1;
+        self.names.entry(name).add(&facts);
         *self.users.entry(e.user.unwrap_or(DEFAULT_USER)) += 1;
         *self.commands.entry(e.cmd.unwrap_or(NO_COMMAND)) += 1;
     }
@@ -285,14 +362,15 @@ impl Aggregator {
     /// Ends the snapshot: forgets keys that did not appear in it, and folds each dimension.
     pub fn finish(&mut self, top_k: usize) -> ClientListSummary {
         self.sources.prune();
-        for c in [&mut self.names, &mut self.users, &mut self.commands] {
+        self.names.prune();
+        for c in [&mut self.users, &mut self.commands] {
             c.prune();
         }
         let mut out = std::mem::take(&mut self.scalars);
         out.distinct_sources = self.sources.len() as u64;
-        out.by_source = fold(&self.sources, top_k, SourceStats::merge);
+        out.by_source = fold(&self.sources, top_k, GroupStats::merge);
         let add = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
-        out.by_name = fold(&self.names, top_k, add);
+        out.by_name = fold(&self.names, top_k, GroupStats::merge);
         out.by_user = fold(&self.users, top_k, add);
         out.by_command = fold(&self.commands, top_k, add);
         out
@@ -322,7 +400,6 @@ fn fold<V: Count>(counts: &Counts<V>, k: usize, merge: impl Fn(&mut V, &V)) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_list::ClientType;
 
     fn line(id: u32, ip: &str, name: &str, idle: u64, extra: &str) -> String {
         format!("id={id} addr={ip}:{} fd=8 name={name} age=100 idle={idle} flags=N db=0 sub=0 psub=0 omem=0 tot-mem=1000 cmd=get user=default {extra}\n", 40000 + id)
@@ -358,7 +435,10 @@ mod tests {
             s.by_source.iter().map(|(_, v)| v.connections).sum::<u64>(),
             15
         );
-        assert_eq!(s.by_name.iter().map(|(_, v)| v).sum::<u64>(), 15);
+        assert_eq!(
+            s.by_name.iter().map(|(_, v)| v.connections).sum::<u64>(),
+            15
+        );
         assert_eq!(s.by_source[0].1.idle_connections, 5);
         assert_eq!(s.by_source[2].1.memory_bytes, 6000);
         assert_eq!(s.idle_by_type[ClientType::Normal as usize], 15);
@@ -372,10 +452,42 @@ mod tests {
             line(2, "1.1.1.2", "a", 0, "")
         );
         let s = Aggregator::new(60).summarize(&reply, 5);
-        assert_eq!(
-            s.by_name,
-            vec![("a".to_string(), 1), (OTHER.to_string(), 1)]
-        );
+        let names: Vec<_> = s
+            .by_name
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.connections))
+            .collect();
+        assert_eq!(names, vec![("a", 1), (OTHER, 1)]);
+    }
+
+    #[test]
+    fn group_stats_carry_the_diagnosis_evidence() {
+        let reply = [
+            // A stale subscriber, idle long.
+            "id=1 addr=10.0.0.1:1 name=sub age=900 idle=900 flags=P sub=2 psub=1 omem=0 tot-mem=10 cmd=subscribe",
+            // A live subscriber.
+            "id=2 addr=10.0.0.1:2 name=sub age=900 idle=0 flags=P sub=1 psub=0 omem=0 tot-mem=10 cmd=subscribe",
+            // Opened, never used, idle long.
+            "id=3 addr=10.0.0.2:3 name=leaky age=800 idle=800 flags=N omem=0 tot-mem=10 cmd=NULL",
+            // Blocked, with an output buffer.
+            "id=4 addr=10.0.0.2:4 name=leaky age=0 idle=0 flags=b omem=5000 tot-mem=10 cmd=blpop",
+        ]
+        .join("\n");
+        let s = Aggregator::new(600).summarize(&reply, 10);
+        let src = |ip: &str| s.by_source.iter().find(|(k, _)| k == ip).map(|(_, v)| *v);
+        let a = src("10.0.0.1").unwrap_or_default();
+        assert_eq!((a.connections, a.pubsub, a.idle_pubsub), (2, 2, 1));
+        assert_eq!((a.subscriptions, a.idle_unused()), (4, 0));
+        let b = src("10.0.0.2").unwrap_or_default();
+        assert_eq!((b.no_command, b.blocked, b.young), (1, 1, 1));
+        assert_eq!((b.output_bytes, b.max_output_bytes), (5000, 5000));
+        assert_eq!((b.idle_unused(), b.oldest_idle_seconds), (1, 800));
+        let leaky = s
+            .by_name
+            .iter()
+            .find(|(k, _)| k == "leaky")
+            .map(|(_, v)| *v);
+        assert_eq!(leaky, Some(b));
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! The HTTP side: `/metrics`, `/`, `/healthz`, `/readyz`, `/scrape` (src/dynamic.rs), and
-//! optional basic auth. Handlers read the store only; no handler talks to Redis, so a scrape is
-//! as fast when Redis hangs as when it is idle (`/scrape` waits a bounded time for the first
-//! poll of a new target, never on Redis itself).
+//! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, `/scrape`
+//! (src/dynamic.rs), and optional basic auth. Handlers read the store only; no handler talks to
+//! Redis, so a scrape is as fast when Redis hangs as when it is idle (`/scrape` waits a bounded
+//! time for the first poll of a new target, never on Redis itself).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -182,6 +182,7 @@ pub fn router(
     let mut protected = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
+        .route("/diagnose", get(diagnose))
         // The one route that may wait on Redis: a bounded wait for a new target's first poll.
         .route("/scrape", get(crate::dynamic::scrape))
         .layer(axum::Extension(dynamic));
@@ -200,6 +201,70 @@ async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct DiagnoseQuery {
+    target: Option<String>,
+    format: Option<String>,
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn json_error(status: StatusCode, message: &str, targets: &[String]) -> Response {
+    json(
+        status,
+        &serde_json::json!({ "error": message, "targets": targets }),
+    )
+}
+
+/// The last poll's diagnosis of one target (the only one when there is a single target), as
+/// JSON (default), `html`, `text` or `markdown`. Computed by the poller, so this never waits on
+/// Redis either.
+async fn diagnose(State(store): State<Arc<Store>>, Query(q): Query<DiagnoseQuery>) -> Response {
+    let snapshot = store.snapshot();
+    let labels: Vec<String> = snapshot.iter().map(|(l, _)| l.clone()).collect();
+    let state = match &q.target {
+        Some(t) => snapshot.iter().find(|(l, _)| l == t),
+        None if snapshot.len() == 1 => snapshot.first(),
+        None => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "name one target: /diagnose?target=<label>",
+                &labels,
+            )
+        }
+    };
+    let Some((_, state)) = state else {
+        return json_error(StatusCode::NOT_FOUND, "no such target", &labels);
+    };
+    let Some(report) = state.diagnosis.as_ref() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no poll of this target has completed yet",
+            &labels,
+        );
+    };
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => json(StatusCode::OK, report.as_ref()),
+        "html" => Html(crate::render::html(report)).into_response(),
+        "text" => crate::render::text(report).into_response(),
+        "markdown" | "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::render::markdown(report),
+        )
+            .into_response(),
+        _ => json_error(
+            StatusCode::BAD_REQUEST,
+            "format must be json, html, text or markdown",
+            &labels,
+        ),
+    }
+}
+
 async fn ready(State(store): State<Arc<Store>>) -> impl IntoResponse {
     if store.any_success() {
         (StatusCode::OK, "ready\n")
@@ -215,12 +280,16 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
     let mut rows = String::new();
     for (label, s) in store.snapshot() {
         let status = if s.up { "up" } else { "down" };
-        rows.push_str(&format!("<li>{} — {status}</li>", escape(&label)));
+        rows.push_str(&format!(
+            "<li>{} — {status} — <a href=\"diagnose?target={}&amp;format=html\">diagnosis</a></li>",
+            escape(&label),
+            crate::render::url_encode(&label)
+        ));
     }
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>redis-clients-exporter</title></head>\
          <body><h1>redis-clients-exporter {}</h1><p>Who holds the connections of your Redis.</p>\
-         <ul><li><a href=\"metrics\">/metrics</a></li><li><a href=\"healthz\">/healthz</a></li>\
+         <ul><li><a href=\"metrics\">/metrics</a></li><li><a href=\"diagnose?format=html\">/diagnose</a> (add <code>?target=</code> with several targets)</li><li><a href=\"healthz\">/healthz</a></li>\
          <li><a href=\"readyz\">/readyz</a></li></ul><h2>Targets</h2><ul>{rows}</ul></body></html>",
         env!("CARGO_PKG_VERSION")
     ))

@@ -6,6 +6,8 @@
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Info {
     pub redis_version: Option<String>,
+    /// Valkey reports its own version beside a frozen `redis_version` (7.2.4).
+    pub valkey_version: Option<String>,
     pub redis_mode: Option<String>,
     pub role: Option<String>,
     pub uptime_in_seconds: Option<f64>,
@@ -36,6 +38,7 @@ impl Info {
             let num = || value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
             match key {
                 "redis_version" => info.redis_version = Some(value.to_string()),
+                "valkey_version" => info.valkey_version = Some(value.to_string()),
                 "redis_mode" => info.redis_mode = Some(value.to_string()),
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
                 "server_mode" if info.redis_mode.is_none() => {
@@ -70,14 +73,15 @@ impl Info {
     }
 }
 
-/// True when `maxclients` is a power of two minus 32 (992, 4064, 65504, ...): the value Redis
-/// falls back to when the file-descriptor limit is too low for the configured maxclients.
+/// True when `maxclients + 32` is a typical open-files limit (a power of two: 1024, 4096,
+/// 65536; or a round thousand: `LimitNOFILE=20000`): Redis sets maxclients to the limit minus 32
+/// when the limit is too low for the configured value (992, 4064, 19968, 65504, ...).
 pub fn looks_fd_clamped(maxclients: f64) -> bool {
     if maxclients < 1.0 || maxclients.fract() != 0.0 || maxclients > 1e12 {
         return false;
     }
     let fds = maxclients as u64 + 32;
-    fds >= 256 && fds.is_power_of_two()
+    (fds >= 256 && fds.is_power_of_two()) || (fds >= 1000 && fds % 1000 == 0)
 }
 
 #[cfg(test)]
@@ -86,10 +90,10 @@ mod tests {
 
     #[test]
     fn clamp_values() {
-        for v in [992.0, 4064.0, 65504.0, 224.0] {
+        for v in [992.0, 4064.0, 65504.0, 224.0, 19968.0, 968.0] {
             assert!(looks_fd_clamped(v), "{v}");
         }
-        for v in [10000.0, 64.0, 1000.0, 4096.0, 0.0] {
+        for v in [10000.0, 64.0, 1000.0, 4096.0, 0.0, 250.0] {
             assert!(!looks_fd_clamped(v), "{v}");
         }
     }

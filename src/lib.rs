@@ -6,17 +6,21 @@
 pub mod aggregate;
 pub mod client_list;
 pub mod config;
+pub mod diagnose;
 pub mod discovery;
 pub mod dynamic;
+pub mod history;
 pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod poller;
 pub mod reconcile;
+pub mod render;
 pub mod state;
 pub mod synthetic;
 pub mod tls;
 pub mod topology_config;
+pub mod triage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use redis_clients_exporter::config::{self, LogFormat, Overrides};
 
 /// Prometheus exporter that tells who holds the connections of your Redis servers.
@@ -34,10 +34,52 @@ struct Cli {
     /// Validate the configuration, print a summary without secrets, and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One-shot triage of one Redis: why are connections running out, who holds them, and the
+    /// commands that restore service. Exit status 0 with a report, 1 when Redis cannot be
+    /// observed (full, unreachable, wrong password), 2 on bad arguments.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DiagnoseArgs {
+    /// The Redis to diagnose (redis://, rediss://, unix://). A password in it is used, never shown.
+    #[arg(value_name = "URL")]
+    url: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Seconds between the two snapshots (rates, growth); 0 takes one snapshot.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    sample_seconds: f64,
+    /// How long to keep retrying while Redis is full before giving up.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    timeout_seconds: f64,
+    /// A connection idle this long counts as idle (leaks, stale subscribers).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    idle_threshold_seconds: u64,
+    /// File holding the password, when the URL has none.
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Diagnose(args)) = &cli.command {
+        return diagnose(args);
+    }
     let overrides = Overrides {
         listen: cli.listen.clone(),
         targets: cli.targets.clone(),
@@ -127,4 +169,69 @@ async fn run(
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
+}
+
+fn seconds(what: &str, v: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("--{what} must be a non-negative number of seconds, not {v}"))
+}
+
+fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
+    use redis_clients_exporter::{render, triage};
+    let overrides = Overrides {
+        targets: vec![args.url.clone()],
+        password_file: args.password_file.clone(),
+        ..Overrides::default()
+    };
+    // The environment still supplies what the daemon would take from it (a password variable).
+    let parsed = config::load(None, &overrides)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            cfg.targets
+                .into_iter()
+                .next()
+                .ok_or_else(|| "no target".to_string())
+        })
+        .and_then(|t| {
+            Ok(triage::Options {
+                target: t,
+                sample: seconds("sample-seconds", args.sample_seconds)?,
+                wait_for_slot: seconds("timeout-seconds", args.timeout_seconds)?,
+                idle_threshold_seconds: args.idle_threshold_seconds,
+                top_k: 50,
+            })
+        });
+    let opts = match parsed {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(triage::run(&opts, |msg| eprintln!("{msg}"))) {
+        Ok(report) => {
+            let out = match args.format {
+                Format::Text => render::text(&report),
+                Format::Markdown => render::markdown(&report),
+                Format::Json => serde_json::to_string_pretty(&report)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+            };
+            println!("{out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

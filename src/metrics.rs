@@ -176,6 +176,18 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         // Values of a server we cannot see would be presented as current: show only that it is down.
         return;
     }
+    if let Some(d) = &s.diagnosis {
+        let (cause, confidence) = d
+            .findings
+            .first()
+            .map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        f.gauge(
+            "redis_client_diagnosis",
+            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding. /diagnose explains it.",
+            &[("target", target), ("cause", cause)],
+            confidence,
+        );
+    }
     if let Some(i) = &s.info {
         f.gauge_opt(
             "redis_connected_clients",
@@ -344,7 +356,7 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         );
         f.gauge(
             "redis_client_maxclients_clamped",
-            "1 when maxclients is a power of two minus 32, the value Redis sets when the fd limit clamps it.",
+            "1 when maxclients + 32 is a typical open-files limit (a power of two or a round thousand): the value Redis sets when the fd limit clamps it.",
             t,
             if looks_fd_clamped(m) { 1.0 } else { 0.0 },
         );
@@ -429,13 +441,15 @@ fn add_client_list(
             st.memory_bytes as f64,
         );
     }
-    let dims = [
-        (
+    for (name, st) in &c.by_name {
+        f.gauge(
             "redis_client_connections_by_name",
             "Connections per client name (top K + other; unnamed for empty).",
-            "name",
-            &c.by_name,
-        ),
+            &[("target", target), ("name", name.as_str())],
+            st.connections as f64,
+        );
+    }
+    let dims = [
         (
             "redis_client_connections_by_user",
             "Connections per ACL user (top K + other).",

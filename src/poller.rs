@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::Aggregator;
 use crate::config::{Endpoint, Target};
+use crate::diagnose::{self, Observation, Report};
+use crate::history::{History, Sample};
 use crate::info::Info;
 use crate::state::{ConfigValues, ErrorKind, StageDurations, Store, TargetState};
 
@@ -33,7 +35,7 @@ pub struct PollError {
 }
 
 impl PollError {
-    fn new(kind: ErrorKind, stage: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, stage: &'static str, message: impl Into<String>) -> Self {
         Self {
             kind,
             stage,
@@ -173,11 +175,11 @@ impl Conn {
             match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
                 Ok(Ok(task)) => task,
                 Ok(Err(e)) => {
-                    close(client, None).await;
+                    close(&client, None).await;
                     return Err(classify("connect", &e));
                 }
                 Err(_) => {
-                    close(client, None).await;
+                    close(&client, None).await;
                     return Err(timeout_error("connect", connect_timeout));
                 }
             };
@@ -198,16 +200,25 @@ impl Conn {
         Ok(conn)
     }
 
-    pub(crate) async fn close(self) {
-        close(self.client, Some(self.task)).await;
+    pub(crate) async fn close(mut self) {
+        close(&self.client, Some(&mut self.task)).await;
+    }
+}
+
+impl Drop for Conn {
+    // A poll cancelled mid-flight (its target stopped by a reload, a discovery or /scrape
+    // expiry) drops the connection it had taken without `close`; a dropped JoinHandle would
+    // leave the routing task, and so the socket, running for good. Aborting it closes the socket.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
 /// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
 /// is aborted, which drops the socket.
 async fn close(
-    client: Client,
-    task: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
+    client: &Client,
+    task: Option<&mut tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
 ) {
     let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
     if let Some(task) = task {
@@ -230,7 +241,10 @@ pub struct Poller {
     target: Target,
     store: Arc<Store>,
     top_k: usize,
+    idle_threshold_seconds: u64,
     aggregator: Aggregator,
+    history: History,
+    redis_cli: String,
     state: TargetState,
     conn: Option<Conn>,
     last_client_list: Option<Instant>,
@@ -247,10 +261,13 @@ impl Poller {
         idle_threshold_seconds: u64,
     ) -> Self {
         Self {
+            redis_cli: diagnose::redis_cli_for(&target),
             target,
             store,
             top_k,
+            idle_threshold_seconds,
             aggregator: Aggregator::new(idle_threshold_seconds),
+            history: History::new(crate::history::RETENTION),
             state: TargetState::default(),
             conn: None,
             last_client_list: None,
@@ -354,7 +371,7 @@ impl Poller {
         }
         let t1 = Instant::now();
 
-        let (config, config_error) = match self.read_config(c).await {
+        let (config, config_error) = match read_config(c, t).await {
             Ok(v) => (v, None),
             Err(e) if e.kind == ErrorKind::ConfigUnavailable => (ConfigValues::default(), Some(e)),
             Err(e) => return Err(e),
@@ -403,54 +420,6 @@ impl Poller {
         })
     }
 
-    /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
-    /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
-    async fn read_config(&self, c: &Client) -> Result<ConfigValues, PollError> {
-        let params = ["maxclients", "timeout", "tcp-keepalive"];
-        let mut read = [None; 3];
-        for (param, slot) in params.into_iter().zip(read.iter_mut()) {
-            let reply: Result<Vec<String>, PollError> = bounded(
-                "config",
-                self.target.command_timeout,
-                c.config_get::<Vec<String>, _>(param),
-            )
-            .await;
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
-                    // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
-                    return Err(PollError::new(
-                        ErrorKind::ConfigUnavailable,
-                        "config",
-                        e.message,
-                    ));
-                }
-                Err(e) => return Err(e),
-            };
-            let v = match reply.as_slice() {
-                // An unknown or hidden parameter is an empty reply: absent, not an error.
-                [] => None,
-                [name, value] if name.eq_ignore_ascii_case(param) => {
-                    value.trim().parse::<f64>().ok()
-                }
-                _ => {
-                    return Err(protocol(
-                        "config",
-                        "CONFIG GET did not answer a [name, value] pair",
-                    ))
-                }
-            };
-            *slot = v;
-        }
-        let [maxclients, timeout, tcp_keepalive] = read;
-        Ok(ConfigValues {
-            available: true,
-            maxclients,
-            timeout,
-            tcp_keepalive,
-        })
-    }
-
     fn publish_success(&mut self, r: PollResult) {
         let s = &mut self.state;
         s.up = true;
@@ -461,6 +430,8 @@ impl Poller {
         if let Some(clients) = r.clients {
             s.counters.client_list_lines += clients.connections + clients.parse_errors;
             s.counters.parse_errors += clients.parse_errors;
+            let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, self.history.last());
+            self.history.push(sample);
             s.clients = Some(Arc::new(clients));
             s.client_list_timestamp = now;
             s.durations.client_list = r.durations.client_list;
@@ -482,6 +453,22 @@ impl Poller {
         s.durations.config = r.durations.config;
         s.durations.total = r.durations.total;
         s.last_success = now;
+        if let (Some(info), Some(clients)) = (&s.info, &s.clients) {
+            let obs = Observation {
+                info,
+                config: &s.config,
+                clients,
+                idle_threshold_seconds: self.idle_threshold_seconds,
+            };
+            let report = diagnose::diagnose(
+                &self.target.label,
+                &obs,
+                self.history.samples(),
+                now.unwrap_or(0.0),
+                &self.redis_cli,
+            );
+            s.diagnosis = Some(Arc::new(report));
+        }
         if self.logged_up != Some(true) {
             tracing::info!(target_label = %self.target.label, "target is up");
             self.logged_up = Some(true);
@@ -498,10 +485,67 @@ impl Poller {
         s.clients = None;
         self.last_client_list = None;
         s.config = ConfigValues::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let why = if e.kind == ErrorKind::Maxclients {
+            "Redis is full: it refused the exporter's connection (ERR max number of clients reached). The held connection was lost; the exporter retries until a slot frees.".to_string()
+        } else {
+            format!("{} error: {e}", e.kind.as_str())
+        };
+        s.diagnosis = Some(Arc::new(Report::unreachable(
+            &self.target.label,
+            now,
+            &why,
+            &self.redis_cli,
+        )));
         if self.logged_up != Some(false) {
             tracing::warn!(target_label = %self.target.label, kind = e.kind.as_str(), error = %e, "target is down");
             self.logged_up = Some(false);
         }
         self.store.publish(&self.target.label, s.clone());
     }
+}
+
+/// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
+/// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
+pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
+    let params = ["maxclients", "timeout", "tcp-keepalive"];
+    let mut read = [None; 3];
+    for (param, slot) in params.into_iter().zip(read.iter_mut()) {
+        let reply: Result<Vec<String>, PollError> =
+            bounded("config", timeout, c.config_get::<Vec<String>, _>(param)).await;
+
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
+                // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
+                return Err(PollError::new(
+                    ErrorKind::ConfigUnavailable,
+                    "config",
+                    e.message,
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let v = match reply.as_slice() {
+            // An unknown or hidden parameter is an empty reply: absent, not an error.
+            [] => None,
+            [name, value] if name.eq_ignore_ascii_case(param) => value.trim().parse::<f64>().ok(),
+            _ => {
+                return Err(protocol(
+                    "config",
+                    "CONFIG GET did not answer a [name, value] pair",
+                ))
+            }
+        };
+        *slot = v;
+    }
+    let [maxclients, timeout, tcp_keepalive] = read;
+    Ok(ConfigValues {
+        available: true,
+        maxclients,
+        timeout,
+        tcp_keepalive,
+    })
 }

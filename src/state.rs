@@ -85,6 +85,8 @@ pub struct TargetState {
     /// Unix time of the CLIENT LIST behind `clients` (it may be older than the last poll).
     pub client_list_timestamp: Option<f64>,
     pub counters: Counters,
+    /// The diagnosis of the last poll (or why there is none).
+    pub diagnosis: Option<Arc<crate::diagnose::Report>>,
     /// Set for the nodes of a cluster or Sentinel set: labels added to every series.
     pub topology: Option<Arc<Topology>>,
 }

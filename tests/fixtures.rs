@@ -36,7 +36,7 @@ fn aggregates_of_a_real_primary() {
         .by_name
         .iter()
         .find(|(k, _)| k == "unnamed")
-        .map(|(_, v)| *v);
+        .map(|(_, v)| v.connections);
     assert_eq!(unnamed, Some(10));
     assert_eq!(
         s.by_name

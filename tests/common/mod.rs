@@ -18,6 +18,8 @@ pub struct Redis {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
+    /// A `ulimit -n` to start the server under (the maxclients clamp).
+    nofile: Option<u64>,
 }
 
 pub fn free_port() -> u16 {
@@ -27,6 +29,15 @@ pub fn free_port() -> u16 {
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
+        Self::start_limited(None, extra)
+    }
+
+    /// Starts the server under a real `ulimit -n`.
+    pub fn start_with_nofile(nofile: u64, extra: &[&str]) -> Redis {
+        Self::start_limited(Some(nofile), extra)
+    }
+
+    fn start_limited(nofile: Option<u64>, extra: &[&str]) -> Redis {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // Binding :0 and releasing the port races with other tests: retry on a failed start.
         for _ in 0..10 {
@@ -35,6 +46,7 @@ impl Redis {
                 dir: tempfile::tempdir().expect("tempdir"),
                 args: args.clone(),
                 child: None,
+                nofile,
             };
             if r.spawn() {
                 return r;
@@ -48,7 +60,18 @@ impl Redis {
     }
 
     fn spawn(&mut self) -> bool {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("ulimit -n {n} && exec redis-server \"$@\""),
+                    "sh",
+                ]);
+                c
+            }
+            None => Command::new("redis-server"),
+        };
         cmd.args([
             "--port",
             &self.port.to_string(),

@@ -1,0 +1,322 @@
+//! Renders a diagnosis [`Report`] for people: plain text for a terminal at 3 am, Markdown for
+//! an incident ticket, and a self-contained HTML page (inline style, no script, no external
+//! asset) that a browser shows even when the network to a CDN is part of the outage.
+
+use std::fmt::Write;
+
+use crate::diagnose::{Finding, Report, Status};
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("unknown".to_string(), |r| format!("{:.0}%", r * 100.0))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("unknown".to_string(), |v| format!("{v:.0}"))
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date: Howard Hinnant's algorithm).
+pub fn utc(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn facts(r: &Report) -> Vec<(&'static str, String)> {
+    let s = &r.server;
+    vec![
+        ("observed at", utc(r.generated_at)),
+        (
+            "server",
+            format!(
+                "Redis {} ({})",
+                s.version.as_deref().unwrap_or("?"),
+                s.role.as_deref().unwrap_or("?")
+            ),
+        ),
+        (
+            "connections counted against maxclients",
+            num(s.limit_connections),
+        ),
+        (
+            "maxclients",
+            format!(
+                "{} (from {})",
+                num(s.maxclients),
+                s.maxclients_source.unwrap_or("-")
+            ),
+        ),
+        ("utilisation", ratio(s.utilisation_ratio)),
+        (
+            "rejected connections since start",
+            num(s.rejected_connections),
+        ),
+        (
+            "new connections per second",
+            s.new_connections_per_second
+                .map_or("unknown".into(), |v| format!("{v:.1}")),
+        ),
+        ("distinct source IPs", s.distinct_sources.to_string()),
+        (
+            "timeout / tcp-keepalive",
+            format!("{} / {}", num(s.timeout), num(s.tcp_keepalive)),
+        ),
+        (
+            "history",
+            format!(
+                "{} samples over {:.0} s",
+                r.history_samples, r.history_window_seconds
+            ),
+        ),
+    ]
+}
+
+fn causes_and_notes(r: &Report) -> (Vec<&Finding>, Vec<&Finding>) {
+    let th = crate::diagnose::Thresholds::default().cause_confidence;
+    r.findings.iter().partition(|f| f.confidence >= th)
+}
+
+/// Plain text, for the terminal.
+pub fn text(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Diagnosis of {}", r.target);
+    let _ = writeln!(o, "{}", r.headline);
+    o.push('\n');
+    for (k, v) in facts(r) {
+        let _ = writeln!(o, "  {k:<42} {v}");
+    }
+    let (causes, notes) = causes_and_notes(r);
+    for (i, f) in causes.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "\n{}. {}  [confidence {:.2}]",
+            i + 1,
+            f.title,
+            f.confidence
+        );
+        let _ = writeln!(o, "   {}", f.summary);
+        let _ = writeln!(o, "   Evidence:");
+        for e in &f.evidence {
+            let _ = writeln!(o, "     - {}: {}", e.what, e.value);
+        }
+        let _ = writeln!(o, "   Fix:");
+        for s in &f.remediation {
+            let _ = writeln!(o, "     - {}", s.why);
+            if let Some(c) = &s.command {
+                let _ = writeln!(o, "       $ {c}");
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(o, "\nNotes (below the cause threshold):");
+        for f in notes {
+            let _ = writeln!(
+                o,
+                "  - {} [confidence {:.2}]: {}",
+                f.title, f.confidence, f.summary
+            );
+        }
+    }
+    if r.findings
+        .iter()
+        .any(|f| f.remediation.iter().any(|s| s.command.is_some()))
+    {
+        let _ = writeln!(
+            o,
+            "\nCommands use `{}`; if the server needs a password, export REDISCLI_AUTH first.",
+            r.redis_cli
+        );
+    }
+    o
+}
+
+/// Markdown, for a ticket or a chat.
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Diagnosis of `{}`\n\n**{}**\n", r.target, r.headline);
+    let _ = writeln!(o, "| fact | value |\n| --- | --- |");
+    for (k, v) in facts(r) {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    let (causes, notes) = causes_and_notes(r);
+    for (i, f) in causes.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "\n## {}. {} (confidence {:.2})\n\n{}\n",
+            i + 1,
+            f.title,
+            f.confidence,
+            f.summary
+        );
+        for e in &f.evidence {
+            let _ = writeln!(o, "- {}: **{}**", e.what, e.value);
+        }
+        let _ = writeln!(o, "\n**Fix**\n");
+        for s in &f.remediation {
+            let _ = writeln!(o, "- {}", s.why);
+            if let Some(c) = &s.command {
+                let _ = writeln!(o, "  ```sh\n  {c}\n  ```");
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(o, "\n## Notes\n");
+        for f in notes {
+            let _ = writeln!(
+                o,
+                "- {} (confidence {:.2}): {}",
+                f.title, f.confidence, f.summary
+            );
+        }
+    }
+    o
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:980px;padding:1em;color:#1d1d1f;background:#fff}\
+h1{font-size:1.4em}header p{font-size:1.1em;padding:.6em .8em;border-radius:6px}\
+.healthy{background:#e3f5e1}.warning{background:#fff4d6}.critical,.full{background:#fde2e1}.unreachable{background:#eee}\
+table{border-collapse:collapse}td{padding:.15em .8em .15em 0;vertical-align:top}\
+section.finding{border:1px solid #ccc;border-radius:6px;padding:.4em 1em;margin:1em 0}\
+.conf{font-weight:bold}pre{background:#f4f4f4;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
+@media (prefers-color-scheme:dark){body{background:#111;color:#eee}pre{background:#222}.healthy{background:#1e3a1e}.warning{background:#4a3b00}.critical,.full{background:#4a1414}}";
+
+/// A self-contained HTML page.
+pub fn html(r: &Report) -> String {
+    let mut o = String::new();
+    let class = r.status.as_str();
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<link rel=\"icon\" href=\"data:,\"><title>{} – diagnosis of {}</title><style>{STYLE}</style></head><body>\
+<header><h1>Diagnosis of {}</h1><p id=\"status\" class=\"{class}\" data-status=\"{class}\">{}</p></header>",
+        esc(&class.to_uppercase()),
+        esc(&r.target),
+        esc(&r.target),
+        esc(&r.headline)
+    );
+    o.push_str("<table id=\"facts\">");
+    for (k, v) in facts(r) {
+        let _ = write!(o, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
+    }
+    o.push_str("</table>");
+    let (causes, notes) = causes_and_notes(r);
+    if causes.is_empty() && r.status != Status::Unreachable {
+        o.push_str("<p id=\"no-cause\">No cause of connection exhaustion found.</p>");
+    }
+    o.push_str("<ol id=\"causes\">");
+    for f in causes {
+        let _ = write!(
+            o,
+            "<li><section class=\"finding\" data-cause=\"{}\"><h2>{} <span class=\"conf\">confidence {:.2}</span></h2><p>{}</p><h3>Evidence</h3><table>",
+            f.cause.as_str(),
+            esc(&f.title),
+            f.confidence,
+            esc(&f.summary)
+        );
+        for e in &f.evidence {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td><b>{}</b></td></tr>",
+                esc(&e.what),
+                esc(&e.value)
+            );
+        }
+        o.push_str("</table><h3>Fix</h3><ul>");
+        for s in &f.remediation {
+            let _ = write!(o, "<li>{}", esc(&s.why));
+            if let Some(c) = &s.command {
+                let _ = write!(o, "<pre>{}</pre>", esc(c));
+            }
+            o.push_str("</li>");
+        }
+        o.push_str("</ul></section></li>");
+    }
+    o.push_str("</ol>");
+    if !notes.is_empty() {
+        o.push_str("<h2>Notes</h2><ul id=\"notes\">");
+        for f in notes {
+            let _ = write!(
+                o,
+                "<li data-cause=\"{}\">{} (confidence {:.2}): {}</li>",
+                f.cause.as_str(),
+                esc(&f.title),
+                f.confidence,
+                esc(&f.summary)
+            );
+        }
+        o.push_str("</ul>");
+    }
+    let _ = write!(
+        o,
+        "<footer><p>Commands use <code>{}</code>; export REDISCLI_AUTH first if the server needs a password. \
+<a href=\"?target={}&amp;format=json\">JSON</a></p></footer></body></html>",
+        esc(&r.redis_cli),
+        esc(&url_encode(&r.target))
+    );
+    o
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            o.push(b as char);
+        } else {
+            let _ = write!(o, "%{b:02X}");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_everything_from_the_server() {
+        let mut r = Report::unreachable("<script>x</script>", 0.0, "a \"b\" & 'c'", "redis-cli");
+        r.status = Status::Healthy;
+        let page = html(&r);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("&quot;b&quot; &amp; &#39;c&#39;"));
+        assert_eq!(url_encode("a b:1/x"), "a%20b%3A1%2Fx");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_437_668.0), "2026-11-23 12:41:08 UTC");
+    }
+}
