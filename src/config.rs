@@ -101,6 +101,17 @@ pub enum Endpoint {
     Unix(PathBuf),
 }
 
+impl Endpoint {
+    /// `host:port` (`[v6]:port`) or `unix:/path`: the default `target` label and the `node` label.
+    pub fn label(&self) -> String {
+        match self {
+            Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
+            Endpoint::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+}
+
 /// One Redis server to poll, resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -187,10 +198,12 @@ pub struct Config {
     pub idle_threshold_seconds: u64,
     pub targets: Vec<Target>,
     pub web: WebConfig,
+    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
+    pub topology: crate::topology_config::TopologyConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Overrides {
     pub listen: Option<String>,
     pub targets: Vec<String>,
@@ -200,50 +213,78 @@ pub struct Overrides {
     pub web_config_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    listen: Option<String>,
-    log_format: Option<LogFormat>,
-    top_k: Option<usize>,
-    idle_threshold_seconds: Option<u64>,
+pub(crate) struct RawConfig {
+    pub(crate) listen: Option<String>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) top_k: Option<usize>,
+    pub(crate) idle_threshold_seconds: Option<u64>,
     /// Comma-separated addresses; the environment's way to name targets.
-    target: Option<String>,
+    pub(crate) target: Option<String>,
     /// Defaults for every target that does not set its own.
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    password_env: Option<String>,
-    poll_interval_seconds: Option<f64>,
-    connect_timeout_seconds: Option<f64>,
-    command_timeout_seconds: Option<f64>,
-    client_list_backoff_clients: Option<u64>,
-    client_list_max_interval_seconds: Option<f64>,
-    tls_ca_file: Option<PathBuf>,
-    tls_cert_file: Option<PathBuf>,
-    tls_key_file: Option<PathBuf>,
-    tls_insecure_skip_verify: Option<bool>,
-    web_config_file: Option<PathBuf>,
-    targets: Option<Vec<RawTarget>>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) poll_interval_seconds: Option<f64>,
+    pub(crate) connect_timeout_seconds: Option<f64>,
+    pub(crate) command_timeout_seconds: Option<f64>,
+    pub(crate) client_list_backoff_clients: Option<u64>,
+    pub(crate) client_list_max_interval_seconds: Option<f64>,
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
+    pub(crate) tls_insecure_skip_verify: Option<bool>,
+    pub(crate) web_config_file: Option<PathBuf>,
+    pub(crate) targets: Option<Vec<RawTarget>>,
+    // Topology, dynamic targets and the targets file: src/topology_config.rs.
+    pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
+    pub(crate) discovery_interval_seconds: Option<f64>,
+    pub(crate) scrape_max_targets: Option<usize>,
+    pub(crate) scrape_idle_timeout_seconds: Option<f64>,
+    pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
+    pub(crate) targets_file: Option<PathBuf>,
+    pub(crate) targets_file_interval_seconds: Option<f64>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+/// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
+/// by `/scrape?auth=NAME`.
+#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawTarget {
-    address: Option<String>,
-    alias: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    password_env: Option<String>,
-    poll_interval_seconds: Option<f64>,
-    connect_timeout_seconds: Option<f64>,
-    command_timeout_seconds: Option<f64>,
-    tls_ca_file: Option<PathBuf>,
-    tls_cert_file: Option<PathBuf>,
-    tls_key_file: Option<PathBuf>,
-    tls_insecure_skip_verify: Option<bool>,
-    tls_server_name: Option<String>,
+pub(crate) struct RawAuth {
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) password_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub(crate) address: Option<String>,
+    pub(crate) alias: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) password_env: Option<String>,
+    pub(crate) poll_interval_seconds: Option<f64>,
+    pub(crate) connect_timeout_seconds: Option<f64>,
+    pub(crate) command_timeout_seconds: Option<f64>,
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
+    pub(crate) tls_insecure_skip_verify: Option<bool>,
+    pub(crate) tls_server_name: Option<String>,
+    /// Name of an auth profile holding this target's credentials.
+    pub(crate) auth: Option<String>,
+    /// Expand to every node of the cluster this address belongs to.
+    pub(crate) cluster: Option<bool>,
+    /// Follow this Sentinel master set (with `sentinels`).
+    pub(crate) sentinel_master: Option<String>,
+    pub(crate) sentinels: Option<Vec<String>>,
+    /// Auth profile for the sentinels themselves (they often have no password, or another).
+    pub(crate) sentinel_auth: Option<String>,
 }
 
 /// Loads and validates the configuration from all layers.
@@ -291,7 +332,7 @@ pub fn load_with_env(
 }
 
 /// config-rs quotes offending values in its messages; a password could be one of them.
-fn redact_config_error(msg: &str) -> String {
+pub(crate) fn redact_config_error(msg: &str) -> String {
     if msg.to_ascii_lowercase().contains("password") {
         // Keep the key path, drop anything quoted that could be the value.
         let mut out = String::new();
@@ -310,7 +351,11 @@ fn redact_config_error(msg: &str) -> String {
     }
 }
 
-fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    origin: &str,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         origin: origin.to_string(),
         key: key.into(),
@@ -318,7 +363,12 @@ fn invalid(origin: &str, key: impl Into<String>, message: impl Into<String>) -> 
     }
 }
 
-fn seconds(origin: &str, key: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+pub(crate) fn seconds(
+    origin: &str,
+    key: &str,
+    v: Option<f64>,
+    default: f64,
+) -> Result<Duration, ConfigError> {
     let v = v.unwrap_or(default);
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
         return Err(invalid(
@@ -398,18 +448,41 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         )]
     };
 
+    let profiles = crate::topology_config::auth_profiles(&raw, origin)?;
     let mut targets = Vec::with_capacity(raw_targets.len());
+    let mut groups = Vec::new();
     for (key, t) in raw_targets {
-        let target = resolve_target(&key, t, &raw, o, origin)?;
-        if targets.iter().any(|x: &Target| x.label == target.label) {
+        let label = match crate::topology_config::group(&key, &t, &raw, o, origin, &profiles)? {
+            Some(g) => {
+                let label = g.name.clone();
+                groups.push(g);
+                label
+            }
+            None => {
+                let target = resolve_target(&key, t, &raw, o, origin, &profiles)?;
+                let label = target.label.clone();
+                targets.push(target);
+                label
+            }
+        };
+        let uses = targets
+            .iter()
+            .filter(|x: &&Target| x.label == label)
+            .count()
+            + groups
+                .iter()
+                .filter(|g: &&crate::topology_config::Group| g.name == label)
+                .count();
+        if uses > 1 {
             return Err(invalid(
                 origin,
                 format!("{key}.alias"),
-                format!("target label `{}` is used twice", target.label),
+                format!("target label `{label}` is used twice"),
             ));
         }
-        targets.push(target);
     }
+    let topology =
+        crate::topology_config::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
     let web = match o.web_config_file.as_ref().or(raw.web_config_file.as_ref()) {
         Some(path) => load_web_config(path)?,
         None => WebConfig::default(),
@@ -421,6 +494,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         idle_threshold_seconds: raw.idle_threshold_seconds.unwrap_or(60),
         targets,
         web,
+        topology,
     })
 }
 
@@ -468,12 +542,13 @@ pub fn load_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
     Ok(web)
 }
 
-fn resolve_target(
+pub(crate) fn resolve_target(
     key: &str,
     t: RawTarget,
     d: &RawConfig,
     o: &Overrides,
     origin: &str,
+    profiles: &crate::topology_config::AuthProfiles,
 ) -> Result<Target, ConfigError> {
     let address = t
         .address
@@ -497,7 +572,28 @@ fn resolve_target(
             "set only one of password, password_file, password_env, or a password in the address",
         ));
     }
-    let password = if let Some(p) = parsed.password {
+    let profile = match &t.auth {
+        Some(name) => {
+            if own.iter().any(|b| *b) || t.username.is_some() || parsed.username.is_some() {
+                return Err(invalid(
+                    origin,
+                    format!("{key}.auth"),
+                    "an auth profile replaces username and password: set one or the other",
+                ));
+            }
+            Some(profiles.get(name).ok_or_else(|| {
+                invalid(
+                    origin,
+                    format!("{key}.auth"),
+                    format!("no auth profile named `{name}` in `auth_profiles`"),
+                )
+            })?)
+        }
+        None => None,
+    };
+    let password = if let Some(p) = profile {
+        p.password.clone()
+    } else if let Some(p) = parsed.password {
         Secret::Value(p)
     } else if let Some(p) = t.password {
         Secret::Value(p)
@@ -521,11 +617,7 @@ fn resolve_target(
             return Err(invalid(origin, format!("{key}.alias"), "must not be empty"));
         }
     }
-    let label = t.alias.clone().unwrap_or_else(|| match &parsed.endpoint {
-        Endpoint::Tcp { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
-        Endpoint::Tcp { host, port, .. } => format!("{host}:{port}"),
-        Endpoint::Unix(p) => format!("unix:{}", p.display()),
-    });
+    let label = t.alias.clone().unwrap_or_else(|| parsed.endpoint.label());
     let secs = |name: &str, own: Option<f64>, shared: Option<f64>, default: f64| {
         seconds(origin, &format!("{key}.{name}"), own.or(shared), default)
     };
@@ -585,7 +677,10 @@ fn resolve_target(
         label,
         endpoint: parsed.endpoint,
         db: parsed.db,
-        username: parsed.username.or(t.username).or(d.username.clone()),
+        username: match profile {
+            Some(p) => p.username.clone(),
+            None => parsed.username.or(t.username).or(d.username.clone()),
+        },
         password,
         poll_interval,
         connect_timeout,
@@ -602,18 +697,18 @@ fn resolve_target(
     })
 }
 
-struct ParsedAddress {
-    endpoint: Endpoint,
+pub(crate) struct ParsedAddress {
+    pub(crate) endpoint: Endpoint,
     /// `rediss://`
-    tls: bool,
-    db: Option<u8>,
-    username: Option<String>,
-    password: Option<String>,
+    pub(crate) tls: bool,
+    pub(crate) db: Option<u8>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`.
 /// Error messages never repeat the address (it may hold a password).
-fn parse_address(address: &str) -> Result<ParsedAddress, String> {
+pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
     let url = url::Url::parse(address).map_err(|e| {
         format!(
             "not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"

@@ -1,6 +1,7 @@
-//! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, and optional basic auth. Handlers
-//! read the store only; no handler ever talks to Redis, so a scrape is as fast when Redis hangs
-//! as when it is idle.
+//! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, `/scrape`
+//! (src/dynamic.rs), and optional basic auth. Handlers read the store only; no handler talks to
+//! Redis, so a scrape is as fast when Redis hangs as when it is idle (`/scrape` waits a bounded
+//! time for the first poll of a new target, never on Redis itself).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -173,11 +174,18 @@ async fn require_auth(State(auth): State<Arc<BasicAuth>>, req: Request, next: Ne
 
 /// The routes. With users configured, everything but `/healthz` and `/readyz` needs basic
 /// auth: probes must work without credentials and those two reveal nothing about Redis.
-pub fn router(store: Arc<Store>, users: BTreeMap<String, String>) -> Router {
+pub fn router(
+    store: Arc<Store>,
+    users: BTreeMap<String, String>,
+    dynamic: Arc<crate::dynamic::Dynamic>,
+) -> Router {
     let mut protected = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
-        .route("/diagnose", get(diagnose));
+        .route("/diagnose", get(diagnose))
+        // The one route that may wait on Redis: a bounded wait for a new target's first poll.
+        .route("/scrape", get(crate::dynamic::scrape))
+        .layer(axum::Extension(dynamic));
     if !users.is_empty() {
         let auth = Arc::new(BasicAuth::new(users));
         protected = protected.layer(axum::middleware::from_fn_with_state(auth, require_auth));

@@ -7,15 +7,19 @@ pub mod aggregate;
 pub mod client_list;
 pub mod config;
 pub mod diagnose;
+pub mod discovery;
+pub mod dynamic;
 pub mod history;
 pub mod http;
 pub mod info;
 pub mod metrics;
 pub mod poller;
+pub mod reconcile;
 pub mod render;
 pub mod state;
 pub mod synthetic;
 pub mod tls;
+pub mod topology_config;
 pub mod triage;
 
 use std::collections::BTreeMap;
@@ -26,7 +30,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Target};
+use crate::config::Config;
+use crate::reconcile::{PollerSpec, TaskSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -39,33 +44,20 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
 }
 
-/// One running poller and what it was started with, to tell on reload whether it changed.
-struct PollerHandle {
-    target: Target,
-    top_k: usize,
-    idle_threshold_seconds: u64,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
 /// A running exporter: its bound address and the handles to reload or stop it.
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<state::Store>,
     listen: SocketAddr,
     shutdown: CancellationToken,
-    pollers: Mutex<BTreeMap<String, PollerHandle>>,
+    pollers: Mutex<TaskSet<PollerSpec>>,
+    /// Clusters, Sentinel sets and the targets file: each a task that owns its node pollers.
+    groups: Mutex<TaskSet<discovery::SourceSpec>>,
+    pub dynamic: Arc<dynamic::Dynamic>,
     http: JoinHandle<()>,
 }
 
-/// What a reload changed, for the log line.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub restarted: Vec<String>,
-    pub kept: usize,
-}
+pub use reconcile::ReloadSummary;
 
 impl Running {
     /// Stops the pollers and the HTTP server and waits for them.
@@ -81,10 +73,9 @@ impl Running {
     /// Waits until every task has ended (after the shutdown token is cancelled).
     pub async fn wait(self) {
         let _ = self.http.await;
-        let pollers = std::mem::take(&mut *self.pollers.lock().await);
-        for (_, p) in pollers {
-            let _ = p.task.await;
-        }
+        self.groups.lock().await.stop_all(|_| {}).await;
+        self.pollers.lock().await.stop_all(|_| {}).await;
+        self.dynamic.stop_all().await;
     }
 
     /// Applies a new configuration: starts added targets, stops removed ones (their series
@@ -95,71 +86,31 @@ impl Running {
             tracing::warn!(old = %self.listen, new = %cfg.listen, "a new listen address needs a restart; keeping the old one");
         }
         let mut pollers = self.pollers.lock().await;
-        let mut summary = ReloadSummary::default();
-        let wanted: BTreeMap<String, Target> = cfg
-            .targets
-            .into_iter()
-            .map(|t| (t.label.clone(), t))
-            .collect();
-        let labels: Vec<String> = pollers.keys().cloned().collect();
-        for label in labels {
-            let same = pollers.get(&label).is_some_and(|p| {
-                wanted.get(&label) == Some(&p.target)
-                    && p.top_k == cfg.top_k
-                    && p.idle_threshold_seconds == cfg.idle_threshold_seconds
-            });
-            if same {
-                summary.kept += 1;
-                continue;
-            }
-            if let Some(p) = pollers.remove(&label) {
-                p.stop.cancel();
-                let _ = p.task.await;
-            }
-            if wanted.contains_key(&label) {
-                summary.restarted.push(label.clone());
-            } else {
-                self.store.remove(&label);
-                summary.removed.push(label);
-            }
-        }
-        for (label, target) in wanted {
-            if pollers.contains_key(&label) {
-                continue;
-            }
-            if !summary.restarted.contains(&label) {
-                summary.added.push(label.clone());
-            }
-            let handle = spawn_poller(
-                target,
-                cfg.top_k,
-                cfg.idle_threshold_seconds,
-                &self.store,
-                &self.shutdown,
-            );
-            pollers.insert(label, handle);
-        }
+        let wanted = poller_specs(&cfg);
+        let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
+        let mut groups = self.groups.lock().await;
+        summary.merge(discovery::reconcile_sources(&mut groups, &cfg, &self.store).await);
+        self.dynamic.configure(&cfg);
         summary
     }
 }
 
-fn spawn_poller(
-    target: Target,
-    top_k: usize,
-    idle: u64,
-    store: &Arc<state::Store>,
-    shutdown: &CancellationToken,
-) -> PollerHandle {
-    let stop = shutdown.child_token();
-    let poller = poller::Poller::new(target.clone(), Arc::clone(store), top_k, idle);
-    let task = tokio::spawn(poller.run(stop.clone()));
-    PollerHandle {
-        target,
-        top_k,
-        idle_threshold_seconds: idle,
-        stop,
-        task,
-    }
+/// The configured plain targets as poller specs, by label.
+fn poller_specs(cfg: &Config) -> BTreeMap<String, PollerSpec> {
+    cfg.targets
+        .iter()
+        .map(|t| {
+            (
+                t.label.clone(),
+                PollerSpec {
+                    target: t.clone(),
+                    top_k: cfg.top_k,
+                    idle_threshold_seconds: cfg.idle_threshold_seconds,
+                    topology: None,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Binds the listener, starts one poller per target and the HTTP server.
@@ -176,24 +127,21 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     })?;
     let store = Arc::new(state::Store::default());
     let shutdown = CancellationToken::new();
-    let mut pollers = BTreeMap::new();
-    for target in cfg.targets {
+    let mut pollers = TaskSet::new(shutdown.clone());
+    for target in &cfg.targets {
         if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             tracing::warn!(target_label = %target.label, "TLS certificate verification is disabled for this target");
         }
-        let label = target.label.clone();
-        pollers.insert(
-            label,
-            spawn_poller(
-                target,
-                cfg.top_k,
-                cfg.idle_threshold_seconds,
-                &store,
-                &shutdown,
-            ),
-        );
     }
-    let app = http::router(Arc::clone(&store), cfg.web.basic_auth_users.clone());
+    reconcile::reconcile_pollers(&mut pollers, poller_specs(&cfg), &store).await;
+    let mut groups = TaskSet::new(shutdown.clone());
+    discovery::reconcile_sources(&mut groups, &cfg, &store).await;
+    let dynamic = dynamic::Dynamic::new(&cfg, shutdown.clone());
+    let app = http::router(
+        Arc::clone(&store),
+        cfg.web.basic_auth_users.clone(),
+        Arc::clone(&dynamic),
+    );
     let acceptor = cfg
         .web
         .tls_server_config
@@ -213,6 +161,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         listen: cfg.listen,
         shutdown,
         pollers: Mutex::new(pollers),
+        groups: Mutex::new(groups),
+        dynamic,
         http,
     })
 }

@@ -105,6 +105,19 @@ fn main() -> std::process::ExitCode {
         for t in &cfg.targets {
             println!("  {} (poll every {:?})", t.label, t.poll_interval);
         }
+        for g in &cfg.topology.groups {
+            println!(
+                "  {} (expands to its nodes, poll every {:?})",
+                g.name, g.node.poll_interval
+            );
+        }
+        if let Some(f) = &cfg.topology.targets_file {
+            println!(
+                "  targets file {} (read every {:?})",
+                f.path.display(),
+                f.interval
+            );
+        }
         return std::process::ExitCode::SUCCESS;
     }
     init_logging(cfg.log_format);

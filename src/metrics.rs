@@ -12,12 +12,14 @@ use prometheus::{Encoder, TextEncoder};
 use crate::aggregate::Distribution;
 use crate::client_list::{ClientType, FLAGS};
 use crate::info::looks_fd_clamped;
-use crate::state::{ErrorKind, TargetState};
+use crate::state::{ErrorKind, Role, TargetState};
 
 /// Collects families by name, in first-use order, so each family is emitted once with all its
 /// targets' series.
 struct Families {
     list: Vec<MetricFamily>,
+    /// Labels added to every series of the current target (cluster/Sentinel nodes).
+    extra: Vec<(&'static str, String)>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -33,6 +35,18 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
 }
 
 impl Families {
+    /// `l` plus the current target's topology labels, except those `l` names itself
+    /// (`redis_instance_info` has its own `role`, INFO's word).
+    fn labels(&self, l: &[(&str, &str)]) -> Vec<LabelPair> {
+        let mut out = labels(l);
+        for (n, v) in &self.extra {
+            if !l.iter().any(|(name, _)| name == n) {
+                out.extend(labels(&[(n, v.as_str())]));
+            }
+        }
+        out
+    }
+
     fn family(&mut self, name: &str, help: &str, ty: MetricType) -> &mut MetricFamily {
         let pos = match self.list.iter().position(|f| f.name() == name) {
             Some(p) => p,
@@ -52,7 +66,7 @@ impl Families {
         let mut g = Gauge::default();
         g.set_value(v);
         let mut m = Metric::default();
-        m.set_label(labels(l));
+        m.set_label(self.labels(l));
         m.set_gauge(g);
         self.family(name, help, MetricType::GAUGE)
             .mut_metric()
@@ -69,7 +83,7 @@ impl Families {
         let mut c = Counter::default();
         c.set_value(v);
         let mut m = Metric::default();
-        m.set_label(labels(l));
+        m.set_label(self.labels(l));
         m.set_counter(c);
         self.family(name, help, MetricType::COUNTER)
             .mut_metric()
@@ -91,7 +105,7 @@ impl Families {
                 .collect(),
         );
         let mut m = Metric::default();
-        m.set_label(labels(l));
+        m.set_label(self.labels(l));
         m.set_histogram(h);
         self.family(name, help, MetricType::HISTOGRAM)
             .mut_metric()
@@ -101,7 +115,10 @@ impl Families {
 
 /// Renders every target's state as Prometheus text (format 0.0.4).
 pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
-    let mut f = Families { list: Vec::new() };
+    let mut f = Families {
+        list: Vec::new(),
+        extra: Vec::new(),
+    };
     f.gauge(
         "redis_clients_exporter_build_info",
         "Version of redis-clients-exporter (always 1).",
@@ -109,6 +126,7 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
         1.0,
     );
     for (target, s) in states {
+        f.extra = topology_labels(s);
         add_target(&mut f, target, s);
     }
     let families: Vec<MetricFamily> = f
@@ -123,6 +141,25 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
         tracing::error!(error = %e, "encoding metrics failed");
     }
     buf
+}
+
+/// `cluster`, `node` and `role` for a node of a cluster or Sentinel set; nothing otherwise, so
+/// plain targets keep their label set. The role is the node's own INFO `role` once polled.
+fn topology_labels(s: &TargetState) -> Vec<(&'static str, String)> {
+    let Some(t) = &s.topology else {
+        return Vec::new();
+    };
+    let role = s
+        .info
+        .as_ref()
+        .and_then(|i| i.role.as_deref())
+        .and_then(Role::from_info)
+        .unwrap_or(t.discovered_role);
+    vec![
+        ("cluster", t.group.clone()),
+        ("node", t.node.clone()),
+        ("role", role.as_str().to_string()),
+    ]
 }
 
 fn add_target(f: &mut Families, target: &str, s: &TargetState) {

@@ -176,11 +176,11 @@ impl Conn {
             match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
                 Ok(Ok(task)) => task,
                 Ok(Err(e)) => {
-                    close(client, None).await;
+                    close(&client, None).await;
                     return Err(classify("connect", &e));
                 }
                 Err(_) => {
-                    close(client, None).await;
+                    close(&client, None).await;
                     return Err(timeout_error("connect", connect_timeout));
                 }
             };
@@ -201,16 +201,25 @@ impl Conn {
         Ok(conn)
     }
 
-    pub(crate) async fn close(self) {
-        close(self.client, Some(self.task)).await;
+    pub(crate) async fn close(mut self) {
+        close(&self.client, Some(&mut self.task)).await;
+    }
+}
+
+impl Drop for Conn {
+    // A poll cancelled mid-flight (its target stopped by a reload, a discovery or /scrape
+    // expiry) drops the connection it had taken without `close`; a dropped JoinHandle would
+    // leave the routing task, and so the socket, running for good. Aborting it closes the socket.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
 /// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
 /// is aborted, which drops the socket.
 async fn close(
-    client: Client,
-    task: Option<tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
+    client: &Client,
+    task: Option<&mut tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
 ) {
     let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
     if let Some(task) = task {
@@ -266,6 +275,12 @@ impl Poller {
             logged_up: None,
             logged_config_unavailable: false,
         }
+    }
+
+    /// Labels every series of this target with its place in a cluster or Sentinel set.
+    pub fn with_topology(mut self, topology: Arc<crate::state::Topology>) -> Self {
+        self.state.topology = Some(topology);
+        self
     }
 
     /// Polls until `shutdown` is cancelled, then closes the connection.

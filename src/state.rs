@@ -87,6 +87,41 @@ pub struct TargetState {
     pub counters: Counters,
     /// The diagnosis of the last poll (or why there is none).
     pub diagnosis: Option<Arc<crate::diagnose::Report>>,
+    /// Set for the nodes of a cluster or Sentinel set: labels added to every series.
+    pub topology: Option<Arc<Topology>>,
+}
+
+/// Where a node sits: the `cluster` and `node` labels, and the role seen at discovery (the
+/// node's own INFO `role` wins once it has been polled, so a failover shows at the next poll).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub group: String,
+    pub node: String,
+    pub discovered_role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+
+    /// INFO's `role` (`master`, `slave`); anything else is not a data node's role.
+    pub fn from_info(role: &str) -> Option<Role> {
+        match role {
+            "master" => Some(Role::Primary),
+            "slave" => Some(Role::Replica),
+            _ => None,
+        }
+    }
 }
 
 /// Target label -> its last published state.
@@ -102,6 +137,12 @@ impl Store {
         // consistent (insert is atomic from our side), so keep serving.
         let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
         map.insert(target.to_string(), state);
+    }
+
+    /// One target's state.
+    pub fn get(&self, target: &str) -> Option<Arc<TargetState>> {
+        let map = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        map.get(target).cloned()
     }
 
     pub fn remove(&self, target: &str) {

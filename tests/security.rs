@@ -258,6 +258,12 @@ fn metrics_endpoint_with_tls_and_basic_auth() {
     }
     assert_eq!(with(&[], "/metrics").0, "401");
     assert_eq!(with(&["-u", "prometheus:wrong"], "/metrics").0, "401");
+    // /scrape is protected like /metrics: no poller starts for an unauthenticated caller.
+    let scrape = format!("/scrape?target=redis://127.0.0.1:{}", r.port);
+    assert_eq!(with(&[], &scrape).0, "401");
+    let (code, body) = with(&["-u", &creds], &scrape);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("redis_up{"), "{body}");
     assert_eq!(with(&["-u", "nobody:x"], "/").0, "401");
     // Probes need no credentials.
     assert_eq!(with(&[], "/healthz").0, "200");

@@ -169,6 +169,186 @@ impl Drop for Redis {
     }
 }
 
+/// A cluster of real redis-server processes on loopback, created with `redis-cli --cluster
+/// create` (each node with its own bus port, since port + 10000 may not be free). The node
+/// timeout is long so that a loaded test machine never triggers a failover of its own.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start(primaries: usize, replicas_each: usize) -> Cluster {
+        let n = primaries * (1 + replicas_each);
+        let nodes: Vec<Redis> = (0..n)
+            .map(|_| {
+                let bus = free_port().to_string();
+                Redis::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "15000",
+                    "--cluster-port",
+                    &bus,
+                ])
+            })
+            .collect();
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("--cluster").arg("create");
+        for r in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", r.port));
+        }
+        let out = cmd
+            .args([
+                "--cluster-replicas",
+                &replicas_each.to_string(),
+                "--cluster-yes",
+            ])
+            .output()
+            .expect("redis-cli --cluster create (apt-get install redis-tools)");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = Cluster { nodes };
+        // Gossip takes a moment: wait until every node is ok and every node's view of the
+        // roles matches what each node says of itself.
+        c.wait_until("every node agrees on an ok cluster of all nodes", |c| {
+            let roles = c.roles();
+            roles.iter().filter(|(_, r)| r == "master").count() == primaries
+                && (0..n).all(|i| {
+                    let info = c.nodes[i].conn().cmd(&["CLUSTER", "INFO"]);
+                    let mut view: Vec<(u16, String)> =
+                        c.view(i).into_iter().map(|(_, p, r)| (p, r)).collect();
+                    view.sort();
+                    info.as_bulk()
+                        .is_some_and(|i| i.contains("cluster_state:ok"))
+                        && view == roles
+                })
+        });
+        c
+    }
+
+    /// (port, "master"/"slave") of every node, from its own INFO, sorted by port.
+    pub fn roles(&self) -> Vec<(u16, String)> {
+        let mut out: Vec<(u16, String)> = self
+            .nodes
+            .iter()
+            .filter_map(|r| {
+                let mut c = RespConn::try_connect(r.port, "127.0.0.1").ok()?;
+                let info = c.cmd(&["INFO", "replication"]);
+                let role = info
+                    .as_bulk()?
+                    .lines()
+                    .find_map(|l| l.strip_prefix("role:"))?
+                    .trim()
+                    .to_string();
+                Some((r.port, role))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// CLUSTER NODES of node `i`: (id, port, role "master"/"slave") per node.
+    pub fn view(&self, i: usize) -> Vec<(String, u16, String)> {
+        let text = self.nodes[i].conn().cmd(&["CLUSTER", "NODES"]);
+        let text = text.as_bulk().unwrap_or_default().to_string();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let port = f
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit_once(':')?
+                    .1
+                    .parse()
+                    .ok()?;
+                let role = if f.get(2)?.contains("master") {
+                    "master"
+                } else {
+                    "slave"
+                };
+                Some((f[0].to_string(), port, role.to_string()))
+            })
+            .collect()
+    }
+
+    pub fn wait_until(&self, what: &str, cond: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A redis-sentinel process watching one master set, killed on drop.
+pub struct Sentinel {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sentinel {
+    pub fn start(master: &str, master_port: u16) -> Sentinel {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "sentinel monitor {master} 127.0.0.1 {master_port} 1\n\
+                     sentinel down-after-milliseconds {master} 2000\n\
+                     sentinel failover-timeout {master} 10000\n"
+                ),
+            )
+            .expect("write sentinel.conf");
+            let port = free_port();
+            let mut child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-sentinel (apt-get install redis-sentinel)");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                // Only a sentinel watching our master answers this with an array: a server
+                // of another test that won the port race does not.
+                if let Ok(mut c) = RespConn::try_connect(port, "127.0.0.1") {
+                    c.send(&["SENTINEL", "MASTER", master]);
+                    if matches!(c.read(), Ok(Reply::Array(_))) {
+                        return Sentinel { port, dir, child };
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-sentinel did not start");
+    }
+
+    pub fn conn(&self) -> RespConn {
+        RespConn::connect(self.port, "127.0.0.1")
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A reply in RESP2.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -324,6 +504,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         idle_threshold_seconds: 60,
         targets,
         web: Default::default(),
+        topology: Default::default(),
     }
 }
 
