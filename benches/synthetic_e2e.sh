@@ -54,7 +54,7 @@ client_list_backoff_clients = 1000000000
 address = "redis://127.0.0.1:$RP"
 alias = "bench"
 EOF
-    RUST_LOG=warn "$BIN" --config "$work/ours.toml" & OPID=$!; pids+=($OPID)
+    RUST_LOG=warn "$BIN" --config "$work/ours.toml" & OPID=$!; pids+=("$OPID")
     m="http://127.0.0.1:$EP/metrics"
     for _ in $(seq 200); do curl -sf -o "$work/m" "$m" && grep -q 'stage="aggregate"' "$work/m" && break; sleep 0.1; done
     sleep "$POLL"
