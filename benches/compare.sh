@@ -164,7 +164,7 @@ kept=$(awk -v m="$marker" 'found {print} index($0, m) == 1 {found = 1}' docs/per
     echo "Made by \`RUNS=$RUNS bash benches/compare.sh ${COUNTS[*]}\` on $(date -u "+%Y-%m-%d %H:%M UTC"), $(nproc) cores ($cpu),"
     echo "$(redis-server --version | awk '{print $1, $2, $3}'), $(prometheus-redis-exporter --version 2>&1 | grep -o 'Exporter [^ ]*' | head -1 | sed 's/Exporter/redis_exporter/'),"
     echo "redis-clients-exporter $(awk -F'"' '/^version/{print $2; exit}' Cargo.toml) at $(git rev-parse --short HEAD 2>/dev/null || echo '?') (release build, $(rustc --version | awk '{print $1, $2}')), Linux $(uname -r)."
-    echo "The machine is shared: other builds ran at the same time (load averages below), so wall times are"
+    echo "The machine is a shared VM: its neighbours add noise (load averages below), so wall times are"
     echo "upper bounds. Clients are real idle TCP connections"
     echo "from 200 loopback source addresses (benches/load_clients.py), one name per source."
     echo
