@@ -27,21 +27,10 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked --quiet
 BIN=$PWD/target/release/redis-clients-exporter
 TCK=$(getconf CLK_TCK)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 wait_http() { for _ in $(seq 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 metric() { curl -s "$1" | awk -v m="$2" '!found && index($0, m) == 1 {print $NF; found = 1}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Seconds of CPU per call of a command in Redis' own accounting (INFO commandstats).
 redis_usec_per_call() { redis-cli -p "$1" INFO commandstats | tr -d '\r' | awk -F'[=,]' -v c="cmdstat_$2:calls" 'index($0, c) == 1 {print $6}'; }
 
@@ -65,7 +54,7 @@ for N in "${COUNTS[@]}"; do
     pids+=($!); RPID=$!
     for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
     python3 benches/load_clients.py "$RP" "$N" --sources 200 > "$work/load.out" &
-    LOADPID=$!; pids+=($LOADPID)
+    LOADPID=$!; pids+=("$LOADPID")
     for _ in $(seq 600); do grep -q ready "$work/load.out" 2>/dev/null && break; sleep 0.1; done
     grep -q ready "$work/load.out" || { echo "load did not open $N clients" >&2; exit 1; }
     echo "== $N idle clients on redis :$RP ($(redis-cli -p "$RP" INFO clients | tr -d '\r' | grep connected_clients)), load: $(uptime | sed 's/.*load average/load average/')"
@@ -82,7 +71,7 @@ client_list_backoff_clients = 1000000000
 address = "redis://127.0.0.1:$RP"
 alias = "bench"
 EOF
-    RUST_LOG=warn "$BIN" --config "$work/ours.toml" & OPID=$!; pids+=($OPID)
+    RUST_LOG=warn "$BIN" --config "$work/ours.toml" & OPID=$!; pids+=("$OPID")
     wait_http "http://127.0.0.1:$EP/readyz"
     sleep 1
     redis-cli -p "$RP" CONFIG RESETSTAT >/dev/null
@@ -103,7 +92,7 @@ EOF
     cpu_scrape=$(awk -v a="$c1" -v b="$c2" -v n="$SCRAPES" -v t="$TCK" 'BEGIN {printf "%.4f", (b-a)/t/n}')
     poll_ms=$(awk -v x="$total" 'BEGIN {printf "%.1f", x*1000}')
     minus=$(awk -v x="$total" -v r="$redis_us" 'BEGIN {printf "%.1f", x*1000 - r/1000}')
-    read -r l50 l99 lmax _ < "$work/lat-ours"
+    read -r _ l99 lmax _ < "$work/lat-ours"
     rows+=("| redis-clients-exporter | $N real | $o_ms | $cpu_scrape | $cpu_poll | $o_rss | $o_bytes | $o_series | $poll_ms (CLIENT LIST $(awk -v x="$cl" 'BEGIN {printf "%.1f", x*1000}'), aggregate $(awk -v x="$agg" 'BEGIN {printf "%.1f", x*1000}')) | $(awk -v r="$redis_us" 'BEGIN {printf "%.1f", r/1000}') | $minus | $l99 / $lmax |")
     kill "$OPID"; wait "$OPID" 2>/dev/null || true
 
@@ -112,7 +101,7 @@ EOF
         GP=$(free_port)
         extra=(); [ "$mode" = with-client-list ] && extra=(--export-client-list)
         prometheus-redis-exporter --redis.addr "redis://127.0.0.1:$RP" --web.listen-address "127.0.0.1:$GP" \
-            --include-system-metrics=false "${extra[@]}" 2>"$work/go.log" & GPID=$!; pids+=($GPID)
+            --include-system-metrics=false "${extra[@]}" 2>"$work/go.log" & GPID=$!; pids+=("$GPID")
         wait_http "http://127.0.0.1:$GP/health" || wait_http "http://127.0.0.1:$GP/metrics"
         curl -s -o /dev/null "http://127.0.0.1:$GP/metrics"   # warm-up
         redis-cli -p "$RP" CONFIG RESETSTAT >/dev/null
@@ -139,7 +128,7 @@ done
 # medians, with the load average at the start of each run.
 RUNS=${RUNS:-3}
 echo "== criterion (synthetic CLIENT LIST), $RUNS runs"
-for r in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
     crit_loads+=("$(uptime | sed 's/.*load average: //')")
     cargo bench --bench client_list --quiet -- --warm-up-time 1 --measurement-time 5 2>/dev/null \
         | awk '/^(client_list|parse_aggregate)\//{name=$1}

@@ -22,20 +22,9 @@ done
 cargo build --release --locked --quiet
 BIN=$PWD/target/release/redis-clients-exporter
 TCK=$(getconf CLK_TCK)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rss_mb() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 metric() { awk -v m="$2" '!found && index($0, m) == 1 {print $NF; found = 1}' "$1"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "| clients | reply MB | poll ms (median of $POLLS) | CLIENT LIST read ms | aggregate ms | CPU s/poll | RSS MB | scrape ms | /metrics bytes |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"

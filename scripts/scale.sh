@@ -20,33 +20,23 @@ CLIENTS_PER_SERVER=${CLIENTS_PER_SERVER:-50}
 
 cargo build --release --locked -q
 BIN=target/release/redis-clients-exporter
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 PORTS=()
 for i in $(seq 1 "$SERVERS"); do
     for _ in 1 2 3 4 5; do
         port=$(free_port)
-        mkdir -p "$WORK/r$i"
+        mkdir -p "$work/r$i"
         redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-            --dir "$WORK/r$i" >/dev/null 2>&1 &
+            --dir "$work/r$i" >/dev/null 2>&1 &
         pid=$!
         for _ in $(seq 1 50); do
             redis-cli -p "$port" ping >/dev/null 2>&1 && break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null && redis-cli -p "$port" ping >/dev/null 2>&1; then
-            PIDS+=("$pid"); PORTS+=("$port"); break
+            pids+=("$pid"); PORTS+=("$port"); break
         fi
     done
 done
@@ -64,9 +54,9 @@ for port in sys.argv[2:]:
         s.recv(64); held.append(s)
 time.sleep(10**6)
 EOF
-PIDS+=("$!")
+pids+=("$!")
 
-CFG="$WORK/config.toml"
+CFG="$work/config.toml"
 LISTEN_PORT=$(free_port)
 {
     echo "listen = \"127.0.0.1:$LISTEN_PORT\""
@@ -76,9 +66,9 @@ LISTEN_PORT=$(free_port)
         printf '[[targets]]\naddress = "redis://127.0.0.1:%s"\nalias = "t%03d"\n' "$port" "$i"
     done
 } >"$CFG"
-RUST_LOG=warn "$BIN" --config "$CFG" 2>"$WORK/exporter.log" &
+RUST_LOG=warn "$BIN" --config "$CFG" 2>"$work/exporter.log" &
 EXP=$!
-PIDS+=("$EXP")
+pids+=("$EXP")
 URL="http://127.0.0.1:$LISTEN_PORT/metrics"
 for _ in $(seq 1 50); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
 
@@ -86,15 +76,14 @@ scrape_loop() {
     while true; do curl -sf -o /dev/null "$URL" || true; sleep "$INTERVAL"; done
 }
 scrape_loop &
-PIDS+=("$!")
+pids+=("$!")
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$EXP/stat"; }
 echo "== warming up ${WARMUP}s"
 sleep "$WARMUP"
-t0=$(cpu_ticks)
+t0=$(cpu_ticks "$EXP")
 echo "== measuring ${DURATION}s"
 sleep "$DURATION"
-t1=$(cpu_ticks)
+t1=$(cpu_ticks "$EXP")
 hz=$(getconf CLK_TCK)
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$EXP/status")
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$EXP/status")
@@ -112,4 +101,4 @@ print(f"CPU: {cpu:.2f} s over {int(dur)} s = {cpu / dur * 60:.2f} CPU s per minu
 print(f"CPU per poll: {cpu / (dur / interval * targets) * 1000:.3f} ms")
 print(f"RSS: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 EOF
-if [ -s "$WORK/exporter.log" ]; then echo "== exporter log"; tail -5 "$WORK/exporter.log"; fi
+if [ -s "$work/exporter.log" ]; then echo "== exporter log"; tail -5 "$work/exporter.log"; fi
