@@ -128,6 +128,12 @@ impl Dynamic {
         inner.pollers.stop_all(|l| self.store.remove(l)).await;
     }
 
+    /// The dynamic targets' last polls, for `/diagnose`: the alert on a diagnosis links there
+    /// whichever way its target was scraped.
+    pub fn snapshot(&self) -> Vec<(String, Arc<crate::state::TargetState>)> {
+        self.store.snapshot()
+    }
+
     /// Renders one target, starting its poller on the first scrape.
     pub async fn scrape(&self, address: &str, auth: Option<&str>) -> Result<Vec<u8>, ScrapeError> {
         let (spec, wait) = {

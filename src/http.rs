@@ -222,14 +222,21 @@ fn json_error(status: StatusCode, message: &str, targets: &[String]) -> Response
 }
 
 /// The last poll's diagnosis of one target (the only one when there is a single target), as
-/// JSON (default), `html`, `text` or `markdown`. Computed by the poller, so this never waits on
-/// Redis either.
-async fn diagnose(State(store): State<Arc<Store>>, Query(q): Query<DiagnoseQuery>) -> Response {
-    let snapshot = store.snapshot();
+/// JSON (default), `html`, `text` or `markdown`; configured targets first, then `/scrape` ones.
+/// Computed by the poller, so this never waits on Redis either.
+async fn diagnose(
+    State(store): State<Arc<Store>>,
+    axum::Extension(dynamic): axum::Extension<Arc<crate::dynamic::Dynamic>>,
+    Query(q): Query<DiagnoseQuery>,
+) -> Response {
+    let mut snapshot = store.snapshot();
+    // "The only target" means the only configured one: /scrape targets come and go.
+    let configured = snapshot.len();
+    snapshot.extend(dynamic.snapshot());
     let labels: Vec<String> = snapshot.iter().map(|(l, _)| l.clone()).collect();
     let state = match &q.target {
         Some(t) => snapshot.iter().find(|(l, _)| l == t),
-        None if snapshot.len() == 1 => snapshot.first(),
+        None if configured == 1 => snapshot.first(),
         None => {
             return json_error(
                 StatusCode::BAD_REQUEST,

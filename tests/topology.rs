@@ -242,6 +242,12 @@ fn scrape_with_auth_profile_and_dynamic_target_cap() {
     assert!(!body.contains("static"), "{body}");
     assert!(!exp.get("/metrics").1.contains(&label));
     assert!(!body.contains("s3cret-pw"));
+    // Its diagnosis is served like a configured target's (the diagnosis alert links there).
+    let (status, body) = exp.get(&format!("/diagnose?target={label}"));
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("diagnosis JSON");
+    assert_eq!(report["target"], label.as_str(), "{body}");
+    assert_eq!(exp.get("/diagnose?target=static").0, 200);
 
     // Credentials never come from the URL; unknown profiles and bad schemes are refused.
     for (q, want) in [
