@@ -394,7 +394,7 @@ impl Poller {
                 bounded("client_list", t, c.client_list::<Str, ()>(None, None)).await?;
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
-            let summary = self.aggregator.summarize(&reply, self.top_k);
+            let summary = summarize_off_runtime(&mut self.aggregator, &reply, self.top_k);
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
@@ -551,4 +551,24 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
         timeout,
         tcp_keepalive,
     })
+}
+
+/// A reply at least this long (about 3,500 lines) takes milliseconds to aggregate (~30 ms at
+/// 50,000 clients): long enough that this worker's other tasks (other targets' polls, scrapes)
+/// should move to another worker meanwhile.
+const OFF_RUNTIME_MIN_BYTES: usize = 1 << 20;
+
+fn summarize_off_runtime(
+    agg: &mut Aggregator,
+    reply: &str,
+    top_k: usize,
+) -> crate::aggregate::ClientListSummary {
+    // `block_in_place` panics on a current-thread runtime; there the work simply stays inline.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread && reply.len() >= OFF_RUNTIME_MIN_BYTES {
+        tokio::task::block_in_place(|| agg.summarize(reply, top_k))
+    } else {
+        agg.summarize(reply, top_k)
+    }
 }

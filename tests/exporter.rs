@@ -575,3 +575,39 @@ fn client_list_backs_off_on_a_crowded_server_while_info_keeps_its_pace() {
         )
     );
 }
+
+#[test]
+fn a_reply_over_a_mebibyte_is_aggregated_off_the_runtime_and_counted_exactly() {
+    // 600 connections with 2,000-byte names make a CLIENT LIST reply of ~1.4 MB: past the size at
+    // which the poller hands the aggregation to `block_in_place`, with few file descriptors.
+    let r = Redis::start(&[]);
+    let names: Vec<String> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|n| format!("{n}-{}", "x".repeat(2000)))
+        .collect();
+    let held: Vec<RespConn> = (0..600)
+        .map(|i| r.conn_from("127.0.0.5").named(&names[i % 3]))
+        .collect();
+    let list = r.conn().cmd(&["CLIENT", "LIST"]);
+    assert!(
+        list.as_bulk().map_or(0, str::len) > 1 << 20,
+        "reply too small"
+    );
+    let exp = Exporter::start(config(vec![r.target(T)], 10));
+    let m = exp.wait_for("the big snapshot", WAIT, |m| {
+        m.get("redis_client_snapshot_connections", &[("target", T)]) >= Some(601.0)
+    });
+    assert_eq!(m.get("redis_up", &[("target", T)]), Some(1.0));
+    let by_name = m.by("redis_client_connections_by_name", T, "name");
+    for n in &names {
+        assert_eq!(by_name.get(n), Some(&200.0), "{by_name:?}");
+    }
+    assert_eq!(
+        m.get(
+            "redis_client_connections",
+            &[("target", T), ("source_ip", "127.0.0.5")]
+        ),
+        Some(600.0)
+    );
+    drop(held);
+}
