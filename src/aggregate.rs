@@ -11,7 +11,7 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::{raw_lines, ClientEntry, ClientType, FLAGS};
+use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -297,6 +297,8 @@ pub struct Aggregator {
     users: Counts<u64>,
     commands: Counts<u64>,
     scalars: ClientListSummary,
+    /// Kept between polls: it has learned the server's field order.
+    parser: Parser,
     /// Whether a second core exists (read once: the check reads cgroup files).
     parallel: bool,
     /// Aggregates the second half of a large reply; kept, like the maps, so that it too stops
@@ -313,6 +315,7 @@ impl Aggregator {
             users: Counts::default(),
             commands: Counts::default(),
             scalars: ClientListSummary::default(),
+            parser: Parser::new(),
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
         }
@@ -340,7 +343,7 @@ impl Aggregator {
     fn add_lines(&mut self, reply: &str) {
         let mut e = ClientEntry::default();
         for line in raw_lines(reply) {
-            match e.parse_into(line) {
+            match self.parser.parse_into(&mut e, line) {
                 Ok(()) => self.add(&e),
                 Err(_) => self.scalars.parse_errors += 1,
             }
