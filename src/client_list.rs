@@ -112,10 +112,38 @@ fn num_checked(field: &'static str, digits: &[u8]) -> Result<u64, ParseError> {
 
 /// Parses the digits of `b` from `from` up to the next ' ' (or the end); returns the value and
 /// where it ended. Hand-rolled because `str::parse` accepts a leading '+', and because this
-/// runs for a dozen fields on every line: it reads each digit once, without first looking for
-/// the end of the field.
+/// runs for a dozen fields on every line: values of up to seven digits (all but ids and
+/// memory sizes of busy servers) are found and converted eight bytes at a time (SWAR), without
+/// a loop.
 #[inline]
 fn number(b: &[u8], from: usize, field: &'static str) -> Result<(u64, usize), ParseError> {
+    // Digits become 0..=9; anything else (including the zero padding past the end) is 10 or
+    // more, or has its high bit set: flagged in `other`. Masked to seven bits first, the
+    // addition cannot carry from one byte into the next.
+    let x = word(b, from) ^ DIGITS;
+    let other = (((x & LOW7) + NINES) | x) & HIGH;
+    let len = (other.trailing_zeros() / 8) as usize;
+    if len == 8 {
+        return long_number(b, from, field);
+    }
+    let i = from + len;
+    if len == 0 || b.get(i).is_some_and(|&c| c != b' ') {
+        return Err(ParseError::BadNumber(field));
+    }
+    // The digits moved to the top bytes (the first, most significant, in the lowest): the
+    // bytes below become leading zeros. Then pairs, quads and octets of digits are combined
+    // with one multiply each.
+    let mut v = x << (64 - 8 * len);
+    v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff;
+    Ok((v, i))
+}
+
+/// [`number`] for eight digits or more: a digit at a time.
+#[cold]
+#[inline(never)]
+fn long_number(b: &[u8], from: usize, field: &'static str) -> Result<(u64, usize), ParseError> {
     let mut i = from;
     let mut n: u64 = 0;
     while let Some(&c) = b.get(i) {
@@ -142,6 +170,9 @@ const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 const SPACES: u64 = 0x2020_2020_2020_2020;
 const EQUALS: u64 = 0x3d3d_3d3d_3d3d_3d3d;
+const DIGITS: u64 = 0x3030_3030_3030_3030;
+/// Added to a byte of 0..=127, sets its high bit exactly when it is 10 or more.
+const NINES: u64 = 0x7676_7676_7676_7676;
 
 /// High bit set exactly in the zero bytes of `v` (no false positives: after masking to 7 bits
 /// the addition cannot carry from one byte into the next).
@@ -688,6 +719,23 @@ mod tests {
         assert_eq!(id("+1"), Err(ParseError::BadNumber("id")));
         assert_eq!(id(""), Err(ParseError::BadNumber("id")));
         assert_eq!(id("1=2"), Err(ParseError::BadNumber("id")));
+    }
+
+    #[test]
+    fn numbers_of_every_length_and_what_may_follow_them() {
+        let digits = "98765432109876543210";
+        for len in 1..=digits.len() {
+            let v = &digits[..len];
+            let want = v.parse::<u64>().map_err(|_| ParseError::BadNumber("idle"));
+            for line in [format!("addr=a idle={v}"), format!("idle={v} addr=a")] {
+                assert_eq!(ClientEntry::parse(&line).map(|e| e.idle), want.map(Some));
+            }
+            for bad in [":", "/", "a", "=", "\u{e9}", "\0", "0x"] {
+                let line = format!("idle={v}{bad} addr=a");
+                let got = ClientEntry::parse(&line).map(|e| e.idle);
+                assert_eq!(got, Err(ParseError::BadNumber("idle")), "{line:?}");
+            }
+        }
     }
 
     #[test]
