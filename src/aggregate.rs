@@ -477,7 +477,7 @@ impl Aggregator {
             output,
             young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
         };
-        self.sources.entry(e.source_ip()).add(&facts);
+        self.sources.entry(e.source_ip_with(flags)).add(&facts);
         let name = match e.name {
             Some(n) if !n.is_empty() => n,
             _ => UNNAMED,
