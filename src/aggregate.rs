@@ -11,7 +11,7 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::{raw_lines, ClientEntry, ClientType, FLAGS};
+use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -283,10 +283,10 @@ impl<V: Count> Counts<V> {
 }
 
 /// Replies at least this long (about 30,000 Redis 7 lines) are parsed in two halves on two
-/// threads: one core parses ~2 million lines a second, so 50,000 clients take ~25 ms of the
-/// poll's 20 ms budget on one. Not lower: on the 2-vCPU test machine the second thread made the
-/// same work cost ~35% more CPU time (see docs/performance.md), a price worth paying only where
-/// one thread would miss the budget.
+/// threads: one core parses and aggregates ~2.9 million lines a second, so 50,000 clients take
+/// ~17 ms on one, most of the poll's 20 ms budget. Not lower: on the 2-vCPU test machine the
+/// second thread made the same work cost ~35% more CPU time (see docs/performance.md), a price
+/// worth paying only where one thread comes near the budget.
 pub const PARALLEL_MIN_BYTES: usize = 8 << 20;
 
 /// Reusable aggregation state for one target. See the module docs.
@@ -297,6 +297,8 @@ pub struct Aggregator {
     users: Counts<u64>,
     commands: Counts<u64>,
     scalars: ClientListSummary,
+    /// Kept between polls: it has learned the server's field order.
+    parser: Parser,
     /// Whether a second core exists (read once: the check reads cgroup files).
     parallel: bool,
     /// Aggregates the second half of a large reply; kept, like the maps, so that it too stops
@@ -313,6 +315,7 @@ impl Aggregator {
             users: Counts::default(),
             commands: Counts::default(),
             scalars: ClientListSummary::default(),
+            parser: Parser::new(),
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
         }
@@ -340,7 +343,7 @@ impl Aggregator {
     fn add_lines(&mut self, reply: &str) {
         let mut e = ClientEntry::default();
         for line in raw_lines(reply) {
-            match e.parse_into(line) {
+            match self.parser.parse_into(&mut e, line) {
                 Ok(()) => self.add(&e),
                 Err(_) => self.scalars.parse_errors += 1,
             }
@@ -474,7 +477,7 @@ impl Aggregator {
             output,
             young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
         };
-        self.sources.entry(e.source_ip()).add(&facts);
+        self.sources.entry(e.source_ip_with(flags)).add(&facts);
         let name = match e.name {
             Some(n) if !n.is_empty() => n,
             _ => UNNAMED,

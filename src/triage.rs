@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fred::prelude::{ClientInterface, ClientLike};
 
 use crate::aggregate::Aggregator;
-use crate::client_list::{raw_lines, ClientEntry};
+use crate::client_list::{raw_lines, ClientEntry, Parser};
 use crate::config::Target;
 use crate::diagnose::{self, Observation, Report, Step};
 use crate::history::Sample;
@@ -167,8 +167,9 @@ fn add_ids(report: &mut Report, reply: &str) {
         let mut ids = Vec::new();
         let mut matched = 0usize;
         let mut e = ClientEntry::default();
+        let mut parser = Parser::new();
         for line in raw_lines(reply) {
-            if e.parse_into(line).is_ok() && sel.matches(&e) {
+            if parser.parse_into(&mut e, line).is_ok() && sel.matches(&e) {
                 matched += 1;
                 if let Some(id) = e.id.filter(|_| ids.len() < MAX_IDS) {
                     ids.push(id.to_string());

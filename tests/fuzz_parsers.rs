@@ -24,7 +24,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use redis_clients_exporter::aggregate::{Aggregator, ClientListSummary, OTHER};
-use redis_clients_exporter::client_list::{lines, ClientEntry, ParseError};
+use redis_clients_exporter::client_list::{lines, ClientEntry, ParseError, Parser};
 use redis_clients_exporter::info::{looks_fd_clamped, Info};
 
 const CASES: u32 = 2000;
@@ -375,6 +375,31 @@ fn client_entry_parse_matches_the_reference_on_soup() {
 #[test]
 fn client_entry_parse_matches_the_reference_on_mutated_fixture_lines() {
     check(mutated_line(true), |line| check_line(&line));
+}
+
+/// A `Parser` reused across lines (as the aggregator reuses one) has learned the key positions
+/// of earlier, differently mutated lines and of a real line: its predictions must only ever be
+/// checked, so it agrees with the reference too, including on a line seen just before (every
+/// key predicted).
+#[test]
+fn a_parser_that_learned_earlier_lines_matches_the_reference() {
+    let parser = RefCell::new(Parser::new());
+    let real = fixture_lines();
+    check((mutated_line(true), soup()), |(line, soup)| {
+        let mut p = parser.borrow_mut();
+        for l in [
+            real[0].as_str(),
+            &line,
+            &line,
+            soup.as_str(),
+            &line,
+            &soup,
+            &soup,
+        ] {
+            prop_assert_eq!(&p.parse(l), &reference_parse(l), "line {:?}", l);
+        }
+        Ok(())
+    });
 }
 
 /// A line generated from known values parses back to them; a number past u64::MAX is a
