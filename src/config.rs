@@ -542,6 +542,34 @@ pub fn load_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
     Ok(web)
 }
 
+/// The `password`, `password_file` and `password_env` of one configuration layer (the top
+/// level, a target, an auth profile).
+pub(crate) struct PasswordSources<'a> {
+    pub(crate) password: &'a Option<String>,
+    pub(crate) file: &'a Option<PathBuf>,
+    pub(crate) env: &'a Option<String>,
+}
+
+impl PasswordSources<'_> {
+    /// How many of the three are set: more than one in a layer is ambiguous.
+    pub(crate) fn count(&self) -> usize {
+        usize::from(self.password.is_some())
+            + usize::from(self.file.is_some())
+            + usize::from(self.env.is_some())
+    }
+
+    /// The layer's secret, if it names one.
+    pub(crate) fn secret(&self) -> Option<Secret> {
+        if let Some(v) = self.password {
+            Some(Secret::Value(v.clone()))
+        } else if let Some(f) = self.file {
+            Some(Secret::File(f.clone()))
+        } else {
+            self.env.as_ref().map(|v| Secret::Env(v.clone()))
+        }
+    }
+}
+
 pub(crate) fn resolve_target(
     key: &str,
     t: RawTarget,
@@ -559,13 +587,13 @@ pub(crate) fn resolve_target(
 
     // A target's own password settings win over the top-level defaults and the flag; within one
     // layer, more than one source is ambiguous.
-    let own = [
-        t.password.is_some(),
-        t.password_file.is_some(),
-        t.password_env.is_some(),
-        parsed.password.is_some(),
-    ];
-    if own.iter().filter(|b| **b).count() > 1 {
+    let own = PasswordSources {
+        password: &t.password,
+        file: &t.password_file,
+        env: &t.password_env,
+    };
+    let own_count = own.count() + usize::from(parsed.password.is_some());
+    if own_count > 1 {
         return Err(invalid(
             origin,
             format!("{key}.password"),
@@ -574,7 +602,7 @@ pub(crate) fn resolve_target(
     }
     let profile = match &t.auth {
         Some(name) => {
-            if own.iter().any(|b| *b) || t.username.is_some() || parsed.username.is_some() {
+            if own_count > 0 || t.username.is_some() || parsed.username.is_some() {
                 return Err(invalid(
                     origin,
                     format!("{key}.auth"),
@@ -595,22 +623,18 @@ pub(crate) fn resolve_target(
         p.password.clone()
     } else if let Some(p) = parsed.password {
         Secret::Value(p)
-    } else if let Some(p) = t.password {
-        Secret::Value(p)
-    } else if let Some(p) = t.password_file {
-        Secret::File(p)
-    } else if let Some(v) = t.password_env {
-        Secret::Env(v)
+    } else if let Some(s) = own.secret() {
+        s
     } else if let Some(p) = &o.password_file {
         Secret::File(p.clone())
-    } else if let Some(p) = &d.password {
-        Secret::Value(p.clone())
-    } else if let Some(p) = &d.password_file {
-        Secret::File(p.clone())
-    } else if let Some(v) = &d.password_env {
-        Secret::Env(v.clone())
     } else {
-        Secret::None
+        PasswordSources {
+            password: &d.password,
+            file: &d.password_file,
+            env: &d.password_env,
+        }
+        .secret()
+        .unwrap_or(Secret::None)
     };
     if let Some(alias) = &t.alias {
         if alias.is_empty() {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::config::{
     invalid, redact_config_error, resolve_target, seconds, ConfigError, Endpoint, Overrides,
-    RawConfig, RawTarget, Secret, Target,
+    PasswordSources, RawConfig, RawTarget, Secret, Target,
 };
 
 /// Named credentials: a username and a password source, never printed.
@@ -28,27 +28,19 @@ pub(crate) fn auth_profiles(raw: &RawConfig, origin: &str) -> Result<AuthProfile
     let mut out = AuthProfiles::new();
     for (name, p) in raw.auth_profiles.iter().flatten() {
         let key = format!("auth_profiles.{name}");
-        let sources = [
-            p.password.is_some(),
-            p.password_file.is_some(),
-            p.password_env.is_some(),
-        ];
-        if sources.iter().filter(|b| **b).count() > 1 {
+        let sources = PasswordSources {
+            password: &p.password,
+            file: &p.password_file,
+            env: &p.password_env,
+        };
+        if sources.count() > 1 {
             return Err(invalid(
                 origin,
                 format!("{key}.password"),
                 "set only one of password, password_file, password_env",
             ));
         }
-        let password = if let Some(v) = &p.password {
-            Secret::Value(v.clone())
-        } else if let Some(f) = &p.password_file {
-            Secret::File(f.clone())
-        } else if let Some(v) = &p.password_env {
-            Secret::Env(v.clone())
-        } else {
-            Secret::None
-        };
+        let password = sources.secret().unwrap_or(Secret::None);
         out.insert(
             name.clone(),
             AuthProfile {
@@ -468,6 +460,40 @@ mod tests {
             .expect("tempfile");
         std::fs::write(f.path(), body).expect("write");
         load_with_env(Some(f.path()), &Overrides::default(), Vec::new())
+    }
+
+    #[test]
+    fn one_password_source_per_layer_and_the_target_layer_wins() {
+        for (body, key) in [
+            (
+                "[auth_profiles.app]\npassword = \"a\"\npassword_env = \"PW\"\n",
+                "auth_profiles.app.password",
+            ),
+            (
+                "[[targets]]\naddress = \"redis://h:6379\"\npassword_file = \"/pw\"\npassword_env = \"PW\"\n",
+                "targets[0].password",
+            ),
+            (
+                "[[targets]]\naddress = \"redis://:x@h:6379\"\npassword_env = \"PW\"\n",
+                "targets[0].password",
+            ),
+        ] {
+            match load(body) {
+                Err(ConfigError::Invalid { key: k, message, .. }) => {
+                    assert_eq!(k, key, "{body}");
+                    assert!(message.contains("only one of"), "{message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let c = load(
+            "password_env = \"TOP\"\n\
+             [[targets]]\naddress = \"redis://a:6379\"\npassword_file = \"/own\"\n\
+             [[targets]]\naddress = \"redis://b:6379\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.targets[0].password, Secret::File("/own".into()));
+        assert_eq!(c.targets[1].password, Secret::Env("TOP".into()));
     }
 
     #[test]
