@@ -321,18 +321,26 @@ pub fn load_with_env(
             .separator("__")
             .source(Some(env_map)),
     );
-    let raw: RawConfig = builder
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Load {
-            origin: origin.clone(),
-            message: redact_config_error(&e.to_string()),
-        })?;
+    let raw: RawConfig = deserialize(builder, &origin)?;
     resolve(raw, overrides, &origin)
 }
 
+/// Builds the sources and deserializes them; an error is a `Load` error of `origin`, redacted.
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError::Load {
+            origin: origin.to_string(),
+            message: redact_config_error(&e.to_string()),
+        })
+}
+
 /// config-rs quotes offending values in its messages; a password could be one of them.
-pub(crate) fn redact_config_error(msg: &str) -> String {
+fn redact_config_error(msg: &str) -> String {
     if msg.to_ascii_lowercase().contains("password") {
         // Keep the key path, drop anything quoted that could be the value.
         let mut out = String::new();
@@ -508,14 +516,11 @@ pub fn load_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
             message: "web config file not found".to_string(),
         });
     }
-    let web: WebConfig = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Yaml))
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Load {
-            origin: origin.clone(),
-            message: redact_config_error(&e.to_string()),
-        })?;
+    let web: WebConfig = deserialize(
+        config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Yaml)),
+        &origin,
+    )?;
     if let Some(tls) = &web.tls_server_config {
         for (key, file) in [
             ("tls_server_config.cert_file", &tls.cert_file),

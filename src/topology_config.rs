@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{
-    invalid, redact_config_error, resolve_target, seconds, ConfigError, Endpoint, Overrides,
+    deserialize, invalid, resolve_target, seconds, ConfigError, Endpoint, Overrides,
     PasswordSources, RawConfig, RawTarget, Secret, Target,
 };
 
@@ -291,14 +291,10 @@ impl Resolver {
             Some("toml") => config::FileFormat::Toml,
             _ => config::FileFormat::Yaml,
         };
-        let file: File = config::Config::builder()
-            .add_source(config::File::from(path).format(format))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load {
-                origin: origin.clone(),
-                message: redact_config_error(&e.to_string()),
-            })?;
+        let file: File = deserialize(
+            config::Config::builder().add_source(config::File::from(path).format(format)),
+            &origin,
+        )?;
         let mut out: Vec<Target> = Vec::with_capacity(file.targets.len());
         for (i, t) in file.targets.into_iter().enumerate() {
             let key = format!("targets[{i}]");
