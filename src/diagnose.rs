@@ -15,6 +15,7 @@ use crate::config::{Endpoint, Target};
 use crate::history::Sample;
 use crate::info::Info;
 use crate::poller::CLIENT_NAME;
+use crate::shell;
 use crate::state::ConfigValues;
 
 /// The causes the diagnosis knows, as the `cause` label of `redis_client_diagnosis`.
@@ -82,6 +83,9 @@ pub struct Thresholds {
     pub default_maxclients: f64,
     /// Confidence from which a finding counts as a cause (below: a note).
     pub cause_confidence: f64,
+    /// Confidence (after rounding to two decimals) below which a finding is not reported at
+    /// all: a pattern this faint is noise, and its kill step would close innocent connections.
+    pub min_confidence: f64,
 }
 
 impl Default for Thresholds {
@@ -92,6 +96,7 @@ impl Default for Thresholds {
             churn_per_second: 100.0,
             default_maxclients: 10_000.0,
             cause_confidence: 0.5,
+            min_confidence: 0.05,
         }
     }
 }
@@ -129,26 +134,38 @@ impl Selector {
         }
     }
 
-    /// A shell pipeline that kills exactly these connections on any server version (one
-    /// `CLIENT KILL ID` per connection, since only newer servers filter by idle time).
-    pub fn pipeline(&self, cli: &str) -> String {
-        let field = if self.group == "source_ip" {
-            format!("addr={}:", self.key)
+    /// The awk condition (over [`shell::reselect_and_kill`]'s `f` and `a`) that is
+    /// [`matches`](Self::matches) for a live CLIENT LIST line; the key is read from
+    /// `ENVIRON["K"]`, never written into the program.
+    fn awk_condition(&self) -> String {
+        let group = if self.group == "source_ip" {
+            "(a \"\")==(ENVIRON[\"K\"] \"\")"
         } else {
-            format!("name={} ", self.key)
+            "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")"
         };
-        let cond = match self.only {
-            "idle" => format!(
-                "f[\"idle\"]>={} && f[\"flags\"] !~ /[Pb]/",
-                self.idle_seconds
-            ),
-            "idle_pubsub" => format!("f[\"idle\"]>={} && f[\"flags\"] ~ /P/", self.idle_seconds),
-            "blocked" => "f[\"flags\"] ~ /b/".to_string(),
-            _ => "f[\"omem\"]>0".to_string(),
+        let pubsub = "(f[\"flags\"]~/P/||f[\"sub\"]+f[\"psub\"]+f[\"ssub\"]>0)";
+        // `+0`: substr() gives strings, and awk compares a string with a number as strings
+        // ("9" >= "10").
+        let idle = format!("f[\"idle\"]+0>={}", self.idle_seconds);
+        let only = match self.only {
+            "idle" => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
+            "idle_pubsub" => format!("{idle}&&{pubsub}"),
+            "blocked" => "f[\"flags\"]~/b/".to_string(),
+            "output_buffer" => "f[\"omem\"]+0>0".to_string(),
+            _ => "0".to_string(),
         };
-        format!(
-            "{cli} CLIENT LIST | grep -F ' {field}' | awk '{{for(i=1;i<=NF;i++){{split($i,kv,\"=\");f[kv[1]]=kv[2]}} if ({cond}) print f[\"id\"]}}' | xargs -r -n1 {cli} CLIENT KILL ID"
-        )
+        // Our own name is a constant of safe characters: it can sit in the program.
+        debug_assert!(CLIENT_NAME
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        format!("{group}&&f[\"name\"]!=\"{CLIENT_NAME}\"&&{only}")
+    }
+
+    /// A command that re-selects these connections from a live CLIENT LIST and kills them by
+    /// id, on any server version (only newer servers filter by idle time). The key goes
+    /// through the environment, shell-quoted; the pipeline exits 1 when Redis refuses it.
+    pub fn pipeline(&self, cli: &str) -> String {
+        shell::reselect_and_kill(cli, &[("K", &self.key)], &self.awk_condition())
     }
 }
 
@@ -227,11 +244,15 @@ impl Report {
 
     /// A report for a target that could not be observed.
     pub fn unreachable(target: &str, now: f64, why: &str, redis_cli: &str) -> Report {
+        let mut headline = format!("Cannot observe {target}: {why}");
+        if why.contains("max number of clients") {
+            headline.push_str(" No new connection, so no redis-cli command, can run while the server is full. What works: recycle or restart the client service that holds the most connections (its connections close with its processes), or, where the exporter's relief action is enabled, close connections over a connection that is already open.");
+        }
         Report {
             target: target.to_string(),
             generated_at: now,
             status: Status::Unreachable,
-            headline: format!("Cannot observe {target}: {why}"),
+            headline,
             server: ServerFacts::default(),
             findings: Vec::new(),
             history_samples: 0,
@@ -244,15 +265,19 @@ impl Report {
 /// The `redis-cli` invocation that reaches a target, without any secret: the password is
 /// expected in `REDISCLI_AUTH`.
 pub fn redis_cli_for(t: &Target) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    // A dynamic target's host and user come from a URL anyone may send: quoted like the rest.
     let mut cli = match &t.endpoint {
-        Endpoint::Tcp { host, port } => format!("redis-cli -h {host} -p {port}"),
-        Endpoint::Unix(path) => format!("redis-cli -s {}", path.display()),
+        Endpoint::Tcp { host, port } => format!("redis-cli -h {} -p {port}", shell::quote(host)),
+        Endpoint::Unix(path) => {
+            format!("redis-cli -s {}", shell::quote(path.as_os_str().as_bytes()))
+        }
     };
     if t.tls.is_some() {
         cli.push_str(" --tls");
     }
     if let Some(u) = &t.username {
-        cli.push_str(&format!(" --user {u}"));
+        cli.push_str(&format!(" --user {}", shell::quote(u)));
     }
     if let Some(db) = t.db.filter(|&d| d != 0) {
         cli.push_str(&format!(" -n {db}"));
@@ -391,10 +416,12 @@ impl Ctx<'_> {
             };
             steps.push(run(
                 format!("Close {what} now (server-side filter)"),
-                format!(
+                shell::checked(&format!(
                     "{} CLIENT KILL {filter} {} IDLE {} TYPE normal SKIPME yes",
-                    self.cli, sel.key, sel.idle_seconds
-                ),
+                    self.cli,
+                    shell::quote(&sel.key),
+                    sel.idle_seconds
+                )),
             ));
         } else {
             steps.push(run(
@@ -452,11 +479,13 @@ pub fn diagnose(
     ]
     .into_iter()
     .flatten()
-    .filter(|f| f.confidence > 0.0)
-    .collect();
-    for f in &mut findings {
+    .map(|mut f| {
         f.confidence = (f.confidence.clamp(0.0, 1.0) * 100.0).round() / 100.0;
-    }
+        f
+    })
+    // Filtered after rounding: a finding shown as 0.00 must not come with kill commands.
+    .filter(|f| f.confidence >= th.min_confidence)
+    .collect();
     findings.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
 
     let rejected_recently = ctx
@@ -483,7 +512,15 @@ pub fn diagnose(
         (Some(l), None) => format!("{l:.0} connections, maxclients unknown"),
         _ => "connection count unknown".to_string(),
     };
-    let headline = match findings
+    if status == Status::Full {
+        for f in &mut findings {
+            if f.remediation.iter().any(|s| s.command.is_some()) {
+                let step = full_server_step(f);
+                f.remediation.insert(0, step);
+            }
+        }
+    }
+    let mut headline = match findings
         .first()
         .filter(|f| f.confidence >= th.cause_confidence)
     {
@@ -502,6 +539,9 @@ pub fn diagnose(
             status.as_str().to_uppercase()
         ),
     };
+    if status == Status::Full {
+        headline.push_str(" New connections are refused, so the printed commands cannot run until a slot frees: see each fix's first step.");
+    }
     let window = match (history.first(), history.last()) {
         (Some(a), Some(b)) => b.at - a.at,
         _ => 0.0,
@@ -530,6 +570,28 @@ pub fn diagnose(
         history_window_seconds: window,
         redis_cli: redis_cli.to_string(),
     }
+}
+
+/// How every "server is full" step begins; the one-shot command puts its by-id step after it.
+pub const FULL_NOTICE: &str = "The server is full:";
+
+/// What a full server means for a finding's commands, said first: they open a new connection,
+/// which Redis refuses while every slot is taken, so what works then is named.
+fn full_server_step(f: &Finding) -> Step {
+    let who = match (&f.selector, &f.culprit) {
+        (Some(s), _) => Some(format!("{} {}", s.group, shell::quote(&s.key))),
+        (None, Some(c)) => c
+            .split_once(' ')
+            .map(|(kind, key)| format!("{kind} {}", shell::quote(key))),
+        (None, None) => None,
+    };
+    let recycle = match who {
+        Some(w) => format!("recycle or restart the service behind {w}: its connections close with its processes"),
+        None => "restart or scale in the client service that holds the most connections: its connections close with its processes".to_string(),
+    };
+    advice(format!(
+        "{FULL_NOTICE} no new connection can be opened while every slot is taken, so none of the redis-cli commands below can run now (they fail with `ERR max number of clients reached`). What works while it is full: {recycle}. Where the exporter's relief action is enabled, it can close connections over the connection the exporter already holds. Once slots are free, run the commands below to clear what is left."
+    ))
 }
 
 fn leak(ctx: &Ctx<'_>) -> Option<Finding> {
@@ -1108,7 +1170,7 @@ mod tests {
             .clone()
             .unwrap_or_default();
         assert!(
-            kill.contains("addr=10.0.0.9:") && kill.contains("CLIENT KILL ID"),
+            kill.contains("K=10.0.0.9 awk") && kill.contains("CLIENT KILL ID"),
             "{kill}"
         );
     }
@@ -1145,5 +1207,194 @@ mod tests {
         let hit = |l: &str| ClientEntry::parse(l.trim_end()).is_ok_and(|e| s.matches(&e));
         assert!(hit(&yes));
         assert!(!hit(&busy) && !hit(&other) && !hit(&sub));
+    }
+
+    #[test]
+    fn unreachable_because_full_says_what_works() {
+        let why = "Redis is full: it refused the exporter's connection (ERR max number of clients reached).";
+        let r = Report::unreachable("t", 0.0, why, "redis-cli");
+        assert!(r
+            .headline
+            .contains("No new connection, so no redis-cli command, can run"));
+        assert!(r.headline.contains("relief action"));
+        let r = Report::unreachable("t", 0.0, "io error: refused", "redis-cli");
+        assert!(!r.headline.contains("No new connection"));
+    }
+
+    /// The ids awk selects from `reply` with a selector's program, as the printed pipeline does.
+    fn awk_selects(s: &Selector, reply: &str) -> Vec<u64> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("awk")
+            .arg(shell::select_program(&s.awk_condition()))
+            .env("K", &s.key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("awk");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(reply.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("awk output");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                l.strip_prefix("CLIENT KILL ID ")
+                    .and_then(|id| id.parse().ok())
+                    .expect("a CLIENT KILL ID line")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_printed_selection_is_the_selector() {
+        // Traps: numeric-looking names (awk would compare "0123" and "123" as numbers), idle 9
+        // against 10 (as strings "9" >= "10"), a name holding '=', another field holding the
+        // name, IPv6, unix sockets, our own connection, pub/sub and blocked ones. (A repeated
+        // `name=` field, which Redis cannot print, is left out: awk keeps the first, so a later
+        // field cannot shadow the real name; the Rust parser keeps the last.)
+        let mut r = String::new();
+        r += &line(1, "10.0.0.9", "0123", 900, 800, "N", "");
+        r += &line(2, "10.0.0.9", "123", 900, 800, "N", "");
+        r += &line(3, "10.0.0.9", "0123", 900, 9, "N", "");
+        r += &line(4, "10.0.0.9", "a=b", 900, 800, "N", "");
+        r += &line(5, "10.0.0.90", "0123", 900, 800, "N", "");
+        r += &line(6, "10.0.0.9", "x", 900, 800, "N", "lib-name=0123");
+        r += &line(7, "10.0.0.9", CLIENT_NAME, 900, 800, "N", "");
+        r += &line(8, "10.0.0.9", "0123", 900, 800, "P", "sub=1");
+        r += &line(9, "10.0.0.9", "0123", 900, 800, "b", "");
+        r += &line(10, "10.0.0.9", "0123", 900, 800, "N", "").replace("omem=0", "omem=5");
+        r += "id=11 addr=[::1]:5000 fd=8 name=v6 age=9 idle=99 flags=N db=0 omem=0 cmd=get\n";
+        r += "id=12 addr=/tmp/r.sock:0 fd=8 name=sock age=9 idle=99 flags=U db=0 omem=0 cmd=get\n";
+        r += "id=13 addr=::1:5001 fd=8 name=old6 age=9 idle=99 flags=N db=0 omem=0 cmd=get\n";
+        let rust = |s: &Selector| -> Vec<u64> {
+            r.lines()
+                .filter_map(|l| ClientEntry::parse(l).ok())
+                .filter(|e| s.matches(e))
+                .filter_map(|e| e.id)
+                .collect()
+        };
+        let mut selected = 0;
+        for (group, key) in [
+            ("client_name", "0123"),
+            ("client_name", "a=b"),
+            ("source_ip", "10.0.0.9"),
+            ("source_ip", "::1"),
+            ("source_ip", "unix"),
+        ] {
+            for only in ["idle", "idle_pubsub", "blocked", "output_buffer"] {
+                let s = Selector {
+                    group,
+                    key: key.into(),
+                    only,
+                    idle_seconds: 10,
+                };
+                let want = rust(&s);
+                assert_eq!(awk_selects(&s, &r), want, "{s:?}");
+                selected += want.len();
+            }
+        }
+        assert!(selected >= 10, "the cases select something: {selected}");
+        let s = Selector {
+            group: "client_name",
+            key: "0123".into(),
+            only: "idle",
+            idle_seconds: 10,
+        };
+        assert_eq!(rust(&s), vec![1, 5, 10], "only the exact name, idle ≥ 10");
+    }
+
+    #[test]
+    fn a_finding_that_rounds_to_nothing_is_not_listed() {
+        // One idle connection of 1,000: a leak "confidence" of about 0.00.
+        let mut r = String::new();
+        r += &line(1, "10.0.0.9", "", 900, 800, "N", "");
+        for i in 2..1000 {
+            let ip = format!("10.0.{}.{}", i / 250, i % 250);
+            r += &line(i, &ip, "api", 900, 0, "N", "");
+        }
+        let rep = report(
+            &r,
+            "redis_version:7.0.15\nconnected_clients:999\n",
+            cfg(10000.0),
+            &[],
+        );
+        assert!(
+            rep.findings.iter().all(|f| f.confidence >= 0.05),
+            "{rep:#?}"
+        );
+        assert!(
+            !rep.findings
+                .iter()
+                .any(|f| f.cause == Cause::ConnectionLeak),
+            "{rep:#?}"
+        );
+    }
+
+    #[test]
+    fn a_full_server_says_commands_cannot_run_and_what_works() {
+        let mut r = String::new();
+        for i in 0..190 {
+            r += &line(
+                i,
+                "10.0.0.9",
+                "x';touch${IFS}/tmp/P;echo'",
+                900,
+                800,
+                "N",
+                "",
+            );
+        }
+        for i in 190..200 {
+            r += &line(i, "10.0.0.1", "api", 900, 0, "N", "");
+        }
+        let rep = report(
+            &r,
+            "redis_version:7.0.15\nconnected_clients:200\n",
+            cfg(200.0),
+            &[],
+        );
+        assert_eq!(rep.status, Status::Full);
+        assert!(
+            rep.headline.contains("New connections are refused"),
+            "{}",
+            rep.headline
+        );
+        let leak = &rep.findings[0];
+        assert_eq!(leak.cause, Cause::ConnectionLeak);
+        let first = &leak.remediation[0];
+        assert!(first.command.is_none());
+        assert!(first.why.starts_with(FULL_NOTICE), "{}", first.why);
+        assert!(
+            first.why.contains(r"source_ip 10.0.0.9"),
+            "the culprit, named: {}",
+            first.why
+        );
+        assert!(first.why.contains("relief action"), "{}", first.why);
+        for f in &rep.findings {
+            if f.remediation.iter().any(|s| s.command.is_some()) {
+                assert!(f.remediation[0].why.starts_with(FULL_NOTICE), "{f:#?}");
+            }
+        }
+    }
+
+    #[test]
+    fn kill_commands_quote_the_culprit() {
+        let s = Selector {
+            group: "client_name",
+            key: "x';touch${IFS}/tmp/P;echo'".into(),
+            only: "idle",
+            idle_seconds: 60,
+        };
+        let kill = s.pipeline("redis-cli -p 1");
+        assert!(
+            kill.contains(r"K='x'\'';touch${IFS}/tmp/P;echo'\''' awk "),
+            "{kill}"
+        );
+        assert_eq!(kill.matches("touch").count(), 1, "{kill}");
     }
 }

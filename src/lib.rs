@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod poller;
 pub mod reconcile;
 pub mod render;
+pub mod shell;
 pub mod state;
 pub mod synthetic;
 pub mod tls;

@@ -35,6 +35,80 @@ pub fn utc(unix: f64) -> String {
     )
 }
 
+/// Characters that change how a terminal or a page shows text instead of showing themselves:
+/// C0 controls but the newline, DEL, C1 controls (U+009B is a CSI on some terminals) and the
+/// bidirectional overrides that make text read differently from what it is.
+fn is_invisible(c: char) -> bool {
+    (c.is_control() && c != '\n')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every [`is_invisible`] character written as `\u{..}`: what Redis sent cannot
+/// move the cursor, retitle the terminal or reorder a line. Commands never need this (they are
+/// printable ASCII by construction, see [`crate::shell::quote`]); names and labels might.
+pub fn visible(s: &str) -> String {
+    if !s.chars().any(is_invisible) {
+        return s.to_string();
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_invisible(c) {
+            let _ = write!(o, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// Markdown text that shows exactly `s`: every character with a Markdown meaning is
+/// backslash-escaped (no emphasis, link, raw HTML, code span or table cell can start inside a
+/// client name), and line breaks become spaces so a value cannot start a new block.
+fn md(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '#' | '!' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '\n' | '\r' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The longest run of backticks in `s`.
+fn backtick_run(s: &str) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+/// An inline code span holding exactly `s`, whatever backticks it contains (CommonMark: the
+/// delimiter is a run longer than any inside, padded with a space when `s` begins or ends
+/// with a backtick).
+fn md_code(s: &str) -> String {
+    let fence = "`".repeat(backtick_run(s) + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{}{pad}{fence}", s.replace(['\n', '\r'], " "))
+}
+
+/// A fenced code block holding `command`, indented to sit in a list item; the fence is longer
+/// than any backtick run inside, so nothing in the command can close it.
+fn md_block(command: &str, indent: &str) -> String {
+    let fence = "`".repeat(backtick_run(command).max(2) + 1);
+    format!("{indent}{fence}sh\n{indent}{command}\n{indent}{fence}")
+}
+
 fn facts(r: &Report) -> Vec<(&'static str, String)> {
     let s = &r.server;
     vec![
@@ -140,16 +214,21 @@ pub fn text(r: &Report) -> String {
             r.redis_cli
         );
     }
-    o
+    visible(&o)
 }
 
 /// Markdown, for a ticket or a chat.
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# Diagnosis of `{}`\n\n**{}**\n", r.target, r.headline);
+    let _ = writeln!(
+        o,
+        "# Diagnosis of {}\n\n**{}**\n",
+        md_code(&r.target),
+        md(&r.headline)
+    );
     let _ = writeln!(o, "| fact | value |\n| --- | --- |");
     for (k, v) in facts(r) {
-        let _ = writeln!(o, "| {k} | {v} |");
+        let _ = writeln!(o, "| {} | {} |", md(k), md(&v));
     }
     let (causes, notes) = causes_and_notes(r);
     for (i, f) in causes.iter().enumerate() {
@@ -157,18 +236,18 @@ pub fn markdown(r: &Report) -> String {
             o,
             "\n## {}. {} (confidence {:.2})\n\n{}\n",
             i + 1,
-            f.title,
+            md(&f.title),
             f.confidence,
-            f.summary
+            md(&f.summary)
         );
         for e in &f.evidence {
-            let _ = writeln!(o, "- {}: **{}**", e.what, e.value);
+            let _ = writeln!(o, "- {}: **{}**", md(&e.what), md(&e.value));
         }
         let _ = writeln!(o, "\n**Fix**\n");
         for s in &f.remediation {
-            let _ = writeln!(o, "- {}", s.why);
+            let _ = writeln!(o, "- {}", md(&s.why));
             if let Some(c) = &s.command {
-                let _ = writeln!(o, "  ```sh\n  {c}\n  ```");
+                let _ = writeln!(o, "{}", md_block(c, "  "));
             }
         }
     }
@@ -178,11 +257,23 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "- {} (confidence {:.2}): {}",
-                f.title, f.confidence, f.summary
+                md(&f.title),
+                f.confidence,
+                md(&f.summary)
             );
         }
     }
-    o
+    if r.findings
+        .iter()
+        .any(|f| f.remediation.iter().any(|s| s.command.is_some()))
+    {
+        let _ = writeln!(
+            o,
+            "\nCommands use {}; if the server needs a password, export REDISCLI\\_AUTH first.",
+            md_code(&r.redis_cli)
+        );
+    }
+    visible(&o)
 }
 
 fn esc(s: &str) -> String {
@@ -194,6 +285,9 @@ fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
+            c if is_invisible(c) => {
+                let _ = write!(o, "\\u{{{:x}}}", u32::from(c));
+            }
             c => o.push(c),
         }
     }
@@ -318,5 +412,69 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_795_437_668.0), "2026-11-23 12:41:08 UTC");
+    }
+    fn hostile_report() -> Report {
+        use crate::diagnose::{Cause, Evidence, Finding, Step};
+        let name = "x```';touch${IFS}/tmp/P;echo'</pre>*_[a](b)|\u{1b}]0;title\u{7}\u{202e}";
+        let mut r = Report::unreachable("t`1", 0.0, "-", "redis-cli -p 1");
+        r.status = Status::Warning;
+        r.findings.push(Finding {
+            cause: Cause::ConnectionLeak,
+            title: format!("connection leak from client_name {name}"),
+            confidence: 0.9,
+            culprit: Some(format!("client_name {name}")),
+            summary: name.to_string(),
+            evidence: vec![Evidence {
+                what: name.to_string(),
+                value: name.to_string(),
+            }],
+            remediation: vec![Step {
+                why: name.to_string(),
+                command: Some(format!(
+                    "redis-cli -p 1 CLIENT KILL NAME {}",
+                    crate::shell::quote(name)
+                )),
+            }],
+            selector: None,
+        });
+        r
+    }
+
+    #[test]
+    fn markdown_keeps_hostile_names_out_of_code_and_markup() {
+        let r = hostile_report();
+        let md = markdown(&r);
+        assert!(md.starts_with("# Diagnosis of ``t`1``"), "{md}");
+        // The command's block is fenced by a run longer than the name's, and is unchanged.
+        let cmd = r.findings[0].remediation[0]
+            .command
+            .clone()
+            .unwrap_or_default();
+        assert!(md.contains(&format!("  ````sh\n  {cmd}\n  ````\n")), "{md}");
+        // Outside the block, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
+        let prose: String = md.replace(&cmd, "");
+        for bad in ["*_", "[a]", "</pre>", "```'"] {
+            assert!(!prose.contains(bad), "{bad} in {prose}");
+        }
+        assert!(prose.contains(r"\*\_\[a\](b)\|"), "{prose}");
+        // No byte that a terminal acts on.
+        assert!(!md.contains('\u{1b}') && !md.contains('\u{7}') && !md.contains('\u{202e}'));
+        assert!(md.contains(r"\u{1b}\]0;title\u{7}\u{202e}"), "{md}");
+    }
+
+    #[test]
+    fn text_and_html_neutralise_terminal_and_markup_bytes() {
+        let r = hostile_report();
+        let t = text(&r);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\u{202e}'));
+        assert!(t.contains(r"\u{1b}]0;title\u{7}\u{202e}"), "{t}");
+        let cmd = r.findings[0].remediation[0]
+            .command
+            .clone()
+            .unwrap_or_default();
+        assert!(t.contains(&format!("$ {cmd}\n")), "{t}");
+        let h = html(&r);
+        assert!(!h.contains("</pre>*") && !h.contains('\u{1b}'), "{h}");
+        assert!(h.contains("&lt;/pre&gt;*_"), "{h}");
     }
 }

@@ -13,10 +13,15 @@ use crate::diagnose::{self, Observation, Report, Step};
 use crate::history::Sample;
 use crate::info::Info;
 use crate::poller::{bounded, read_config, Conn, PollError};
+use crate::shell;
 use crate::state::{ConfigValues, ErrorKind};
 
-/// Ids listed per finding at most: enough to act on, short enough to paste.
-pub const MAX_IDS: usize = 500;
+/// Ids listed per finding at most (Redis' default maxclients): more are counted, and the live
+/// re-selection step that follows closes them too.
+pub const MAX_IDS: usize = 10_000;
+
+/// Ids per printed command: a line that still pastes well (about 7 kB).
+pub const IDS_PER_COMMAND: usize = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -31,7 +36,7 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
-    #[error("Redis at {target} is FULL: every connection slot is taken (ERR max number of clients reached), and no slot freed within {waited:?}. This is itself the finding: connections are exhausted. Diagnose from a connection that is already open (an application's, or the redis-clients-exporter daemon's held one: /diagnose), or free slots first (restart the leaking service), then run this again.")]
+    #[error("Redis at {target} is FULL: every connection slot is taken (ERR max number of clients reached), and no slot freed within {waited:?}. This is itself the finding: connections are exhausted. Diagnose from a connection that is already open (an application's, or the redis-clients-exporter daemon's held one: /diagnose), or free slots first (recycle or restart the service holding the most connections: its connections close with its processes; or, where the exporter's relief action is enabled, let it close connections over the connection it already holds), then run this again. No redis-cli command can run while the server is full.")]
     Full { target: String, waited: Duration },
     #[error("cannot diagnose {target} ({kind} error): {source}", kind = source.kind.as_str())]
     Poll { target: String, source: PollError },
@@ -159,12 +164,14 @@ async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
 }
 
 /// Puts the exact ids of each finding's connections, from the last snapshot, in front of its
-/// remediation: on servers without idle filters this is the command to paste.
+/// remediation (after the "server is full" notice, when there is one): on servers without idle
+/// filters this is the command to paste. Every id is listed, in commands of
+/// [`IDS_PER_COMMAND`], up to [`MAX_IDS`]; beyond that the report says how many more matched.
 fn add_ids(report: &mut Report, reply: &str) {
     let cli = report.redis_cli.clone();
     for f in &mut report.findings {
         let Some(sel) = &f.selector else { continue };
-        let mut ids = Vec::new();
+        let mut ids: Vec<u64> = Vec::new();
         let mut matched = 0usize;
         let mut e = ClientEntry::default();
         let mut parser = Parser::new();
@@ -172,27 +179,142 @@ fn add_ids(report: &mut Report, reply: &str) {
             if parser.parse_into(&mut e, line).is_ok() && sel.matches(&e) {
                 matched += 1;
                 if let Some(id) = e.id.filter(|_| ids.len() < MAX_IDS) {
-                    ids.push(id.to_string());
+                    ids.push(id);
                 }
             }
         }
         if ids.is_empty() {
             continue;
         }
-        let more = if matched > ids.len() {
-            format!(" (the first {} of {matched})", ids.len())
+        let what = if matched > ids.len() {
+            format!("{} of the {matched} connections", ids.len())
         } else {
-            String::new()
+            format!("the {matched} connections")
         };
-        f.remediation.insert(
-            0,
-            Step {
-                why: format!("Close the {matched} connections this snapshot matched{more}, by id"),
-                command: Some(format!(
-                    "for id in {}; do {cli} CLIENT KILL ID $id; done",
-                    ids.join(" ")
-                )),
-            },
+        let chunks: Vec<&[u64]> = ids.chunks(IDS_PER_COMMAND).collect();
+        let mut steps = Vec::with_capacity(chunks.len() + 1);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let part = if chunks.len() > 1 {
+                format!(" (part {} of {})", i + 1, chunks.len())
+            } else {
+                String::new()
+            };
+            steps.push(Step {
+                why: format!("Close {what} this snapshot matched, by id{part}"),
+                command: Some(shell::kill_ids(&cli, chunk)),
+            });
+        }
+        if matched > ids.len() {
+            steps.push(Step {
+                why: format!(
+                    "{} more connections matched than the {} listed by id: the next step re-selects them from a live CLIENT LIST and closes them too",
+                    matched - ids.len(),
+                    ids.len()
+                ),
+                command: None,
+            });
+        }
+        let at = f
+            .remediation
+            .iter()
+            .take_while(|s| s.command.is_none() && s.why.starts_with(diagnose::FULL_NOTICE))
+            .count();
+        f.remediation.splice(at..at, steps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report on `n` idle connections from one source (plus 5 busy ones), at `maxclients`,
+    /// with the by-id steps added from the same reply.
+    fn report_with_ids(n: u64, maxclients: f64) -> Report {
+        let mut reply = String::new();
+        for id in 1..=n {
+            reply += &format!("id={id} addr=10.0.0.9:{} fd=8 name= age=900 idle=800 flags=N db=0 omem=0 cmd=NULL\n", 10000 + id % 50000);
+        }
+        for id in n + 1..=n + 5 {
+            reply += &format!("id={id} addr=10.0.0.1:1 fd=8 name=api age=900 idle=0 flags=N db=0 omem=0 cmd=get\n");
+        }
+        let clients = Aggregator::new(60).summarize(&reply, 20);
+        let info = Info::parse(&format!(
+            "redis_version:7.0.15\nconnected_clients:{}\n",
+            n + 5
+        ));
+        let config = ConfigValues {
+            available: true,
+            maxclients: Some(maxclients),
+            timeout: Some(300.0),
+            tcp_keepalive: Some(300.0),
+        };
+        let obs = Observation {
+            info: &info,
+            config: &config,
+            clients: &clients,
+            idle_threshold_seconds: 60,
+        };
+        let mut r = diagnose::diagnose("t", &obs, &[], 1000.0, "redis-cli -p 1");
+        add_ids(&mut r, &reply);
+        r
+    }
+
+    /// The ids of every by-id command of the first finding, in order.
+    fn listed(r: &Report) -> Vec<u64> {
+        r.findings[0]
+            .remediation
+            .iter()
+            .filter_map(|s| s.command.as_deref())
+            .filter_map(|c| c.strip_prefix("printf 'CLIENT KILL ID %s\\n' "))
+            .flat_map(|c| {
+                c.split(" | ")
+                    .next()
+                    .unwrap_or("")
+                    .split(' ')
+                    .map(|id| id.parse::<u64>().expect("an id"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_id_is_listed_in_chunks() {
+        let r = report_with_ids(2_500, 10_000.0);
+        assert_eq!(listed(&r), (1..=2_500).collect::<Vec<u64>>());
+        let steps = &r.findings[0].remediation;
+        assert!(steps[0].why.ends_with("by id (part 1 of 3)"), "{steps:#?}");
+        assert!(steps[2].why.ends_with("by id (part 3 of 3)"), "{steps:#?}");
+        assert!(steps[0].why.contains("the 2500 connections"), "{steps:#?}");
+    }
+
+    #[test]
+    fn beyond_the_cap_the_report_says_how_many_more() {
+        let r = report_with_ids(MAX_IDS as u64 + 50, 20_000.0);
+        assert_eq!(listed(&r).len(), MAX_IDS);
+        let steps = &r.findings[0].remediation;
+        let chunks = MAX_IDS / IDS_PER_COMMAND;
+        assert!(steps[chunks].command.is_none());
+        assert!(
+            steps[chunks].why.starts_with("50 more connections matched"),
+            "{steps:#?}"
         );
+        // The live re-selection, which closes them too, follows.
+        assert!(steps[chunks + 1]
+            .command
+            .as_deref()
+            .is_some_and(|c| c.contains("CLIENT LIST")));
+    }
+
+    #[test]
+    fn on_a_full_server_the_notice_comes_first() {
+        let r = report_with_ids(45, 50.0);
+        assert_eq!(r.status, diagnose::Status::Full);
+        let steps = &r.findings[0].remediation;
+        assert!(
+            steps[0].why.starts_with(diagnose::FULL_NOTICE),
+            "{steps:#?}"
+        );
+        assert!(steps[1].why.contains("by id"), "{steps:#?}");
+        assert_eq!(listed(&r).len(), 45);
     }
 }

@@ -509,14 +509,31 @@ fn cli_lists_exactly_the_leaking_connection_ids() {
     let cmd = rep["findings"][0]["remediation"][0]["command"]
         .as_str()
         .unwrap_or("");
+    // `printf 'CLIENT KILL ID %s\n' 12 13 ... | redis-cli ... | awk '<check>'`: the ids are
+    // the words between the format and the first pipe.
     let listed = cmd
-        .strip_prefix("for id in ")
-        .and_then(|s| s.split(';').next())
+        .strip_prefix("printf 'CLIENT KILL ID %s\\n' ")
+        .and_then(|s| s.split(" | ").next())
         .unwrap_or("");
     let mut listed: Vec<String> = listed.split_whitespace().map(String::from).collect();
     listed.sort();
     ids.sort();
     assert_eq!(listed, ids, "{cmd}");
+    // Run as printed: it closes exactly those 25 and says so.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "25 connection(s) closed"
+    );
+    for c in &mut leak {
+        c.send(&["PING"]);
+        assert!(c.read().is_err(), "a listed connection is still open");
+    }
 }
 
 #[test]
