@@ -275,10 +275,12 @@ if [ -n "$EXPORTER" ]; then
         mapfile -t -O "${#files[@]}" files < <("$PY" "$CHECKS" extract-configs "$work/configs" \
             deploy/kubernetes/configmap.yaml "$work"/helm/*.yaml 2>/dev/null)
         for f in "${files[@]}"; do
-            # The caller's REDIS_CLIENTS_EXPORTER_* variables must not change the verdict.
+            # The caller's REDIS_CLIENTS_EXPORTER_* variables must not change the verdict. The
+            # password files live on the deployed host (/run/secrets, the pod's Secret volume),
+            # not here: --skip-secrets.
             if out=$(
                 for v in $(compgen -e | grep '^REDIS_CLIENTS_EXPORTER_' || true); do unset "$v"; done
-                "$EXPORTER" --config "$f" --check-config 2>&1
+                "$EXPORTER" --config "$f" --check-config --skip-secrets 2>&1
             ); then
                 echo "   ok  $f: $(head -1 <<<"$out")"
             else

@@ -287,17 +287,57 @@ pub(crate) struct RawTarget {
     pub(crate) sentinel_auth: Option<String>,
 }
 
-/// Loads and validates the configuration from all layers.
+/// Loads and validates the configuration from all layers, and checks that every password file
+/// and password variable it names can be read now. Used at start, by `--check-config`, on a
+/// reload and by `diagnose`: a missing password file is an operator error found before the
+/// first poll. (The pollers read the file again at every connect, so that a rotated password
+/// is picked up; a file that disappears later is that target's poll error.)
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-    load_with_env(file, overrides, std::env::vars())
+    load_checked_with_env(file, overrides, process_env())
+}
+
+/// The process' environment. `std::env::vars()` panics on a variable that is not UTF-8,
+/// anyone's; ours must be text anyway.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Like [`load`], with the environment given explicitly (tests must not mutate the process').
+pub fn load_checked_with_env(
+    file: Option<&Path>,
+    overrides: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (raw, origin) = read_layers(file, env.iter().cloned())?;
+    let cfg = resolve(raw.clone(), overrides, &origin)?;
+    check_secrets(&raw, overrides, &origin, &env)?;
+    Ok(cfg)
+}
+
+/// Loads and validates the configuration with the environment given explicitly, without
+/// touching the password files and variables it names (see [`load_checked_with_env`]).
 pub fn load_with_env(
     file: Option<&Path>,
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    let (raw, origin) = read_layers(file, env)?;
+    resolve(raw, overrides, &origin)
+}
+
+/// The file and environment layers, merged; the origin that errors name.
+fn read_layers(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(RawConfig, String), ConfigError> {
     let origin = file
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "environment".to_string());
@@ -311,10 +351,7 @@ pub fn load_with_env(
         }
         builder = builder.add_source(config::File::from(path));
     }
-    let env_map: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len() + 1)
-        .collect();
+    let env_map = config_env(env)?;
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")
@@ -322,7 +359,261 @@ pub fn load_with_env(
             .source(Some(env_map)),
     );
     let raw: RawConfig = deserialize(builder, &origin)?;
-    resolve(raw, overrides, &origin)
+    Ok((raw, origin))
+}
+
+/// Where the variables that are not configuration are reported from.
+const ENV_ORIGIN: &str = "environment";
+
+/// The `REDIS_CLIENTS_EXPORTER_*` variables that are configuration, for config-rs. Kubernetes
+/// service links are left out ([`is_service_link`]); any other variable must name a
+/// configuration key, else the error names the variable (config-rs would blame the file).
+fn config_env(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<config::Map<String, String>, ConfigError> {
+    let keys = config_keys();
+    let mut out = config::Map::new();
+    for (name, value) in env {
+        let Some(rest) = name
+            .strip_prefix(ENV_PREFIX)
+            .and_then(|r| r.strip_prefix('_'))
+            .filter(|r| !r.is_empty())
+        else {
+            continue;
+        };
+        if is_service_link(&name, &value) {
+            continue;
+        }
+        // `AUTH_PROFILES__APP__PASSWORD_FILE`: config-rs nests at `__`; the first part must be
+        // a key (config-rs checks the rest).
+        let top = rest.split("__").next().unwrap_or(rest).to_ascii_lowercase();
+        if !keys.contains(&top.as_str()) {
+            return Err(invalid(
+                ENV_ORIGIN,
+                name.clone(),
+                format!(
+                    "unknown variable: there is no configuration key `{top}` (keys: {})",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// The top-level configuration keys, as serde knows them (so a key added to [`RawConfig`] is
+/// known here without a second list).
+pub(crate) fn config_keys() -> &'static [&'static str] {
+    struct_fields::<RawConfig>()
+}
+
+/// The field names of a `#[derive(Deserialize)]` struct: serde hands them to
+/// `deserialize_struct`, which this deserializer records and then stops.
+pub(crate) fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+/// Whether `name=value` is a variable Kubernetes injects into every pod for a Service in the
+/// namespace ("service links", on unless the pod sets `enableServiceLinks: false`). A Service
+/// named `redis-clients-exporter` (or `redis-clients-exporter-<anything>`) gives
+///
+/// ```text
+/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_HOST=10.96.0.7          cluster IP
+/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_PORT=9816               first port
+/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_PORT_<NAME>=9816        each named port
+/// REDIS_CLIENTS_EXPORTER[_X]_PORT=tcp://10.96.0.7:9816       Docker-link style, first port
+/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP=tcp://10.96.0.7:9816      each port (TCP/UDP/SCTP)
+/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_PROTO=tcp
+/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_PORT=9816
+/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_ADDR=10.96.0.7
+/// ```
+///
+/// Both the name and the value must have the shape, so that a mistyped configuration variable
+/// is still an error. No configuration key ends in `service_host`, `service_port` or `port`,
+/// contains `service_port_` or `port_<digits>_` (a unit test checks every key), so none of them
+/// is ever taken for a link.
+pub fn is_service_link(name: &str, value: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    // `rest` is `_`, the rest of the Service's name (`_X`, possibly empty), `_`, then the
+    // shape: try every `_` as the start of the shape.
+    rest.char_indices()
+        .filter(|&(_, c)| c == '_')
+        .any(|(i, _)| {
+            let (service, shape) = (&rest[..i], &rest[i + 1..]);
+            service
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && link_shape(shape, value)
+        })
+}
+
+fn link_shape(shape: &str, value: &str) -> bool {
+    let is_ip = |v: &str| v.parse::<std::net::IpAddr>().is_ok();
+    let is_port = |v: &str| v.parse::<u16>().is_ok_and(|p| p > 0);
+    match shape {
+        "SERVICE_HOST" => return is_ip(value),
+        "SERVICE_PORT" => return is_port(value),
+        "PORT" => return link_url(value, None).is_some(),
+        _ => {}
+    }
+    if let Some(name) = shape.strip_prefix("SERVICE_PORT_") {
+        // A port name (IANA_SVC_NAME, upper-cased, `-` to `_`): at most 15 characters, at
+        // least one letter, no leading, trailing or doubled `-`.
+        return is_port(value)
+            && !name.is_empty()
+            && name.len() <= 15
+            && name.bytes().any(|b| b.is_ascii_uppercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && !name.starts_with('_')
+            && !name.ends_with('_')
+            && !name.contains("__");
+    }
+    let Some(port_proto) = shape.strip_prefix("PORT_") else {
+        return false;
+    };
+    let Some((port, proto_field)) = port_proto.split_once('_') else {
+        return false;
+    };
+    if !is_port(port) {
+        return false;
+    }
+    let (proto, field) = match proto_field.split_once('_') {
+        Some((p, f)) => (p, Some(f)),
+        None => (proto_field, None),
+    };
+    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+        return false;
+    }
+    match field {
+        None => link_url(value, Some((proto, port))).is_some(),
+        Some("PROTO") => value.eq_ignore_ascii_case(proto),
+        Some("PORT") => value == port,
+        Some("ADDR") => is_ip(value),
+        Some(_) => false,
+    }
+}
+
+/// `tcp://10.96.0.7:9816` (`udp`, `sctp`; IPv6 in brackets), of the given protocol and port.
+fn link_url(value: &str, expect: Option<(&str, &str)>) -> Option<()> {
+    let (proto, addr) = value.split_once("://")?;
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return None;
+    }
+    let addr: SocketAddr = addr.parse().ok()?;
+    match expect {
+        Some((p, port)) if !p.eq_ignore_ascii_case(proto) || addr.port().to_string() != port => {
+            None
+        }
+        _ => Some(()),
+    }
+}
+
+/// Every password file and password variable the configuration names (and that is in force)
+/// must be readable now. Errors name the key and the file or variable, never the content.
+fn check_secrets(
+    raw: &RawConfig,
+    o: &Overrides,
+    origin: &str,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    // (origin, key, secret)
+    let mut sources: Vec<(&str, String, Secret)> = Vec::new();
+    if let Some(f) = &o.password_file {
+        sources.push((
+            "command line",
+            "--password-file".into(),
+            Secret::File(f.clone()),
+        ));
+    }
+    let mut layer = |origin, prefix: &str, file: &Option<PathBuf>, var: &Option<String>| {
+        if let Some(f) = file {
+            sources.push((
+                origin,
+                format!("{prefix}password_file"),
+                Secret::File(f.clone()),
+            ));
+        }
+        if let Some(v) = var {
+            sources.push((
+                origin,
+                format!("{prefix}password_env"),
+                Secret::Env(v.clone()),
+            ));
+        }
+    };
+    // The flag replaces the top-level password for every target that sets none.
+    if o.password_file.is_none() {
+        layer(origin, "", &raw.password_file, &raw.password_env);
+    }
+    // `--target` replaces the configuration's targets: theirs are not in force.
+    if o.targets.is_empty() {
+        for (i, t) in raw.targets.iter().flatten().enumerate() {
+            layer(
+                origin,
+                &format!("targets[{i}]."),
+                &t.password_file,
+                &t.password_env,
+            );
+        }
+    }
+    for (name, p) in raw.auth_profiles.iter().flatten() {
+        layer(
+            origin,
+            &format!("auth_profiles.{name}."),
+            &p.password_file,
+            &p.password_env,
+        );
+    }
+    for (origin, key, secret) in sources {
+        match &secret {
+            Secret::Env(var) if !env.iter().any(|(k, _)| k == var) => {
+                return Err(invalid(
+                    origin,
+                    key,
+                    format!("environment variable {var} holding the password is not set"),
+                ));
+            }
+            // Read it as the poller will (the value is dropped at once, never shown).
+            Secret::File(_) => {
+                if let Err(e) = secret.resolve() {
+                    return Err(invalid(origin, key, e.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds the sources and deserializes them; an error is a `Load` error of `origin`, redacted.
@@ -433,7 +724,8 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
             .map(|(i, t)| (format!("targets[{i}]"), t))
             .collect()
     } else if let Some(list) = raw.target.as_deref() {
-        list.split(',')
+        let list: Vec<(String, RawTarget)> = list
+            .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|a| {
@@ -445,7 +737,16 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
                     },
                 )
             })
-            .collect()
+            .collect();
+        // `","` or `" "` would otherwise start an exporter that polls nothing.
+        if list.is_empty() {
+            return Err(invalid(
+                origin,
+                "target",
+                "names no address: give at least one, comma-separated",
+            ));
+        }
+        list
     } else {
         vec![(
             "default target".to_string(),
@@ -941,6 +1242,224 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    /// What Kubernetes injects for a Service `redis-clients-exporter` (9816, port name
+    /// `metrics`) and one `redis-clients-exporter-canary` on IPv6 with a UDP port too.
+    const SERVICE_LINKS: &[(&str, &str)] = &[
+        ("REDIS_CLIENTS_EXPORTER_SERVICE_HOST", "10.96.0.7"),
+        ("REDIS_CLIENTS_EXPORTER_SERVICE_PORT", "9816"),
+        ("REDIS_CLIENTS_EXPORTER_SERVICE_PORT_METRICS", "9816"),
+        ("REDIS_CLIENTS_EXPORTER_PORT", "tcp://10.96.0.7:9816"),
+        (
+            "REDIS_CLIENTS_EXPORTER_PORT_9816_TCP",
+            "tcp://10.96.0.7:9816",
+        ),
+        ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_PROTO", "tcp"),
+        ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_PORT", "9816"),
+        ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_ADDR", "10.96.0.7"),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_SERVICE_HOST", "fd00::7"),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_SERVICE_PORT", "9816"),
+        (
+            "REDIS_CLIENTS_EXPORTER_CANARY_SERVICE_PORT_HTTP_METRICS",
+            "9816",
+        ),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_PORT", "tcp://[fd00::7]:9816"),
+        (
+            "REDIS_CLIENTS_EXPORTER_CANARY_PORT_9816_TCP",
+            "tcp://[fd00::7]:9816",
+        ),
+        (
+            "REDIS_CLIENTS_EXPORTER_CANARY_PORT_53_UDP",
+            "udp://[fd00::7]:53",
+        ),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_PORT_53_UDP_PROTO", "udp"),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_PORT_53_UDP_PORT", "53"),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_PORT_53_UDP_ADDR", "fd00::7"),
+        ("REDIS_CLIENTS_EXPORTER_CANARY_PORT_9_SCTP_PROTO", "sctp"),
+    ];
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        for (k, v) in SERVICE_LINKS {
+            assert!(is_service_link(k, v), "{k}={v}");
+        }
+        let mut vars = env(SERVICE_LINKS);
+        vars.push(("REDIS_CLIENTS_EXPORTER_TOP_K".into(), "9".into()));
+        let c = load_with_env(None, &Overrides::default(), vars).expect("links are ignored");
+        assert_eq!(c.top_k, 9, "the real configuration variable still counts");
+    }
+
+    #[test]
+    fn other_variables_of_ours_are_errors_that_name_the_variable() {
+        // Link names with values Kubernetes never gives, and names of no shape at all.
+        for (k, v) in [
+            ("REDIS_CLIENTS_EXPORTER_SERVICE_HOST", "redis.example"),
+            ("REDIS_CLIENTS_EXPORTER_SERVICE_PORT", "http"),
+            ("REDIS_CLIENTS_EXPORTER_SERVICE_PORT_METRICS", "0"),
+            ("REDIS_CLIENTS_EXPORTER_SERVICE_PORT__X", "9816"),
+            ("REDIS_CLIENTS_EXPORTER_PORT", "9816"),
+            ("REDIS_CLIENTS_EXPORTER_PORT", "http://10.96.0.7:9816"),
+            (
+                "REDIS_CLIENTS_EXPORTER_PORT_9816_TCP",
+                "tcp://10.96.0.7:9817",
+            ),
+            ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_PROTO", "udp"),
+            ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_PORT", "9817"),
+            ("REDIS_CLIENTS_EXPORTER_PORT_9816_HTTP_PORT", "9816"),
+            ("REDIS_CLIENTS_EXPORTER_PORT_9816_TCP_HOST", "10.96.0.7"),
+            ("REDIS_CLIENTS_EXPORTER_TOPK", "9"),
+            ("REDIS_CLIENTS_EXPORTER_SERVICE", "x"),
+        ] {
+            assert!(!is_service_link(k, v), "{k}={v}");
+            let f = write(".toml", "top_k = 5\n");
+            match load_with_env(Some(f.path()), &Overrides::default(), env(&[(k, v)])) {
+                Err(ConfigError::Invalid { origin, key, .. }) => {
+                    assert_eq!((origin.as_str(), key.as_str()), ("environment", k))
+                }
+                other => panic!("{k}={v}: {other:?}"),
+            }
+        }
+        // Nested variables are checked by their first part.
+        load_with_env(
+            None,
+            &Overrides::default(),
+            env(&[("REDIS_CLIENTS_EXPORTER_AUTH_PROFILES__APP__USERNAME", "u")]),
+        )
+        .expect("nested key");
+    }
+
+    /// The service-link shapes can be ignored only because no configuration key has one: a new
+    /// key named like `port`, `*_port`, `*_service_host`... fails here, not in a customer's pod.
+    #[test]
+    fn no_configuration_key_looks_like_a_service_link() {
+        let keys: Vec<(&str, &str)> = struct_fields::<RawConfig>()
+            .iter()
+            .map(|k| ("", *k))
+            .chain(
+                struct_fields::<RawTarget>()
+                    .iter()
+                    .map(|k| ("TARGETS__0__", *k)),
+            )
+            .chain(
+                struct_fields::<RawAuth>()
+                    .iter()
+                    .map(|k| ("AUTH_PROFILES__A__", *k)),
+            )
+            .collect();
+        assert!(keys.len() > 40, "introspection found {} keys", keys.len());
+        assert!(keys.contains(&("", "targets_file")), "{keys:?}");
+        for (nest, key) in keys {
+            let name = format!("{ENV_PREFIX}_{nest}{}", key.to_ascii_uppercase());
+            for value in [
+                "10.96.0.7",
+                "9816",
+                "tcp://10.96.0.7:9816",
+                "tcp",
+                "fd00::7",
+            ] {
+                assert!(!is_service_link(&name, value), "{name}={value}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_target_variable_naming_no_address_is_an_error() {
+        for list in [",", " , ", ""] {
+            let e = load_with_env(
+                None,
+                &Overrides::default(),
+                env(&[("REDIS_CLIENTS_EXPORTER_TARGET", list)]),
+            )
+            .expect_err(list)
+            .to_string();
+            assert!(
+                e.contains("key `target`") && e.contains("no address"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn password_files_and_variables_must_be_readable_when_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing-pw");
+        let good = dir.path().join("pw");
+        std::fs::write(&good, "hunter2\n").expect("write");
+        let binary = dir.path().join("binary-pw");
+        std::fs::write(&binary, b"hunter2\xff\n").expect("write");
+        let checked = |body: &str, o: &Overrides, vars: &[(&str, &str)]| {
+            let f = write(".toml", body);
+            load_checked_with_env(Some(f.path()), o, env(vars)).map_err(|e| e.to_string())
+        };
+        let none = Overrides::default();
+        let m = missing.display().to_string();
+        for (body, key) in [
+            (format!("password_file = \"{m}\"\n"), "key `password_file`"),
+            (
+                format!("[[targets]]\naddress = \"redis://h:1\"\npassword_file = \"{m}\"\n"),
+                "key `targets[0].password_file`",
+            ),
+            (
+                format!("[auth_profiles.ops]\npassword_file = \"{m}\"\n"),
+                "key `auth_profiles.ops.password_file`",
+            ),
+            (
+                format!("password_file = \"{}\"\n", dir.path().display()),
+                "key `password_file`",
+            ),
+        ] {
+            let e = checked(&body, &none, &[]).expect_err(&body);
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains("cannot read password file"), "{e}");
+        }
+        let e = checked(
+            "top_k = 5\n",
+            &Overrides {
+                password_file: Some(missing.clone()),
+                ..none.clone()
+            },
+            &[],
+        )
+        .expect_err("flag");
+        assert!(
+            e.contains("command line: key `--password-file`") && e.contains(&m),
+            "{e}"
+        );
+        // Not UTF-8: every connect would fail; the message never shows the bytes.
+        let e = checked(
+            &format!("password_file = \"{}\"\n", binary.display()),
+            &none,
+            &[],
+        )
+        .expect_err("binary");
+        assert!(
+            e.contains("key `password_file`") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = checked("password_env = \"RCE_TEST_PW\"\n", &none, &[]).expect_err("env");
+        assert!(
+            e.contains("key `password_env`") && e.contains("RCE_TEST_PW"),
+            "{e}"
+        );
+        // Readable ones pass, and none of this is read by the unchecked loader.
+        let ok = format!(
+            "password_file = \"{}\"\npassword_env = \"RCE_TEST_PW\"\n",
+            good.display()
+        );
+        checked(&ok, &none, &[("RCE_TEST_PW", "x")]).expect("readable");
+        let f = write(".toml", &format!("password_file = \"{m}\"\n"));
+        load_with_env(Some(f.path()), &none, env(&[])).expect("unchecked");
+        // A file target replaced by --target is not in force.
+        checked(
+            &format!("[[targets]]\naddress = \"redis://h:1\"\npassword_file = \"{m}\"\n"),
+            &Overrides {
+                targets: vec!["redis://h:2".into()],
+                ..none.clone()
+            },
+            &[],
+        )
+        .expect("replaced target");
     }
 
     #[test]

@@ -31,9 +31,14 @@ struct Cli {
     /// Protect /metrics with TLS and/or basic auth (Prometheus web config file format).
     #[arg(long, value_name = "PATH")]
     web_config_file: Option<PathBuf>,
-    /// Validate the configuration, print a summary without secrets, and exit.
+    /// Validate the configuration, print a summary without secrets, and exit. Password files
+    /// and password variables must be readable, as at start.
     #[arg(long)]
     check_config: bool,
+    /// With --check-config: do not read the password files and variables (to check a
+    /// configuration away from the host that holds them).
+    #[arg(long, requires = "check_config")]
+    skip_secrets: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -88,7 +93,12 @@ fn main() -> std::process::ExitCode {
         log_format: cli.log_format,
         web_config_file: cli.web_config_file.clone(),
     };
-    let cfg = match config::load(cli.config.as_deref(), &overrides) {
+    let loaded = if cli.skip_secrets {
+        config::load_with_env(cli.config.as_deref(), &overrides, config::process_env())
+    } else {
+        config::load(cli.config.as_deref(), &overrides)
+    };
+    let cfg = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid configuration: {e}");

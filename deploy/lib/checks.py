@@ -15,7 +15,8 @@
 
 Manifest checks: a PrometheusRule's spec equals alerts/redis-clients.rules.yml; a dashboard
 ConfigMap's JSON equals the dashboard of the same name in dashboards/; a Deployment's containers
-probe /healthz and /readyz and run as non-root without privilege escalation.
+probe /healthz and /readyz and run as non-root without privilege escalation, and its pod sets
+enableServiceLinks: false.
 """
 
 import glob
@@ -175,6 +176,10 @@ def check_docs(docs, origin):
 def check_deployment(doc, where):
     spec = doc["spec"]["template"]["spec"]
     pod_sc = spec.get("securityContext") or {}
+    # Service links put REDIS_CLIENTS_EXPORTER_SERVICE_HOST and the like into the environment.
+    if spec.get("enableServiceLinks") is not False:
+        fail("%s: enableServiceLinks must be false (service-link variables look like configuration)"
+             % where)
     found = False
     for c in spec.get("containers", []):
         if EXPORTER_IMAGE not in c.get("image", ""):
