@@ -241,7 +241,9 @@ pub(crate) struct RawConfig {
     // Topology, dynamic targets and the targets file: src/topology_config.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
+    pub(crate) scrape_allow: Option<crate::topology_config::RawAllowlist>,
     pub(crate) scrape_max_targets: Option<usize>,
+    pub(crate) scrape_never_up_timeout_seconds: Option<f64>,
     pub(crate) scrape_idle_timeout_seconds: Option<f64>,
     pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
     pub(crate) targets_file: Option<PathBuf>,
@@ -257,6 +259,8 @@ pub(crate) struct RawAuth {
     pub(crate) password: Option<String>,
     pub(crate) password_file: Option<PathBuf>,
     pub(crate) password_env: Option<String>,
+    /// Where `/scrape` may send these credentials (`host-or-CIDR:port[-port]`); none: nowhere.
+    pub(crate) targets: Option<crate::topology_config::RawAllowlist>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]

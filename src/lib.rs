@@ -91,7 +91,7 @@ impl Running {
         let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
         let mut groups = self.groups.lock().await;
         summary.merge(discovery::reconcile_sources(&mut groups, &cfg, &self.store).await);
-        self.dynamic.configure(&cfg);
+        self.dynamic.configure(&cfg).await;
         summary
     }
 }

@@ -483,6 +483,7 @@ impl Poller {
         let s = &mut self.state;
         s.up = false;
         s.counters.errors[e.kind as usize] += 1;
+        s.last_error = Some(e.kind);
         // The last snapshot would be served as if current; drop it (counters stay).
         s.info = None;
         s.clients = None;

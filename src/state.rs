@@ -85,6 +85,9 @@ pub struct TargetState {
     /// Unix time of the CLIENT LIST behind `clients` (it may be older than the last poll).
     pub client_list_timestamp: Option<f64>,
     pub counters: Counters,
+    /// The kind of the last failed poll (meaningful while `up` is false): what `/scrape` and
+    /// `/diagnose` say of a dynamic target instead of the error's text (src/dynamic.rs).
+    pub last_error: Option<ErrorKind>,
     /// The diagnosis of the last poll (or why there is none).
     pub diagnosis: Option<Arc<crate::diagnose::Report>>,
     /// Set for the nodes of a cluster or Sentinel set: labels added to every series.

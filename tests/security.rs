@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, free_port, Exporter, Redis};
 use redis_clients_exporter::config::{Endpoint, TlsOptions, WebConfig, WebTls};
+use redis_clients_exporter::topology_config::Allowlist;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
 const WAIT: Duration = Duration::from_secs(15);
@@ -221,6 +222,8 @@ fn metrics_endpoint_with_tls_and_basic_auth() {
     certificates(certs.path());
     let r = Redis::start(&[]);
     let mut cfg = config(vec![r.target("main")], 50);
+    let allow = format!("127.0.0.1:{}", r.port);
+    cfg.topology.dynamic.allow = Allowlist::parse([allow.as_str()]).expect("allowlist");
     cfg.web = WebConfig {
         tls_server_config: Some(WebTls {
             cert_file: certs.path().join("server.pem"),

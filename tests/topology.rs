@@ -1,6 +1,6 @@
 //! Topology end to end: a real 6-node Redis Cluster, a real Sentinel with a primary and a
 //! replica, `/scrape?target=` with auth profiles and the dynamic-target cap, and the watched
-//! targets file. The exporter is configured through a real configuration file.
+//! targets file. (`/scrape`'s defences against a hostile caller: tests/scrape_security.rs.) The exporter is configured through a real configuration file.
 
 mod common;
 
@@ -201,8 +201,9 @@ fn scrape_with_auth_profile_and_dynamic_target_cap() {
     std::fs::write(&pw, "s3cret-pw\n").expect("write pw");
     let (cfg, _f) = load(&format!(
         "listen = \"127.0.0.1:0\"\npoll_interval_seconds = 0.2\n\
+         scrape_allow = [\"127.0.0.1:1-65535\"]\n\
          scrape_max_targets = 1\nscrape_idle_timeout_seconds = 2\n\
-         [auth_profiles.ops]\npassword_file = \"{}\"\n\
+         [auth_profiles.ops]\npassword_file = \"{}\"\ntargets = [\"127.0.0.1:1-65535\"]\n\
          [[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"static\"\n",
         pw.display(),
         other.port
@@ -249,21 +250,25 @@ fn scrape_with_auth_profile_and_dynamic_target_cap() {
     assert_eq!(report["target"], label.as_str(), "{body}");
     assert_eq!(exp.get("/diagnose?target=static").0, 200);
 
-    // Credentials never come from the URL; unknown profiles and bad schemes are refused.
-    for (q, want) in [
+    // Credentials never come from the URL; unknown profiles, targets outside scrape_allow and
+    // bad schemes are refused.
+    for (q, want, code) in [
         (
             format!("redis://u:s3cret-pw@127.0.0.1:{}", other.port),
             "auth profile",
+            400,
         ),
         (
             format!("redis://127.0.0.1:{}&auth=nope", other.port),
             "nope",
+            403,
         ),
-        ("unix:///tmp/x.sock".to_string(), "redis://"),
-        ("http://example".to_string(), "scheme"),
+        ("redis://10.0.0.1:6379".to_string(), "scrape_allow", 403),
+        ("unix:///tmp/x.sock".to_string(), "redis://", 400),
+        ("http://example".to_string(), "scheme", 400),
     ] {
         let (status, body) = exp.get(&format!("/scrape?target={q}"));
-        assert_eq!(status, 400, "{q}: {body}");
+        assert_eq!(status, code, "{q}: {body}");
         assert!(body.contains(want), "{q}: {body}");
         assert!(!body.contains("s3cret-pw"), "{body}");
     }
