@@ -8,6 +8,8 @@ pub struct Info {
     pub redis_version: Option<String>,
     /// Valkey reports its own version beside a frozen `redis_version` (7.2.4).
     pub valkey_version: Option<String>,
+    /// `server_name:valkey` on Valkey; Redis has no such field.
+    pub server_name: Option<String>,
     pub redis_mode: Option<String>,
     pub role: Option<String>,
     pub uptime_in_seconds: Option<f64>,
@@ -39,6 +41,7 @@ impl Info {
             match key {
                 "redis_version" => info.redis_version = Some(value.to_string()),
                 "valkey_version" => info.valkey_version = Some(value.to_string()),
+                "server_name" => info.server_name = Some(value.to_string()),
                 "redis_mode" => info.redis_mode = Some(value.to_string()),
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
                 "server_mode" if info.redis_mode.is_none() => {
@@ -59,6 +62,17 @@ impl Info {
             }
         }
         info
+    }
+
+    /// The server's product and its own version: `("valkey", valkey_version)` on Valkey, whose
+    /// `redis_version` stays 7.2.4 for compatibility whatever its release; else
+    /// `(server_name or "redis", redis_version)`. None without a version.
+    pub fn server(&self) -> Option<(&str, &str)> {
+        if let Some(v) = &self.valkey_version {
+            return Some(("valkey", v));
+        }
+        let name = self.server_name.as_deref().unwrap_or("redis");
+        self.redis_version.as_deref().map(|v| (name, v))
     }
 
     /// Everything Redis counts against maxclients (networking.c, acceptCommonHandler):
@@ -96,6 +110,16 @@ mod tests {
         for v in [10000.0, 64.0, 1000.0, 4096.0, 0.0, 250.0] {
             assert!(!looks_fd_clamped(v), "{v}");
         }
+    }
+
+    #[test]
+    fn server_names_valkey_by_its_own_version() {
+        let valkey = "redis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        assert_eq!(Info::parse(valkey).server(), Some(("valkey", "9.1.2")));
+        assert_eq!(Info::parse(valkey).redis_version.as_deref(), Some("7.2.4"));
+        let redis = "# Server\r\nredis_version:6.2.14\r\n";
+        assert_eq!(Info::parse(redis).server(), Some(("redis", "6.2.14")));
+        assert_eq!(Info::parse("connected_clients:1\r\n").server(), None);
     }
 
     #[test]

@@ -322,7 +322,8 @@ fn blocked_clients_are_ranked_first() {
 
 #[test]
 fn output_buffer_hogs_are_ranked_first() {
-    let r = Redis::start(&["--client-output-buffer-limit", "normal 0 0 0"]);
+    // One class in separate words: Redis 6.2 takes exactly that form on its command line.
+    let r = Redis::start(&["--client-output-buffer-limit", "normal", "0", "0", "0"]);
     let mut setup = r.conn();
     let big = "x".repeat(1 << 20);
     setup.cmd(&["SET", "big", &big]);

@@ -560,20 +560,16 @@ fn client_list_backs_off_on_a_crowded_server_while_info_keeps_its_pace() {
         snapshots <= 2.0,
         "{snapshots} CLIENT LIST snapshots during 10 polls"
     );
-    // The aggregates stay served between CLIENT LISTs, with their own timestamp.
-    assert_eq!(
-        later.get("redis_client_snapshot_connections", &[("target", T)]),
-        Some(11.0)
-    );
-    assert!(
-        later.get(
-            "redis_clients_exporter_last_client_list_timestamp_seconds",
-            &[("target", T)]
-        ) < later.get(
-            "redis_clients_exporter_last_success_timestamp_seconds",
-            &[("target", T)]
-        )
-    );
+    // The aggregates stay served between CLIENT LISTs, with their own timestamp. Waited for:
+    // `later` may come right after a poll that ran CLIENT LIST, where both timestamps are
+    // the same instant.
+    exp.wait_for("a poll without CLIENT LIST", WAIT, |m| {
+        let ts = |name| m.get(name, &[("target", T)]);
+        m.get("redis_client_snapshot_connections", &[("target", T)]) == Some(11.0)
+            && ts("redis_clients_exporter_last_client_list_timestamp_seconds").is_some()
+            && ts("redis_clients_exporter_last_client_list_timestamp_seconds")
+                < ts("redis_clients_exporter_last_success_timestamp_seconds")
+    });
 }
 
 #[test]

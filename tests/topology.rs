@@ -123,7 +123,7 @@ fn cluster_nodes_roles_failover_and_removal() {
         .into_iter()
         .find(|(_, p, _)| *p == old_primary_port)
         .expect("old primary in view");
-    let out = std::process::Command::new("redis-cli")
+    let out = std::process::Command::new(common::redis_cli_bin())
         .args([
             "--cluster",
             "del-node",

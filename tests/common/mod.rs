@@ -22,6 +22,41 @@ pub struct Redis {
     nofile: Option<u64>,
 }
 
+/// The server binary the tests run: `REDIS_SERVER_BIN` when set (the version matrix points it
+/// at a wrapper written by scripts/fetch-servers.sh), else `redis-server` from PATH.
+pub fn redis_server_bin() -> String {
+    std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// The `redis-cli` the tests run (cluster creation): `REDIS_CLI` when set, else from PATH.
+/// Debian's redis-cli creates clusters of every server version in the matrix.
+pub fn redis_cli_bin() -> String {
+    std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into())
+}
+
+/// (major, minor) of the server binary, from `--version` ("... v=7.2.4 ..."): a few tests
+/// differ by version (Redis 6.2 has no `--cluster-port`, for one).
+pub fn server_version() -> (u32, u32) {
+    static V: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        let bin = redis_server_bin();
+        let out = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("{bin} --version: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .unwrap_or_else(|| panic!("no v= in {bin} --version: {text}"));
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) => (major, minor),
+            _ => panic!("bad version {v} from {bin} --version"),
+        }
+    })
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
     l.local_addr().expect("local addr").port()
@@ -38,11 +73,16 @@ impl Redis {
     }
 
     fn start_limited(nofile: Option<u64>, extra: &[&str]) -> Redis {
+        Self::start_on(free_port, nofile, extra)
+    }
+
+    /// Starts the server on a port from `pick` (tried again with a new pick if it fails).
+    fn start_on(pick: fn() -> u16, nofile: Option<u64>, extra: &[&str]) -> Redis {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // Binding :0 and releasing the port races with other tests: retry on a failed start.
         for _ in 0..10 {
             let mut r = Redis {
-                port: free_port(),
+                port: pick(),
                 dir: tempfile::tempdir().expect("tempdir"),
                 args: args.clone(),
                 child: None,
@@ -60,17 +100,19 @@ impl Redis {
     }
 
     fn spawn(&mut self) -> bool {
+        let bin = redis_server_bin();
         let mut cmd = match self.nofile {
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.args([
                     "-c",
-                    &format!("ulimit -n {n} && exec redis-server \"$@\""),
+                    &format!("ulimit -n {n} && bin=$1 && shift && exec \"$bin\" \"$@\""),
                     "sh",
+                    &bin,
                 ]);
                 c
             }
-            None => Command::new("redis-server"),
+            None => Command::new(&bin),
         };
         cmd.args([
             "--port",
@@ -94,7 +136,7 @@ impl Redis {
         .stderr(Stdio::null());
         let mut child = cmd
             .spawn()
-            .expect("spawn redis-server (apt-get install redis-server)");
+            .unwrap_or_else(|e| panic!("spawn {bin} (apt-get install redis-server): {e}"));
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -106,6 +148,11 @@ impl Redis {
                 // Any reply will do: with --requirepass, PING answers NOAUTH.
                 c.send(&["PING"]);
                 if c.read().is_ok() {
+                    // QUIT (allowed before AUTH) and wait for the server to close: until it
+                    // has freed this probe, the probe holds one of maxclients' slots, and
+                    // Redis 6.2 may accept a test's connections first and refuse the last.
+                    c.send(&["QUIT"]);
+                    while c.read().is_ok() {}
                     self.child = Some(child);
                     return true;
                 }
@@ -179,20 +226,24 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(primaries: usize, replicas_each: usize) -> Cluster {
         let n = primaries * (1 + replicas_each);
+        let common = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "15000",
+        ];
         let nodes: Vec<Redis> = (0..n)
             .map(|_| {
-                let bus = free_port().to_string();
-                Redis::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "15000",
-                    "--cluster-port",
-                    &bus,
-                ])
+                if server_version() >= (7, 0) {
+                    let bus = free_port().to_string();
+                    Redis::start(&[&common[..], &["--cluster-port", &bus]].concat())
+                } else {
+                    // Before 7.0 the bus port is always port + 10000.
+                    Redis::start_on(free_port_with_bus, None, &common)
+                }
             })
             .collect();
-        let mut cmd = Command::new("redis-cli");
+        let mut cmd = Command::new(redis_cli_bin());
         cmd.arg("--cluster").arg("create");
         for r in &nodes {
             cmd.arg(format!("127.0.0.1:{}", r.port));
@@ -285,6 +336,16 @@ impl Cluster {
     }
 }
 
+/// A free port p <= 55535 whose bus port p + 10000 is free too (for servers before 7.0).
+fn free_port_with_bus() -> u16 {
+    loop {
+        let p = free_port();
+        if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A redis-sentinel process watching one master set, killed on drop.
 pub struct Sentinel {
     pub port: u16,
@@ -307,8 +368,20 @@ impl Sentinel {
             )
             .expect("write sentinel.conf");
             let port = free_port();
-            let mut child = Command::new("redis-sentinel")
-                .arg(&conf)
+            // Under the version matrix the sentinel is the same binary in sentinel mode.
+            let mut cmd = match std::env::var("REDIS_SERVER_BIN") {
+                Ok(bin) => {
+                    let mut c = Command::new(bin);
+                    c.arg(&conf).arg("--sentinel");
+                    c
+                }
+                Err(_) => {
+                    let mut c = Command::new("redis-sentinel");
+                    c.arg(&conf);
+                    c
+                }
+            };
+            let mut child = cmd
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .arg("--dir")
                 .arg(dir.path())
