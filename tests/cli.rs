@@ -220,12 +220,18 @@ fn kubernetes_service_link_variables_do_not_stop_the_exporter() {
             .envs(SERVICE_LINKS.iter().copied())
             .env("REDIS_CLIENTS_EXPORTER_TARGET", &target),
     );
-    let (status, body) = common::http_get(started.addr, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains(&format!("redis_up{{target=\"127.0.0.1:{}\"}} 1", r.port)),
-        "{body}"
-    );
+    // The listener is up before the first poll has finished: wait for the poll, bounded.
+    let up = format!("redis_up{{target=\"127.0.0.1:{}\"}} 1", r.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = common::http_get(started.addr, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        if body.contains(&up) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains(&up), "{body}");
     assert!(terminate(&mut started.child).success());
 
     // A variable of ours that is neither configuration nor a service link is still refused,
