@@ -1,6 +1,6 @@
 //! Test harness: real redis-server processes on free loopback ports, raw RESP client
 //! connections from chosen source addresses, the exporter run in-process, and a /metrics reader.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 pub mod proxy;
 
 use std::collections::BTreeMap;
