@@ -11,6 +11,7 @@
 //! ```
 //! It prints the line count; instructions per line = callgrind's total / lines. The two-thread
 //! path is off in this mode unless `HOT_PATH_PARALLEL` is set (then collect without the toggle).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

@@ -1,6 +1,7 @@
 //! Cost of one diagnosis, as the daemon pays it after every poll: the detectors over a top-50
 //! summary of 10,000 clients and a full hour of history (60 samples).
 //! `cargo bench --bench diagnose`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use redis_clients_exporter::aggregate::Aggregator;

@@ -228,14 +228,14 @@ async fn close(
     }
 }
 
-/// What one successful poll produced.
-struct PollResult {
-    info: Info,
-    config: ConfigValues,
-    config_error: Option<PollError>,
+/// What one successful poll produced (public for [`Poller::fold_poll`]).
+pub struct PollResult {
+    pub info: Info,
+    pub config: ConfigValues,
+    pub config_error: Option<PollError>,
     /// `None` when CLIENT LIST was not due in this poll (see `ClientListSchedule`).
-    clients: Option<crate::aggregate::ClientListSummary>,
-    durations: StageDurations,
+    pub clients: Option<crate::aggregate::ClientListSummary>,
+    pub durations: StageDurations,
 }
 
 pub struct Poller {
@@ -424,24 +424,7 @@ impl Poller {
     }
 
     fn publish_success(&mut self, r: PollResult) {
-        let s = &mut self.state;
-        s.up = true;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs_f64());
-        if let Some(clients) = r.clients {
-            s.counters.client_list_lines += clients.connections + clients.parse_errors;
-            s.counters.parse_errors += clients.parse_errors;
-            let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, self.history.last());
-            self.history.push(sample);
-            s.clients = Some(Arc::new(clients));
-            s.client_list_timestamp = now;
-            s.durations.client_list = r.durations.client_list;
-            s.durations.aggregate = r.durations.aggregate;
-        }
         if let Some(e) = &r.config_error {
-            s.counters.errors[ErrorKind::ConfigUnavailable as usize] += 1;
             if !self.logged_config_unavailable {
                 tracing::warn!(target_label = %self.target.label, error = %e, "CONFIG GET unavailable; using INFO's maxclients where the server reports it");
                 self.logged_config_unavailable = true;
@@ -449,6 +432,53 @@ impl Poller {
         } else if self.logged_config_unavailable {
             tracing::info!(target_label = %self.target.label, "CONFIG GET available again");
             self.logged_config_unavailable = false;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
+        Self::fold_poll(
+            &mut self.state,
+            &mut self.history,
+            r,
+            now,
+            &self.target.label,
+            self.idle_threshold_seconds,
+            &self.redis_cli,
+        );
+        if self.logged_up != Some(true) {
+            tracing::info!(target_label = %self.target.label, "target is up");
+            self.logged_up = Some(true);
+        }
+        self.store.publish(&self.target.label, self.state.clone());
+    }
+
+    /// Folds one successful poll into a target's state and history and runs the diagnosis: all
+    /// a poll changes in what `/metrics` and `/diagnose` serve. Pure (no I/O, no clock: `now`
+    /// is the poll's Unix time, no log), so tests/golden.rs builds the daemon's exact outputs
+    /// from captured replies through it.
+    pub fn fold_poll(
+        s: &mut TargetState,
+        history: &mut History,
+        r: PollResult,
+        now: Option<f64>,
+        target_label: &str,
+        idle_threshold_seconds: u64,
+        redis_cli: &str,
+    ) {
+        s.up = true;
+        if let Some(clients) = r.clients {
+            s.counters.client_list_lines += clients.connections + clients.parse_errors;
+            s.counters.parse_errors += clients.parse_errors;
+            let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, history.last());
+            history.push(sample);
+            s.clients = Some(Arc::new(clients));
+            s.client_list_timestamp = now;
+            s.durations.client_list = r.durations.client_list;
+            s.durations.aggregate = r.durations.aggregate;
+        }
+        if r.config_error.is_some() {
+            s.counters.errors[ErrorKind::ConfigUnavailable as usize] += 1;
         }
         s.info = Some(r.info);
         s.config = r.config;
@@ -461,22 +491,17 @@ impl Poller {
                 info,
                 config: &s.config,
                 clients,
-                idle_threshold_seconds: self.idle_threshold_seconds,
+                idle_threshold_seconds,
             };
             let report = diagnose::diagnose(
-                &self.target.label,
+                target_label,
                 &obs,
-                self.history.samples(),
+                history.samples(),
                 now.unwrap_or(0.0),
-                &self.redis_cli,
+                redis_cli,
             );
             s.diagnosis = Some(Arc::new(report));
         }
-        if self.logged_up != Some(true) {
-            tracing::info!(target_label = %self.target.label, "target is up");
-            self.logged_up = Some(true);
-        }
-        self.store.publish(&self.target.label, s.clone());
     }
 
     fn publish_failure(&mut self, e: PollError) {

@@ -1,4 +1,5 @@
 //! The binary: --check-config, invalid configuration, logs, graceful shutdown, no secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

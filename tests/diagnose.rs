@@ -2,6 +2,7 @@
 //! connections from several loopback source addresses, and the daemon's `/diagnose` report must
 //! rank it first and name the right culprit. Plus the one-shot `diagnose` command: a healthy
 //! server, a full one, and the exact connection ids it lists for a leak.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! End-to-end: real redis-server processes, real client connections, the exporter's /metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The parsers against real captures from redis-server 7.0.15 (copied from shared/fixtures).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use redis_clients_exporter::aggregate::Aggregator;
 use redis_clients_exporter::client_list::{lines, ClientType};

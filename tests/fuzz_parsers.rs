@@ -15,6 +15,7 @@
 //!   from the lines directly, and an aggregator reused across snapshots (as the poller reuses
 //!   it) gives exactly what a fresh one gives;
 //! - `Info::parse` never yields a non-finite number and reads back what a generated reply says.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

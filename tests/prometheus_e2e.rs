@@ -4,6 +4,7 @@
 //! The shipped `for:` durations (minutes) are shortened to seconds in the copy loaded here, so
 //! the test takes about a minute; the durations themselves are pinned by the promtool unit
 //! tests in tests/alerts/.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -180,6 +181,11 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn prometheus_fires_the_alerts_and_every_dashboard_query_returns_data() {
+    if !common::require_tool("prometheus", "prometheus")
+        || !common::require_tool("promtool", "prometheus")
+    {
+        return;
+    }
     let r = Redis::start(&["--maxclients", "20"]);
     let mut t = r.target(TARGET);
     t.poll_interval = Duration::from_millis(500);

@@ -6,6 +6,7 @@
 //!
 //! The waits are "within a generous bound" waits (the machine running this may be small and
 //! busy); nothing here measures speed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

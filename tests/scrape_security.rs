@@ -3,6 +3,7 @@
 //! on a real hostile peer that records every byte it receives); a closed port and an open port
 //! that is not Redis answer alike and nothing of the remote service is echoed; junk targets do
 //! not starve real ones; `/0` and `/1` of one server are one poller on one connection.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! TLS to Redis, the exporter's own TLS and basic auth, SIGHUP reload, and no secret in any
 //! output. Certificates are made here with openssl; Redis is Debian's, built with TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -118,6 +119,9 @@ fn tls_redis(dir: &Path, tls_port: u16) -> Redis {
 
 #[test]
 fn tls_targets_verify_the_server_present_a_client_certificate_and_honour_sni() {
+    if !common::require_tool("openssl", "openssl") {
+        return;
+    }
     let certs = tempfile::tempdir().expect("tempdir");
     certificates(certs.path());
     let tls_port = free_port();
@@ -218,6 +222,9 @@ fn curl(args: &[&str]) -> (String, String) {
 
 #[test]
 fn metrics_endpoint_with_tls_and_basic_auth() {
+    if !common::require_tool("openssl", "openssl") || !common::require_tool("curl", "curl") {
+        return;
+    }
     let certs = tempfile::tempdir().expect("tempdir");
     certificates(certs.path());
     let r = Redis::start(&[]);

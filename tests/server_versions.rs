@@ -3,6 +3,7 @@
 //! connections of every kind the server has, each read back field by field. Under the matrix,
 //! `REDIS_EXPECT_SERVER` ("valkey 9.1.2") also makes sure the intended binary is the one that
 //! ran, so that a mistake in the matrix cannot pass by testing the default server six times.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! No latency is measured: each scrape gets a client timeout of a few seconds and must
 //! succeed within it, where the old endpoint refused it outright (connection closed unread).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

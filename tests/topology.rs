@@ -1,6 +1,7 @@
 //! Topology end to end: a real 6-node Redis Cluster, a real Sentinel with a primary and a
 //! replica, `/scrape?target=` with auth profiles and the dynamic-target cap, and the watched
 //! targets file. (`/scrape`'s defences against a hostile caller: tests/scrape_security.rs.) The exporter is configured through a real configuration file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -147,6 +148,9 @@ fn cluster_nodes_roles_failover_and_removal() {
 
 #[test]
 fn sentinel_failover_is_followed() {
+    if !common::require_tool("redis-sentinel", "redis-sentinel") {
+        return;
+    }
     let primary = Redis::start(&[]);
     let p = primary.port.to_string();
     let replica = Redis::start(&["--replicaof", "127.0.0.1", &p]);

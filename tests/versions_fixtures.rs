@@ -5,6 +5,7 @@
 //!
 //! What the parser must find is computed here independently, by plain splitting of each line
 //! into `key=value` words, never by calling the parser.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Test harness: real redis-server processes on free loopback ports, raw RESP client
 //! connections from chosen source addresses, the exporter run in-process, and a /metrics reader.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -62,6 +62,42 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Whether the tests run under CI (`CI` set, and not to `false` or `0`; GitHub Actions and
+/// GitLab set `CI=true`): there every tool is installed, so a missing one is a failure.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"))
+}
+
+/// An executable `tool`: an absolute path, or a name looked up in `PATH`.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if tool.contains('/') {
+        return Some(PathBuf::from(tool)).filter(|p| executable(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| executable(p))
+}
+
+/// For a test that needs an external program besides redis-server: true when `tool` is
+/// installed. When it is not, the test should return at once: this prints
+/// `SKIP: <tool> not found; apt-get install <package>` and returns false, so that `cargo test`
+/// passes on a newcomer's machine; under CI ([`under_ci`]) it panics instead.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    if find_tool(tool).is_some() {
+        return true;
+    }
+    let msg = format!("{tool} not found; apt-get install {package}");
+    assert!(!under_ci(), "{msg} (a missing tool fails under CI)");
+    eprintln!("SKIP: {msg}");
+    false
+}
+
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
         Self::start_limited(None, extra)
@@ -92,7 +128,7 @@ impl Redis {
                 return r;
             }
         }
-        panic!("redis-server did not start after 10 attempts (is redis-server installed?)");
+        panic!("redis-server did not start after 10 attempts (apt-get install redis-server)");
     }
 
     pub fn socket_path(&self) -> PathBuf {

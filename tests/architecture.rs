@@ -1,0 +1,813 @@
+//! The shape of src/: modules depend on each other in one direction only, layer by layer.
+//!
+//! [`LAYERS`] declares the layers bottom-up and the modules of each. A module may use modules of
+//! its own layer and of the layers below; a reference to a layer above is a violation, and so is
+//! any import cycle between the declared modules (even within one layer). References are read
+//! from the source text: `use crate::…` (with `{…}` groups), `crate::…` and `super::…` paths in
+//! code, `redis_clients_exporter::…` in src/main.rs, and `child::…` paths to a file's own
+//! `mod child;`. Comments, strings and `#[cfg(test)]` items are left out: tests may reach
+//! anywhere for their fixtures.
+//!
+//! [`KNOWN_VIOLATIONS`] lists today's violations. The test reports them and fails when one is
+//! added and when one is gone, so the list can only shrink: remove an entry when the code stops
+//! violating it. When modules move (say `poller.rs` into `targets/poller.rs`), update
+//! [`LAYERS`]: every file of src/ must belong to a declared module.
+//!
+//! Also checked here: `anyhow` only in src/main.rs, and no `unsafe` anywhere in src/ (the
+//! `unsafe_code = "forbid"` lint says the same to the compiler). `unwrap()`/`expect()` outside
+//! tests are denied by the clippy lints in Cargo.toml.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Layers from the bottom up, each with its modules (paths below `crate`). A module path also
+/// covers its submodules. `crate` is src/lib.rs itself and `main` is src/main.rs (the binary).
+/// Today's flat files, grouped as issue 14 proposes to make folders of them.
+const LAYERS: &[(&str, &[&str])] = &[
+    // Configuration: layering, targets, secrets, topology and `/scrape` settings.
+    ("config", &["config", "topology_config"]),
+    // Talking to Redis and reading its replies: TLS, INFO, CLIENT LIST parsing.
+    ("redis", &["tls", "info", "client_list"]),
+    // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
+    ("analysis", &["aggregate", "history", "synthetic"]),
+    ("diagnose", &["diagnose"]),
+    // The per-target machinery: store, pollers, reconciliation, discovery, `/scrape` targets,
+    // and the one-shot `diagnose` command's observation.
+    (
+        "targets",
+        &[
+            "state",
+            "poller",
+            "reconcile",
+            "discovery",
+            "dynamic",
+            "triage",
+        ],
+    ),
+    // HTTP: the server and its routes, metric families, report rendering.
+    ("web", &["metrics", "render", "http"]),
+    ("entry", &["crate", "main"]),
+];
+
+/// Today's violations, reported but tolerated: `a -> b` is a reference from module `a` to a
+/// module `b` of a higher layer; `cycle: a, b` is a set of modules that import each other.
+/// The test fails until this list is exactly what it finds.
+const KNOWN_VIOLATIONS: &[&str] = &[
+    // `diagnose` takes CLIENT_NAME from the poller and ConfigValues from the store.
+    "diagnose -> poller",
+    "diagnose -> state",
+    // `/scrape` targets render their metrics themselves.
+    "dynamic -> metrics",
+    "cycle: config, topology_config",
+    "cycle: diagnose, poller, state",
+];
+
+/// Crates besides `redis_clients_exporter` whose paths may follow `use`: not ours, ignored.
+const CRATE_ROOT: &str = "crate";
+const BIN: &str = "main";
+const LIB_NAME: &str = "redis_clients_exporter";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Ident(String),
+    /// `::`
+    Path,
+    Punct(char),
+}
+
+/// The tokens of Rust source that matter for paths, with their line numbers: comments,
+/// string and char literals and lifetimes are dropped.
+fn tokens(src: &str) -> Vec<(Tok, usize)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut line) = (0usize, 1usize);
+    let count_lines = |from: usize, to: usize| b[from..to].iter().filter(|&&c| c == b'\n').count();
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            _ if c.is_ascii_whitespace() => i += 1,
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let start = i;
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                line += count_lines(start, i.min(b.len()));
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                line += count_lines(start, i.min(b.len()));
+            }
+            b'\'' => {
+                // A char literal ('x', '\n', '\u{1F600}') or a lifetime ('a).
+                if b.get(i + 1) == Some(&b'\\') {
+                    // Past the quote, the backslash and the escaped character.
+                    i += 3;
+                    while i < b.len() && b[i] != b'\'' {
+                        i += 1;
+                    }
+                    i += 1;
+                } else {
+                    let ch_len = src[i + 1..].chars().next().map_or(1, char::len_utf8);
+                    if b.get(i + 1 + ch_len) == Some(&b'\'') {
+                        i += 2 + ch_len;
+                    } else {
+                        i += 1;
+                        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            _ if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let word = &src[start..i];
+                // Raw strings and byte strings: r"..", r#".."#, b"..", br#".."#.
+                let hashes = b[i..].iter().take_while(|&&c| c == b'#').count();
+                if matches!(word, "r" | "br" | "b" | "c" | "cr")
+                    && b.get(i + hashes) == Some(&b'"')
+                    && (hashes == 0 || word.contains('r'))
+                {
+                    let raw = word.contains('r');
+                    let start = i;
+                    i += hashes + 1;
+                    let closing: Vec<u8> = std::iter::once(b'"')
+                        .chain(std::iter::repeat_n(b'#', hashes))
+                        .collect();
+                    while i < b.len() && !b[i..].starts_with(&closing) {
+                        i += if !raw && b[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i += closing.len();
+                    line += count_lines(start, i.min(b.len()));
+                } else if word == "b" && b.get(i) == Some(&b'\'') {
+                    // b'x': the quote is handled as a char literal on the next turn.
+                } else {
+                    let word = word.strip_prefix("r#").unwrap_or(word);
+                    out.push((Tok::Ident(word.to_string()), line));
+                }
+            }
+            _ if c.is_ascii_digit() => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
+                    // Stop at `..` (a range) and at a method call on a literal (`1.max`).
+                    if b[i] == b'.' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b':' if b.get(i + 1) == Some(&b':') => {
+                out.push((Tok::Path, line));
+                i += 2;
+            }
+            _ => {
+                out.push((Tok::Punct(c as char), line));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn is_ident(t: Option<&(Tok, usize)>, name: &str) -> bool {
+    matches!(t, Some((Tok::Ident(w), _)) if w == name)
+}
+
+fn is_punct(t: Option<&(Tok, usize)>, c: char) -> bool {
+    matches!(t, Some((Tok::Punct(p), _)) if *p == c)
+}
+
+/// The tokens without `#[cfg(test)]` items (a `mod tests { .. }`, a test-only fn or `use`).
+fn without_test_items(toks: Vec<(Tok, usize)>) -> Vec<(Tok, usize)> {
+    let mut out = Vec::with_capacity(toks.len());
+    let mut i = 0;
+    while i < toks.len() {
+        let cfg_test = is_punct(toks.get(i), '#')
+            && is_punct(toks.get(i + 1), '[')
+            && is_ident(toks.get(i + 2), "cfg")
+            && is_punct(toks.get(i + 3), '(')
+            && is_ident(toks.get(i + 4), "test")
+            && is_punct(toks.get(i + 5), ')')
+            && is_punct(toks.get(i + 6), ']');
+        if !cfg_test {
+            out.push(toks[i].clone());
+            i += 1;
+            continue;
+        }
+        // Skip the item: up to its `;` or its closing brace, whichever comes first at depth 0.
+        i += 7;
+        let mut depth = 0usize;
+        while i < toks.len() {
+            match &toks[i].0 {
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        i += 1;
+                        break;
+                    }
+                }
+                Tok::Punct(';') if depth == 0 => {
+                    i += 1;
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// One reference from a file to a module path (segments below `crate`).
+#[derive(Debug)]
+struct Reference {
+    target: Vec<String>,
+    line: usize,
+}
+
+/// The module path of a file below src/: `a/b.rs` and `a/b/mod.rs` are `a::b`; src/lib.rs is
+/// the crate root (empty) and src/main.rs the binary.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    if parts == ["lib"] {
+        return Vec::new();
+    }
+    parts
+}
+
+/// Expands a `use` tree starting at token `i` (after `use`): every full path it names.
+fn use_tree(toks: &[(Tok, usize)], i: &mut usize, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut path = prefix;
+    loop {
+        match toks.get(*i).map(|t| &t.0) {
+            Some(Tok::Ident(w)) if w != "as" => {
+                path.push(w.clone());
+                *i += 1;
+            }
+            Some(Tok::Path) => *i += 1,
+            Some(Tok::Punct('{')) => {
+                *i += 1;
+                loop {
+                    if is_punct(toks.get(*i), '}') {
+                        *i += 1;
+                        break;
+                    }
+                    use_tree(toks, i, path.clone(), out);
+                    if is_punct(toks.get(*i), ',') {
+                        *i += 1;
+                    } else if toks.get(*i).is_none() {
+                        return;
+                    }
+                }
+                return;
+            }
+            Some(Tok::Punct('*')) => {
+                *i += 1;
+                out.push(path);
+                return;
+            }
+            Some(Tok::Ident(_)) => {
+                // `as alias`: the path is complete.
+                *i += 2;
+                out.push(path);
+                return;
+            }
+            _ => {
+                out.push(path);
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves a path's first segment for a file of module `module` (`inline` levels deep in
+/// inline `mod x { }` blocks): `crate`, `super`, `self`, the library's name in the binary, or
+/// one of the file's own `mod child;`. `None` for other crates and local names.
+fn resolve(
+    path: &[String],
+    module: &[String],
+    inline: usize,
+    children: &BTreeSet<String>,
+    is_bin: bool,
+) -> Option<Vec<String>> {
+    let (first, rest) = path.split_first()?;
+    let mut base: Vec<String> = match first.as_str() {
+        "crate" if !is_bin => Vec::new(),
+        LIB_NAME if is_bin => Vec::new(),
+        "self" => module.to_vec(),
+        "super" => {
+            let mut rest = rest;
+            let mut up = 1usize;
+            while rest.first().is_some_and(|s| s == "super") {
+                up += 1;
+                rest = &rest[1..];
+            }
+            // Inside an inline `mod`, the first `super`s stay in this file.
+            let up = up.saturating_sub(inline);
+            let mut m = module.to_vec();
+            m.truncate(m.len().saturating_sub(up));
+            m.extend(rest.iter().cloned());
+            return Some(m);
+        }
+        c if inline == 0 && children.contains(c) => {
+            let mut m = module.to_vec();
+            m.push(c.to_string());
+            m.extend(rest.iter().cloned());
+            return Some(m);
+        }
+        _ => return None,
+    };
+    base.extend(rest.iter().cloned());
+    Some(base)
+}
+
+/// Every module reference in one file.
+fn references(src: &str, module: &[String], is_bin: bool) -> Vec<Reference> {
+    let toks = without_test_items(tokens(src));
+    // The file's own `mod child;` declarations.
+    let mut children = BTreeSet::new();
+    for w in toks.windows(3) {
+        if let [(Tok::Ident(m), _), (Tok::Ident(name), _), (Tok::Punct(';'), _)] = w {
+            if m == "mod" {
+                children.insert(name.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    // Inline `mod x {` blocks, as the brace depth at which each opened.
+    let mut inline: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < toks.len() {
+        let (tok, line) = &toks[i];
+        match tok {
+            Tok::Punct('{') => depth += 1,
+            Tok::Punct('}') => {
+                depth = depth.saturating_sub(1);
+                if inline.last() == Some(&depth) {
+                    inline.pop();
+                }
+            }
+            Tok::Ident(w) if w == "mod" => {
+                if let (Some((Tok::Ident(_), _)), true) =
+                    (toks.get(i + 1), is_punct(toks.get(i + 2), '{'))
+                {
+                    inline.push(depth);
+                }
+            }
+            Tok::Ident(w) if w == "use" => {
+                let mut j = i + 1;
+                if matches!(toks.get(j), Some((Tok::Path, _))) {
+                    j += 1;
+                }
+                let mut paths = Vec::new();
+                use_tree(&toks, &mut j, Vec::new(), &mut paths);
+                for p in paths {
+                    if let Some(target) = resolve(&p, module, inline.len(), &children, is_bin) {
+                        out.push(Reference {
+                            target,
+                            line: *line,
+                        });
+                    }
+                }
+                i = j;
+                continue;
+            }
+            Tok::Ident(w)
+                if (i == 0 || toks[i - 1].0 != Tok::Path)
+                    && matches!(toks.get(i + 1), Some((Tok::Path, _))) =>
+            {
+                // A path in code: `crate::x::y`, `super::x`, `child::f`.
+                let mut path = vec![w.clone()];
+                let mut j = i + 1;
+                while matches!(toks.get(j), Some((Tok::Path, _))) {
+                    match toks.get(j + 1) {
+                        Some((Tok::Ident(s), _)) => {
+                            path.push(s.clone());
+                            j += 2;
+                        }
+                        _ => break,
+                    }
+                }
+                if let Some(target) = resolve(&path, module, inline.len(), &children, is_bin) {
+                    out.push(Reference {
+                        target,
+                        line: *line,
+                    });
+                }
+                i = j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The declared module (from [`LAYERS`]) that a module path belongs to: the longest declared
+/// prefix; the crate root's own items belong to `crate`.
+fn unit_of(path: &[String], units: &BTreeMap<Vec<String>, (usize, &str)>) -> Option<Vec<String>> {
+    (0..=path.len())
+        .rev()
+        .map(|n| path[..n].to_vec())
+        .find(|p| units.contains_key(p))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The declared units: module path -> (layer index, display name).
+fn units() -> BTreeMap<Vec<String>, (usize, &'static str)> {
+    let mut units = BTreeMap::new();
+    for (layer, (_, modules)) in LAYERS.iter().enumerate() {
+        for &m in *modules {
+            let path: Vec<String> = match m {
+                CRATE_ROOT => Vec::new(),
+                BIN => vec![BIN.to_string()],
+                m => m.split("::").map(str::to_string).collect(),
+            };
+            assert!(
+                units.insert(path, (layer, m)).is_none(),
+                "`{m}` is declared twice in LAYERS"
+            );
+        }
+    }
+    units
+}
+
+/// Edges between declared modules: (from, to) -> first `file:line` that makes it.
+type Edges = BTreeMap<(&'static str, &'static str), String>;
+
+/// Reads src/ and returns the edges between declared modules, or the files that belong to
+/// no declared module.
+fn edges_of(files: &[(PathBuf, String)]) -> Result<Edges, Vec<String>> {
+    let units = units();
+    let mut edges = Edges::new();
+    let mut unplaced = Vec::new();
+    for (rel, src) in files {
+        let module = module_of(rel);
+        let is_bin = rel == Path::new("main.rs");
+        let Some(from) = unit_of(&module, &units).filter(|u| !u.is_empty() || module.is_empty())
+        else {
+            unplaced.push(format!(
+                "src/{} (module `{}`)",
+                rel.display(),
+                module.join("::")
+            ));
+            continue;
+        };
+        let from_name = units[&from].1;
+        for r in references(src, &module, is_bin) {
+            let Some(to) = unit_of(&r.target, &units) else {
+                continue;
+            };
+            let to_name = units[&to].1;
+            if to_name != from_name {
+                edges
+                    .entry((from_name, to_name))
+                    .or_insert_with(|| format!("src/{}:{}", rel.display(), r.line));
+            }
+        }
+    }
+    if unplaced.is_empty() {
+        Ok(edges)
+    } else {
+        Err(unplaced)
+    }
+}
+
+/// Strongly connected components of more than one module (Tarjan's algorithm), each sorted.
+fn cycles(edges: &Edges) -> Vec<Vec<&'static str>> {
+    let nodes: BTreeSet<&str> = edges.keys().flat_map(|(a, b)| [*a, *b]).collect();
+    let nodes: Vec<&'static str> = nodes.into_iter().collect();
+    let index_of = |n: &str| nodes.iter().position(|m| *m == n).unwrap_or(usize::MAX);
+    let adj: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|n| {
+            edges
+                .keys()
+                .filter(|(a, _)| a == n)
+                .map(|(_, b)| index_of(b))
+                .collect()
+        })
+        .collect();
+    struct T<'a> {
+        adj: &'a [Vec<usize>],
+        index: Vec<Option<usize>>,
+        low: Vec<usize>,
+        on_stack: Vec<bool>,
+        stack: Vec<usize>,
+        next: usize,
+        out: Vec<Vec<usize>>,
+    }
+    fn visit(t: &mut T<'_>, v: usize) {
+        t.index[v] = Some(t.next);
+        t.low[v] = t.next;
+        t.next += 1;
+        t.stack.push(v);
+        t.on_stack[v] = true;
+        for &w in &t.adj[v] {
+            match t.index[w] {
+                None => {
+                    visit(t, w);
+                    t.low[v] = t.low[v].min(t.low[w]);
+                }
+                Some(iw) if t.on_stack[w] => t.low[v] = t.low[v].min(iw),
+                Some(_) => {}
+            }
+        }
+        if Some(t.low[v]) == t.index[v] {
+            let mut scc = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on_stack[w] = false;
+                scc.push(w);
+                if w == v {
+                    break;
+                }
+            }
+            if scc.len() > 1 {
+                t.out.push(scc);
+            }
+        }
+    }
+    let n = nodes.len();
+    let mut t = T {
+        adj: &adj,
+        index: vec![None; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: Vec::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in 0..n {
+        if t.index[v].is_none() {
+            visit(&mut t, v);
+        }
+    }
+    let mut out: Vec<Vec<&'static str>> = t
+        .out
+        .into_iter()
+        .map(|scc| {
+            let mut names: Vec<&'static str> = scc.into_iter().map(|i| nodes[i]).collect();
+            names.sort_unstable();
+            names
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every violation of the layer order, with where it comes from.
+fn violations(edges: &Edges) -> BTreeMap<String, String> {
+    let units = units();
+    let layer_of = |name: &str| {
+        units
+            .values()
+            .find(|(_, n)| *n == name)
+            .map(|(l, _)| *l)
+            .unwrap_or(usize::MAX)
+    };
+    let mut found = BTreeMap::new();
+    for ((from, to), at) in edges {
+        let (lf, lt) = (layer_of(from), layer_of(to));
+        if lt > lf {
+            found.insert(
+                format!("{from} -> {to}"),
+                format!(
+                    "{at}: `{from}` (layer {}) uses `{to}` (layer {}, above it)",
+                    LAYERS[lf].0, LAYERS[lt].0
+                ),
+            );
+        }
+    }
+    for scc in cycles(edges) {
+        let at: Vec<String> = edges
+            .iter()
+            .filter(|((a, b), _)| scc.contains(a) && scc.contains(b))
+            .map(|((a, b), at)| format!("{a} -> {b} at {at}"))
+            .collect();
+        found.insert(format!("cycle: {}", scc.join(", ")), at.join("; "));
+    }
+    found
+}
+
+fn read_src() -> Vec<(PathBuf, String)> {
+    let mut paths = Vec::new();
+    rust_files(&src_dir(), &mut paths);
+    paths
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let rel = p.strip_prefix(src_dir()).expect("below src/").to_path_buf();
+            (rel, text)
+        })
+        .collect()
+}
+
+/// The message for `found` against the expected list, or `None` when they are the same.
+fn compare(found: &BTreeMap<String, String>, known: &[&str]) -> Option<String> {
+    let known: BTreeSet<&str> = known.iter().copied().collect();
+    let new: Vec<String> = found
+        .iter()
+        .filter(|(k, _)| !known.contains(k.as_str()))
+        .map(|(k, why)| format!("  NEW  {k}\n       {why}"))
+        .collect();
+    let gone: Vec<String> = known
+        .iter()
+        .filter(|k| !found.contains_key(**k))
+        .map(|k| format!("  GONE {k}: remove it from KNOWN_VIOLATIONS"))
+        .collect();
+    if new.is_empty() && gone.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the dependency direction of src/ (tests/architecture.rs LAYERS) changed:\n{}\n{}",
+        new.join("\n"),
+        gone.join("\n")
+    ))
+}
+
+#[test]
+fn modules_depend_on_their_own_and_lower_layers_only() {
+    let edges = edges_of(&read_src()).unwrap_or_else(|unplaced| {
+        panic!(
+            "these files belong to no module of LAYERS in tests/architecture.rs; add them:\n  {}",
+            unplaced.join("\n  ")
+        )
+    });
+    // The reading must see the code: the poller uses the configuration, the HTTP server the
+    // metrics, the binary the library.
+    for edge in [("poller", "config"), ("http", "metrics"), ("main", "crate")] {
+        assert!(
+            edges.contains_key(&edge),
+            "no {edge:?} edge found: {edges:?}"
+        );
+    }
+    let found = violations(&edges);
+    for (k, why) in &found {
+        println!("tolerated (KNOWN_VIOLATIONS): {k}\n    {why}");
+    }
+    if let Some(msg) = compare(&found, KNOWN_VIOLATIONS) {
+        panic!("{msg}");
+    }
+}
+
+/// The checker itself, on small made-up trees: a violation it cannot see would make the test
+/// above pass on anything.
+#[test]
+fn the_checker_finds_upward_references_and_cycles() {
+    let files = |list: &[(&str, &str)]| -> Vec<(PathBuf, String)> {
+        list.iter()
+            .map(|(p, s)| (PathBuf::from(p), s.to_string()))
+            .collect()
+    };
+    // Clean: the lower layers only, through every kind of path, plus test code that may reach up.
+    let clean = files(&[
+        ("lib.rs", "pub mod config; pub mod info;\nuse crate::http::router;\n"),
+        ("info.rs", "use crate::{config::Target, client_list::{self, ClientType}};\n"),
+        (
+            "poller.rs",
+            "fn f() { let s = \"crate::http::x\"; // crate::http\n crate::tls::client_config(); }\n#[cfg(test)]\nmod tests { use super::*; use crate::http::router; }\n",
+        ),
+        ("http.rs", "use super::metrics::render;\nfn g<'a>(c: &'a str) -> char { 'x' }\n"),
+        ("main.rs", "use redis_clients_exporter::{config, triage};\n"),
+    ]);
+    let edges = edges_of(&clean).expect("all placed");
+    assert_eq!(violations(&edges), BTreeMap::new(), "{edges:?}");
+    assert!(edges.contains_key(&("info", "config")));
+    assert!(edges.contains_key(&("info", "client_list")));
+    assert!(edges.contains_key(&("poller", "tls")));
+    assert!(edges.contains_key(&("http", "metrics")));
+    assert!(edges.contains_key(&("main", "triage")));
+    assert!(
+        !edges.contains_key(&("poller", "http")),
+        "test code or a string counted"
+    );
+
+    // An upward `use` in a group, an upward path in code, and a cycle.
+    let bad = files(&[
+        ("info.rs", "use crate::{aggregate::{Aggregator}, config};\n"),
+        (
+            "config.rs",
+            "fn f() { let _ = crate::info::Info::parse(\"\"); }\n",
+        ),
+    ]);
+    let found = violations(&edges_of(&bad).expect("all placed"));
+    let keys: Vec<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["config -> info", "cycle: config, info", "info -> aggregate"],
+        "{found:?}"
+    );
+    assert!(
+        found["config -> info"].starts_with("src/config.rs:1:"),
+        "{found:?}"
+    );
+    assert!(compare(&found, &["config -> info", "cycle: config, info"]).is_some());
+    assert!(compare(
+        &found,
+        &["config -> info", "cycle: config, info", "info -> aggregate"]
+    )
+    .is_none());
+    assert!(compare(&BTreeMap::new(), &["info -> aggregate"]).is_some_and(|m| m.contains("GONE")));
+
+    // A file in no declared module is an error, not a silent pass.
+    let unplaced = edges_of(&files(&[("analysis/sessions.rs", "")])).expect_err("unplaced");
+    assert_eq!(unplaced.len(), 1, "{unplaced:?}");
+    // Folders: `a/b.rs` belongs to `a` when `a` is declared, and `super` climbs out of it.
+    assert_eq!(module_of(Path::new("a/b/mod.rs")), ["a", "b"]);
+    let r = references(
+        "use super::config::X;",
+        &["diagnose".into(), "leak".into()],
+        false,
+    );
+    assert_eq!(r[0].target, ["diagnose", "config", "X"]);
+}
+
+/// Code lines of a file (comments and strings removed), to look for words in.
+fn code_words(src: &str) -> BTreeSet<String> {
+    tokens(src)
+        .into_iter()
+        .filter_map(|(t, _)| match t {
+            Tok::Ident(w) => Some(w),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn anyhow_only_in_main_and_no_unsafe() {
+    let mut bad = Vec::new();
+    for (rel, src) in read_src() {
+        let words = code_words(&src);
+        if words.contains("anyhow") && rel != Path::new("main.rs") {
+            bad.push(format!(
+                "src/{}: uses anyhow (library modules return thiserror types)",
+                rel.display()
+            ));
+        }
+        if words.contains("unsafe") {
+            bad.push(format!("src/{}: unsafe code", rel.display()));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // The words are found where they are: main.rs does use anyhow.
+    let main = std::fs::read_to_string(src_dir().join("main.rs")).expect("src/main.rs");
+    assert!(code_words(&main).contains("anyhow"));
+    assert!(!code_words("// unsafe\nlet s = \"unsafe\";").contains("unsafe"));
+}
