@@ -10,6 +10,8 @@ modelled on grafana/dashboard-linter):
   * a `target` variable: query type, label_values(...) of one of our metrics, multi, includeAll,
     refresh on time range change (2), on `${datasource}`
   * every `datasource` reference anywhere is `${datasource}` (no hard-coded uid)
+  * `cluster`, `node` and `role` variables beside `target` (cluster and Sentinel nodes), and every
+    query filters on every query variable (`$cluster`, `$node`, `$role`, `$target`)
   * every panel: non-empty title, description and fieldConfig.defaults.unit; panel and target
     datasource `${datasource}`; unique ids; a gridPos
   * every rate/irate/increase uses `[$__rate_interval]`; every `*_total` series is inside one
@@ -121,6 +123,10 @@ def lint(path, known):
     target_vars = [v for v in variables if v.get("name") == "target"]
     if len(target_vars) != 1:
         problems.append(f"{name}: needs one `target` variable")
+    query_vars = [v.get("name") for v in variables if v.get("type") == "query"]
+    for want in ("cluster", "node", "role"):
+        if want not in query_vars:
+            problems.append(f"{name}: needs a `{want}` variable")
     for v in variables:
         if v.get("type") != "query":
             continue
@@ -178,14 +184,15 @@ def lint(path, known):
                 problems.append(f"{twhere}: empty expr")
                 continue
             nexprs += 1
-            if "$target" not in expr:
-                problems.append(f"{twhere}: does not filter on $target")
+            for var in query_vars:
+                if not re.search(r"\$\{?" + re.escape(var) + r"\b", expr):
+                    problems.append(f"{twhere}: does not filter on ${var}")
             check_expr(expr, twhere, known, problems)
             if ptype in ("stat", "gauge", "bargauge"):
                 if "{{target}}" not in t.get("legendFormat", "") or not re.search(r"by \([^)]*\btarget\b", expr):
                     problems.append(f"{twhere}: a {ptype} must keep one value per target "
                                     "(aggregate `by (target)` and legend {{target}})")
-    checked.append(f"{npanels} panels / {nexprs} queries: title, description, unit, datasource, "
+    checked.append(f"{npanels} panels / {nexprs} queries: filters on ${', $'.join(query_vars)}, title, description, unit, datasource, "
                    "$__rate_interval, counters in rate(), no rate() on snapshot histograms, documented metrics, "
                    "stat/gauge per target")
     return problems, checked

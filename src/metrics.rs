@@ -177,14 +177,23 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         return;
     }
     if let Some(d) = &s.diagnosis {
-        let (cause, confidence) = d
-            .findings
-            .first()
-            .map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        let top = d.findings.first();
+        let (cause, confidence) = top.map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        // The culprit (`source_ip 10.0.3.7`, `client_name orders-api`) as two labels, so that
+        // alerts and dashboards can quote who; still one series per target.
+        let (culprit_kind, culprit) = top
+            .and_then(|f| f.culprit.as_deref())
+            .and_then(|c| c.split_once(' '))
+            .unwrap_or(("none", ""));
         f.gauge(
             "redis_client_diagnosis",
-            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding. /diagnose explains it.",
-            &[("target", target), ("cause", cause)],
+            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding; culprit_kind/culprit name who (source_ip or client_name). /diagnose explains it.",
+            &[
+                ("target", target),
+                ("cause", cause),
+                ("culprit_kind", culprit_kind),
+                ("culprit", culprit),
+            ],
             confidence,
         );
     }

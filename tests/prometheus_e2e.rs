@@ -57,7 +57,7 @@ fn start_prometheus(exporter: std::net::SocketAddr) -> Prometheus {
         std::fs::write(
             &cfg,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: redis-clients\n    static_configs:\n      - targets: ['{exporter}']\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: redis-clients-exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
                 rules.display()
             ),
         )
@@ -168,7 +168,11 @@ fn dashboard_queries(v: &Value, out: &mut Vec<(String, String)>) {
 
 /// Substitutes Grafana's variables the way Grafana would for one selected target.
 fn substitute(expr: &str) -> String {
-    expr.replace("${target:regex}", TARGET)
+    // cluster, node and role at `All` (a plain target has none of these labels).
+    expr.replace("$cluster", ".*")
+        .replace("$node", ".*")
+        .replace("$role", ".*")
+        .replace("${target:regex}", TARGET)
         .replace("${target}", TARGET)
         .replace("$target", TARGET)
         .replace("${__rate_interval}", "30s")
