@@ -7,6 +7,7 @@
 //!
 //! Every `for:` is overridden to 2s through the mixin's _config (the shipped durations are
 //! pinned by tests/alerts/); Alertmanager groups and repeats within seconds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

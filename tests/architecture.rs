@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("redis", &["tls", "info", "client_list"]),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
     ("analysis", &["aggregate", "history", "synthetic"]),
-    ("diagnose", &["diagnose"]),
+    ("diagnose", &["diagnose", "shell"]),
     // The per-target machinery: store, pollers, reconciliation, discovery, `/scrape` targets,
     // and the one-shot `diagnose` command's observation.
     (

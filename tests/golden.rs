@@ -488,7 +488,8 @@ fn the_outputs_cover_every_case() {
         "{parse_errors:?}"
     );
     assert!(out["diagnose/growth.json"].contains("\"history_samples\": 2"));
-    assert!(out["diagnose/r70-replica.txt"].contains("--tls --user monitor -n 2"));
+    // The report carries the exact redis-cli (TLS, ACL user, db) for its commands.
+    assert!(out["diagnose/r70-replica.json"].contains("--tls --user monitor -n 2"));
     assert!(metrics.contains("cluster=\"mymaster\""));
     assert!(metrics.contains(
         "redis_client_maxclients_source{target=\"r70-primary-noconfig\",source=\"info\"} 1"
