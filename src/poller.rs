@@ -419,9 +419,16 @@ impl Poller {
                 _ = shutdown.cancelled() => return false,
                 r = bounded("ping", self.target.command_timeout, conn.client.ping::<Value>(None)) => r,
             };
-            if let Err(e) = pong {
-                tracing::debug!(target_label = %self.target.label, error = %e, "keepalive PING failed; polling now");
-                return true;
+            match pong {
+                Ok(_) => {}
+                // Broken or hung: the next poll finds out which, and says so.
+                Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
+                    tracing::debug!(target_label = %self.target.label, error = %e, "keepalive PING failed; polling now");
+                    return true;
+                }
+                // An error reply (an ACL without +ping) still reached the server, and a command
+                // Redis read, refused or not, resets its idle clock: the connection is kept.
+                Err(_) => {}
             }
         }
     }
@@ -436,13 +443,17 @@ impl Poller {
         let Some(version) = info.version() else {
             return Ok(());
         };
-        for (sub, since) in [("NO-EVICT", (7, 0)), ("NO-TOUCH", (7, 2))] {
+        let commands = [
+            ("NO-EVICT", (7, 0), "client_no_evict"),
+            ("NO-TOUCH", (7, 2), "client_no_touch"),
+        ];
+        for (sub, since, stage) in commands {
             if version < since {
                 continue;
             }
             let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
             let t = self.target.command_timeout;
-            match bounded("connect", t, c.custom::<Value, _>(cmd, vec![sub, "on"])).await {
+            match bounded(stage, t, c.custom::<Value, _>(cmd, vec![sub, "on"])).await {
                 Ok(_) => {}
                 Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
                     return Err(e)

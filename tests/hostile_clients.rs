@@ -312,6 +312,64 @@ fn a_short_server_timeout_and_a_leaker_on_a_full_server_do_not_take_the_exporter
     drop(leaker);
 }
 
+/// The id of the exporter's connection, from its CLIENT LIST line.
+fn our_id(r: &Redis) -> String {
+    let line = our_line(r);
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .expect("id")
+        .to_string()
+}
+
+#[test]
+fn without_config_and_ping_rights_the_connection_is_still_kept_and_polls_keep_their_pace() {
+    // CONFIG forbidden: the server's timeout is unknown, so the keepalive falls back to one
+    // PING a second; PING forbidden too: the refusal still resets the server's idle clock, and
+    // must not be taken for a broken connection (a poll per PING).
+    let r = Redis::start(&["--timeout", "2"]);
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "watcher",
+        "on",
+        ">w4tch-pw",
+        "+info",
+        "+client|list",
+        "+client|setname",
+        "+client|id",
+    ];
+    assert_eq!(r.conn().cmd(&setuser).as_simple(), Some("OK"));
+    let mut t = r.target("acl");
+    t.username = Some("watcher".into());
+    t.password = redis_clients_exporter::config::Secret::Value("w4tch-pw".into());
+    // Twice the server's timeout: without keepalive the connection is closed between polls.
+    t.poll_interval = Duration::from_secs(4);
+    let exp = Exporter::start(config(vec![t], 10));
+    let first = exp.wait_for("up", WAIT, |m| up(m, "acl") == Some(1.0));
+    assert_eq!(
+        first.get("redis_client_config_available", &[("target", "acl")]),
+        Some(0.0)
+    );
+    let id = our_id(&r);
+    let polls_before = first.get(POLLS, &[("target", "acl")]).unwrap_or(0.0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let m = exp.scrape();
+        assert_eq!(up(&m, "acl"), Some(1.0), "{}", m.text);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let end = exp.scrape();
+    assert_eq!(failures(&end, "acl"), 0.0, "{}", end.text);
+    assert_eq!(our_id(&r), id, "the exporter's connection was replaced");
+    let polls = end.get(POLLS, &[("target", "acl")]).unwrap_or(0.0) - polls_before;
+    let bound = started.elapsed().as_secs_f64() / 4.0 + 2.0;
+    assert!(
+        polls >= 2.0 && polls <= bound,
+        "{polls} polls in {:?} at one per 4 s",
+        started.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Item 9: a down target logs once per state change.
 
