@@ -2,6 +2,10 @@
 //! `key:value` lines. A field the server does not report stays `None` (older servers lack
 //! `maxclients`, `cluster_connections`, `tracking_clients`), so nothing is exported as a false 0.
 
+use std::borrow::Cow;
+
+use crate::label::bound;
+
 /// The INFO fields the exporter uses.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Info {
@@ -22,6 +26,8 @@ pub struct Info {
     pub total_connections_received: Option<f64>,
     pub rejected_connections: Option<f64>,
     pub used_memory: Option<f64>,
+    /// String values longer than `label::MAX_LABEL_BYTES`, cut (they become labels).
+    pub truncated_values: u64,
 }
 
 impl Info {
@@ -38,16 +44,20 @@ impl Info {
                 continue;
             };
             let num = || value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+            // These become label values (redis_instance_info): bounded like every other.
+            let mut text = || {
+                let v = bound(value);
+                info.truncated_values += u64::from(matches!(v, Cow::Owned(_)));
+                Some(v.into_owned())
+            };
             match key {
-                "redis_version" => info.redis_version = Some(value.to_string()),
-                "valkey_version" => info.valkey_version = Some(value.to_string()),
-                "server_name" => info.server_name = Some(value.to_string()),
-                "redis_mode" => info.redis_mode = Some(value.to_string()),
+                "redis_version" => info.redis_version = text(),
+                "valkey_version" => info.valkey_version = text(),
+                "server_name" => info.server_name = text(),
+                "redis_mode" => info.redis_mode = text(),
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
-                "server_mode" if info.redis_mode.is_none() => {
-                    info.redis_mode = Some(value.to_string())
-                }
-                "role" => info.role = Some(value.to_string()),
+                "server_mode" if info.redis_mode.is_none() => info.redis_mode = text(),
+                "role" => info.role = text(),
                 "uptime_in_seconds" => info.uptime_in_seconds = num(),
                 "connected_clients" => info.connected_clients = num(),
                 "blocked_clients" => info.blocked_clients = num(),
@@ -73,6 +83,15 @@ impl Info {
         }
         let name = self.server_name.as_deref().unwrap_or("redis");
         self.redis_version.as_deref().map(|v| (name, v))
+    }
+
+    /// `(major, minor)` of `redis_version`, for the commands a server knows. Valkey keeps
+    /// reporting 7.2.4 there (it forked from Redis 7.2.4), which is right for what it has.
+    pub fn version(&self) -> Option<(u32, u32)> {
+        let mut parts = self.redis_version.as_deref()?.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
     }
 
     /// Everything Redis counts against maxclients (networking.c, acceptCommonHandler):
@@ -120,6 +139,18 @@ mod tests {
         let redis = "# Server\r\nredis_version:6.2.14\r\n";
         assert_eq!(Info::parse(redis).server(), Some(("redis", "6.2.14")));
         assert_eq!(Info::parse("connected_clients:1\r\n").server(), None);
+    }
+
+    #[test]
+    fn versions_and_bounded_strings() {
+        let long = "7".repeat(5000);
+        let i = Info::parse(&format!("redis_version:7.0.15\r\nrole:{long}\r\n"));
+        assert_eq!(i.version(), Some((7, 0)));
+        assert_eq!(i.truncated_values, 1);
+        assert_eq!(i.role.as_deref(), Some(&*crate::label::bound(&long)));
+        assert_eq!(Info::parse("redis_version:7.2.4\n").version(), Some((7, 2)));
+        assert_eq!(Info::parse("redis_version:junk\n").version(), None);
+        assert_eq!(Info::default().version(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod dynamic;
 pub mod history;
 pub mod http;
 pub mod info;
+pub mod label;
 pub mod metrics;
 pub mod poller;
 pub mod reconcile;

@@ -22,13 +22,23 @@ struct Families {
     extra: Vec<(&'static str, String)>,
 }
 
+// The help text of redis_clients_exporter_label_values_truncated_total names the bound.
+const _: () = assert!(crate::label::MAX_LABEL_BYTES == 128);
+
+/// Values from Redis are bounded where they are read (and counted there); this bounds
+/// whatever else reaches a label (topology names from CLUSTER NODES or Sentinel) the same way.
+/// `target` is the operator's own label and is kept whole: it must match their configuration.
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
     pairs
         .iter()
         .map(|(n, v)| {
             let mut l = LabelPair::default();
             l.set_name((*n).to_string());
-            l.set_value((*v).to_string());
+            l.set_value(if *n == "target" {
+                (*v).to_string()
+            } else {
+                crate::label::bound(v).into_owned()
+            });
             l
         })
         .collect()
@@ -334,6 +344,23 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         "CLIENT LIST lines that could not be parsed and were skipped.",
         t,
         c.parse_errors as f64,
+    );
+    for (reply, n) in [
+        ("info", c.info_invalid_utf8_lines),
+        ("client_list", c.client_list_invalid_utf8_lines),
+    ] {
+        f.counter(
+            "redis_clients_exporter_invalid_utf8_lines_total",
+            "Reply lines holding bytes that are not UTF-8, decoded with U+FFFD in their place, by reply (info, client_list).",
+            &[("target", target), ("reply", reply)],
+            n as f64,
+        );
+    }
+    f.counter(
+        "redis_clients_exporter_label_values_truncated_total",
+        "Values from Redis longer than 128 bytes, cut (start, then a hash of the whole value) before becoming label values; counted once per value per poll.",
+        t,
+        c.label_values_truncated as f64,
     );
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fred::bytes_utils::Str;
 use fred::prelude::{Builder, Client, ClientInterface, Config as FredConfig};
 use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
+use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::Aggregator;
@@ -132,6 +133,8 @@ impl Backoff {
 pub(crate) struct Conn {
     pub(crate) client: Client,
     task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
+    /// Whether CLIENT NO-EVICT / NO-TOUCH were tried on this connection (see `Poller::protect`).
+    protected: bool,
 }
 
 impl Conn {
@@ -175,16 +178,19 @@ impl Conn {
         let task =
             match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
                 Ok(Ok(task)) => task,
-                Ok(Err(e)) => {
-                    close(&client, None).await;
-                    return Err(classify("connect", &e));
-                }
+                // No QUIT: fred has already stopped this client (QUIT on it would only log a
+                // warning, once per reconnect attempt), and there is no connection to close.
+                Ok(Err(e)) => return Err(classify("connect", &e)),
                 Err(_) => {
                     close(&client, None).await;
                     return Err(timeout_error("connect", connect_timeout));
                 }
             };
-        let conn = Conn { client, task };
+        let conn = Conn {
+            client,
+            task,
+            protected: false,
+        };
         // fred names its connection fred-XXXX; ours must be recognisable in CLIENT LIST. A full
         // server answers the first command with "max number of clients reached": this is
         // where that surfaces for a new connection.
@@ -216,18 +222,93 @@ impl Drop for Conn {
 }
 
 /// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
-/// is aborted, which drops the socket.
+/// is aborted, which drops the socket. A routing task that has already ended (the server
+/// closed the connection) gets no QUIT: there is no one to say it to, and fred would log a
+/// warning for it.
 async fn close(
     client: &Client,
     task: Option<&mut tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
 ) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
+    let stopped = task.as_ref().is_some_and(|t| t.is_finished());
+    if !stopped {
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
+    }
     if let Some(task) = task {
         task.abort();
         let _ = task.await;
     }
 }
 
+/// A text reply (INFO, CLIENT LIST): fred's own buffer when it is valid UTF-8 (fred checked it
+/// already: no copy), a lossy copy when it is not. Redis allows any byte in ACL user names and
+/// error prefixes (INFO errorstats), so one such byte must not make the whole reply unreadable.
+pub(crate) enum Text {
+    Shared(Str),
+    Lossy(String),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Shared(s) => s,
+            Text::Lossy(s) => s,
+        }
+    }
+}
+
+impl Text {
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            Text::Shared(s) => s.to_string(),
+            Text::Lossy(s) => s,
+        }
+    }
+}
+
+/// The text of a string reply, and how many of its lines held bytes that are not UTF-8 (each
+/// replaced by U+FFFD). Anything but a string is a protocol error.
+pub(crate) fn text_reply(stage: &'static str, v: Value) -> Result<(Text, u64), PollError> {
+    match v {
+        Value::String(s) => Ok((Text::Shared(s), 0)),
+        // fred hands over bytes exactly when they are not valid UTF-8.
+        Value::Bytes(b) => {
+            let invalid = b
+                .split(|&c| c == b'\n')
+                .filter(|line| std::str::from_utf8(line).is_err())
+                .count() as u64;
+            Ok((
+                Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
+                invalid,
+            ))
+        }
+        _ => Err(protocol(stage, "the reply is not a string")),
+    }
+}
+
+/// INFO (the default sections) as text, with its count of lines that were not UTF-8.
+pub(crate) async fn read_info(c: &Client, timeout: Duration) -> Result<(Text, u64), PollError> {
+    text_reply(
+        "info",
+        bounded("info", timeout, c.info::<Value>(None)).await?,
+    )
+}
+
+/// CLIENT LIST as text, with its count of lines that were not UTF-8.
+pub(crate) async fn read_client_list(
+    c: &Client,
+    timeout: Duration,
+) -> Result<(Text, u64), PollError> {
+    let reply = bounded(
+        "client_list",
+        timeout,
+        c.client_list::<Value, ()>(None, None),
+    )
+    .await?;
+    text_reply("client_list", reply)
+}
+
+/// What one successful poll produced.
 /// What one successful poll produced (public for [`Poller::fold_poll`]).
 pub struct PollResult {
     pub info: Info,
@@ -235,6 +316,8 @@ pub struct PollResult {
     pub config_error: Option<PollError>,
     /// `None` when CLIENT LIST was not due in this poll (see `ClientListSchedule`).
     pub clients: Option<crate::aggregate::ClientListSummary>,
+    /// Lines that were not UTF-8, in INFO and in CLIENT LIST.
+    pub invalid_utf8: [u64; 2],
     pub durations: StageDurations,
 }
 
@@ -252,6 +335,7 @@ pub struct Poller {
     /// What was last logged, so that logs say each state change once, not once per poll.
     logged_up: Option<bool>,
     logged_config_unavailable: bool,
+    logged_protect_error: bool,
 }
 
 impl Poller {
@@ -274,6 +358,7 @@ impl Poller {
             last_client_list: None,
             logged_up: None,
             logged_config_unavailable: false,
+            logged_protect_error: false,
         }
     }
 
@@ -293,20 +378,96 @@ impl Poller {
                 _ = shutdown.cancelled() => break,
                 ok = self.cycle() => ok,
             };
-            let wait = if ok {
+            if ok {
                 backoff.reset();
-                self.target.poll_interval.saturating_sub(started.elapsed())
+                let next = started + self.target.poll_interval;
+                if !self.keep_alive_until(next, &shutdown).await {
+                    break;
+                }
             } else {
-                backoff.step()
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff.step()) => {}
+                }
             }
         }
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
+    }
+
+    /// Waits for the next poll at `next`, PINGing the held connection meanwhile so that the
+    /// server's idle `timeout` never closes it: a slot given up between polls goes to whoever
+    /// connects next, and on a full server that is a leaking client, not us. Returns early,
+    /// for the next poll to find out what happened, when a PING fails; returns false on
+    /// shutdown.
+    async fn keep_alive_until(&mut self, next: Instant, shutdown: &CancellationToken) -> bool {
+        let every = keepalive_interval(&self.state.config);
+        loop {
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let ping = every.filter(|e| *e < left && self.conn.is_some());
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(ping.unwrap_or(left)) => {}
+            }
+            let Some(conn) = self.conn.as_ref().filter(|_| ping.is_some()) else {
+                continue;
+            };
+            let pong = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                r = bounded("ping", self.target.command_timeout, conn.client.ping::<Value>(None)) => r,
+            };
+            match pong {
+                Ok(_) => {}
+                // Broken or hung: the next poll finds out which, and says so.
+                Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
+                    tracing::debug!(target_label = %self.target.label, error = %e, "keepalive PING failed; polling now");
+                    return true;
+                }
+                // An error reply (an ACL without +ping) still reached the server, and a command
+                // Redis read, refused or not, resets its idle clock: the connection is kept.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Exempts the held connection from client eviction (`CLIENT NO-EVICT on`, Redis 7.0+) and
+    /// from updating the LRU/LFU clock of keys (`CLIENT NO-TOUCH on`, 7.2+), where the server
+    /// (by INFO's redis_version; Valkey reports 7.2.4 there and has both) knows them: under
+    /// memory pressure `maxmemory-clients` must not evict the one connection that shows what
+    /// is going on. A refusal (an ACL without `client`, a renamed CLIENT, a proxy) is logged
+    /// once and otherwise ignored; only a broken connection fails the poll.
+    async fn protect(&mut self, c: &Client, info: &Info) -> Result<(), PollError> {
+        let Some(version) = info.version() else {
+            return Ok(());
+        };
+        let commands = [
+            ("NO-EVICT", (7, 0), "client_no_evict"),
+            ("NO-TOUCH", (7, 2), "client_no_touch"),
+        ];
+        for (sub, since, stage) in commands {
+            if version < since {
+                continue;
+            }
+            let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+            let t = self.target.command_timeout;
+            match bounded(stage, t, c.custom::<Value, _>(cmd, vec![sub, "on"])).await {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    if !self.logged_protect_error {
+                        tracing::warn!(target_label = %self.target.label, command = %format!("CLIENT {sub} on"), error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");
+                        self.logged_protect_error = true;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One poll: connect if needed, run the commands, publish. Returns whether it succeeded.
@@ -328,8 +489,8 @@ impl Poller {
             None => Conn::open(&self.target).await,
         };
         let result = match result {
-            Ok(conn) => {
-                let r = self.poll(&conn).await;
+            Ok(mut conn) => {
+                let r = self.poll(&mut conn).await;
                 match r {
                     Ok(v) => {
                         self.conn = Some(conn);
@@ -355,11 +516,10 @@ impl Poller {
         }
     }
 
-    async fn poll(&mut self, conn: &Conn) -> Result<PollResult, PollError> {
+    async fn poll(&mut self, conn: &mut Conn) -> Result<PollResult, PollError> {
         let t = self.target.command_timeout;
-        let c = &conn.client;
         let t0 = Instant::now();
-        let info_text: String = bounded("info", t, c.info::<String>(None)).await?;
+        let (info_text, info_invalid_utf8) = read_info(&conn.client, t).await?;
         let info = Info::parse(&info_text);
         drop(info_text);
         // Every Redis and Valkey INFO carries redis_version; a reply without it is not INFO
@@ -370,6 +530,11 @@ impl Poller {
                 "the INFO reply has no redis_version field",
             ));
         }
+        if !conn.protected {
+            self.protect(&conn.client, &info).await?;
+            conn.protected = true;
+        }
+        let c = &conn.client;
         let t1 = Instant::now();
 
         let (config, config_error) = match read_config(c, t).await {
@@ -387,11 +552,12 @@ impl Poller {
         let due = self
             .last_client_list
             .is_none_or(|at| at.elapsed() + self.target.poll_interval / 2 >= every);
+        let mut client_list_invalid_utf8 = 0;
         let (clients, t3) = if due {
-            // `Str` shares fred's buffer, already checked as UTF-8: `String` would copy the
-            // whole reply (~15 MB at 50,000 clients) once more.
-            let reply: Str =
-                bounded("client_list", t, c.client_list::<Str, ()>(None, None)).await?;
+            // A valid reply shares fred's buffer, already checked as UTF-8: `String` would copy
+            // the whole reply (~15 MB at 50,000 clients) once more.
+            let (reply, invalid) = read_client_list(c, t).await?;
+            client_list_invalid_utf8 = invalid;
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
             let summary = summarize_off_runtime(&mut self.aggregator, &reply, self.top_k);
@@ -413,6 +579,7 @@ impl Poller {
             config,
             config_error,
             clients,
+            invalid_utf8: [info_invalid_utf8, client_list_invalid_utf8],
             durations: StageDurations {
                 info: (t1 - t0).as_secs_f64(),
                 config: (t2 - t1).as_secs_f64(),
@@ -467,9 +634,13 @@ impl Poller {
         redis_cli: &str,
     ) {
         s.up = true;
+        s.counters.info_invalid_utf8_lines += r.invalid_utf8[0];
+        s.counters.client_list_invalid_utf8_lines += r.invalid_utf8[1];
+        s.counters.label_values_truncated += r.info.truncated_values;
         if let Some(clients) = r.clients {
             s.counters.client_list_lines += clients.connections + clients.parse_errors;
             s.counters.parse_errors += clients.parse_errors;
+            s.counters.label_values_truncated += clients.truncated_values;
             let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, history.last());
             history.push(sample);
             s.clients = Some(Arc::new(clients));
@@ -536,6 +707,28 @@ impl Poller {
     }
 }
 
+/// The shortest keepalive interval, whatever `timeout` a server reports.
+const KEEPALIVE_MIN: Duration = Duration::from_millis(250);
+/// The keepalive interval when the server's `timeout` is unknown (CONFIG unavailable): short
+/// enough for any `timeout` of 2 s or more (Redis closes a client idle for more than
+/// `timeout` whole seconds), and a PING a second costs the server next to nothing.
+pub const KEEPALIVE_UNKNOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often the held connection must show activity so that the server's idle `timeout`
+/// never closes it: half the timeout (Redis measures idleness in whole seconds), none when
+/// the server never closes idle connections (`timeout 0`).
+fn keepalive_interval(config: &ConfigValues) -> Option<Duration> {
+    match config.timeout {
+        Some(0.0) => None,
+        Some(t) if t > 0.0 => Some(
+            Duration::try_from_secs_f64(t / 2.0)
+                .map_or(KEEPALIVE_UNKNOWN_TIMEOUT, |d| d.max(KEEPALIVE_MIN)),
+        ),
+        // Unknown (CONFIG forbidden or renamed, the parameter hidden) or nonsense.
+        _ => Some(KEEPALIVE_UNKNOWN_TIMEOUT),
+    }
+}
+
 /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
 /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
 pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
@@ -596,5 +789,55 @@ fn summarize_off_runtime(
         tokio::task::block_in_place(|| agg.summarize(reply, top_k))
     } else {
         agg.summarize(reply, top_k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(timeout: Option<f64>) -> ConfigValues {
+        ConfigValues {
+            available: timeout.is_some(),
+            timeout,
+            ..ConfigValues::default()
+        }
+    }
+
+    #[test]
+    fn keepalive_stays_under_the_servers_timeout() {
+        let every = |t| keepalive_interval(&with_timeout(t));
+        assert_eq!(every(Some(0.0)), None);
+        assert_eq!(every(Some(1.0)), Some(Duration::from_millis(500)));
+        assert_eq!(every(Some(300.0)), Some(Duration::from_secs(150)));
+        assert_eq!(every(Some(0.1)), Some(KEEPALIVE_MIN));
+        // Unknown or nonsense: the conservative interval, never a panic.
+        for t in [
+            None,
+            Some(f64::NAN),
+            Some(-1.0),
+            Some(f64::INFINITY),
+            Some(1e300),
+        ] {
+            assert_eq!(every(t), Some(KEEPALIVE_UNKNOWN_TIMEOUT), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn text_replies_decode_lossily_and_count_bad_lines() {
+        let (t, bad) = text_reply("x", Value::String("a\nb".into())).expect("text");
+        assert_eq!((&*t, bad), ("a\nb", 0));
+        let bytes = fred::bytes::Bytes::from_static(b"user=ok\nuser=b\xffd\nx\xfe\xfd\n");
+        let (t, bad) = text_reply("x", Value::Bytes(bytes)).expect("text");
+        assert_eq!(
+            (&*t, bad),
+            ("user=ok\nuser=b\u{fffd}d\nx\u{fffd}\u{fffd}\n", 2)
+        );
+        assert_eq!(
+            text_reply("x", Value::Integer(3))
+                .map(|_| ())
+                .map_err(|e| e.kind),
+            Err(ErrorKind::Protocol)
+        );
     }
 }

@@ -70,6 +70,11 @@ pub struct Counters {
     pub errors: [u64; ErrorKind::ALL.len()],
     pub client_list_lines: u64,
     pub parse_errors: u64,
+    /// Lines holding bytes that are not UTF-8 (decoded lossily), in INFO and CLIENT LIST.
+    pub info_invalid_utf8_lines: u64,
+    pub client_list_invalid_utf8_lines: u64,
+    /// Values from Redis cut to `label::MAX_LABEL_BYTES` (one per value per poll).
+    pub label_values_truncated: u64,
 }
 
 /// Everything a scrape shows about one target: the last completed poll plus counters.

@@ -4,15 +4,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fred::prelude::{ClientInterface, ClientLike};
-
 use crate::aggregate::Aggregator;
 use crate::client_list::{raw_lines, ClientEntry, Parser};
 use crate::config::Target;
 use crate::diagnose::{self, Observation, Report, Step};
 use crate::history::Sample;
 use crate::info::Info;
-use crate::poller::{bounded, read_config, Conn, PollError};
+use crate::poller::{read_config, Conn, PollError};
 use crate::shell;
 use crate::state::{ConfigValues, ErrorKind};
 
@@ -89,7 +87,7 @@ struct Snap {
 
 async fn snapshot(conn: &Conn, timeout: Duration) -> Result<Snap, PollError> {
     let c = &conn.client;
-    let info_text: String = bounded("info", timeout, c.info::<String>(None)).await?;
+    let (info_text, _) = crate::poller::read_info(c, timeout).await?;
     let info = Info::parse(&info_text);
     if info.redis_version.is_none() {
         return Err(PollError::new(
@@ -98,12 +96,10 @@ async fn snapshot(conn: &Conn, timeout: Duration) -> Result<Snap, PollError> {
             "the INFO reply has no redis_version field",
         ));
     }
-    let reply: String = bounded(
-        "client_list",
-        timeout,
-        c.client_list::<String, ()>(None, None),
-    )
-    .await?;
+    let reply = crate::poller::read_client_list(c, timeout)
+        .await?
+        .0
+        .into_string();
     Ok(Snap {
         info,
         reply,

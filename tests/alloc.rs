@@ -102,4 +102,35 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
         n_split, n_larger,
         "two-thread allocations grew with the line count: {n_split} for 32k lines, {n_larger} for 60k"
     );
+
+    // Values too long for a label are bounded on the way in, in a reused buffer: no allocation
+    // per line either (a hostile client's 4 MiB name must not cost one per poll).
+    let long_name = |i: usize| format!("{}-{i}", "n".repeat(300));
+    let long_user = format!("user-{}", "\u{e9}".repeat(150));
+    let mut hostile = String::new();
+    for i in 0..5_000 {
+        hostile.push_str(&format!(
+            "id={i} addr=10.0.{}.{}:4000 fd=8 name={} age=100 idle=5 flags=N db=0 sub=0 psub=0 omem=0 tot-mem=1000 cmd=get user={long_user}\n",
+            i / 250,
+            i % 250,
+            long_name(i % 40)
+        ));
+    }
+    let mut agg = Aggregator::new(60);
+    agg.set_parallel(false);
+    let warm = agg.summarize(&hostile, 50);
+    assert_eq!(warm.truncated_values, 10_000);
+    let per_line = allocations(|| {
+        agg.begin();
+        for entry in lines(&hostile) {
+            match entry {
+                Ok(e) => agg.add(&e),
+                Err(_) => agg.add_error(),
+            }
+        }
+    });
+    assert_eq!(
+        per_line, 0,
+        "parse + aggregate of 5,000 warm lines with long values allocated {per_line} times"
+    );
 }

@@ -300,6 +300,7 @@ fn outputs() -> Outputs {
                 config,
                 config_error,
                 clients,
+                invalid_utf8: [0, 0],
                 durations: DURATIONS,
             };
             Poller::fold_poll(
