@@ -252,6 +252,8 @@ pub struct Poller {
     /// What was last logged, so that logs say each state change once, not once per poll.
     logged_up: Option<bool>,
     logged_config_unavailable: bool,
+    /// Relief jobs (src/relief), run on the held connection between polls.
+    relief: Option<tokio::sync::mpsc::Receiver<crate::relief::Job>>,
 }
 
 impl Poller {
@@ -274,7 +276,14 @@ impl Poller {
             last_client_list: None,
             logged_up: None,
             logged_config_unavailable: false,
+            relief: None,
         }
+    }
+
+    /// Serves relief jobs from `queue` between polls.
+    pub fn with_relief(mut self, queue: tokio::sync::mpsc::Receiver<crate::relief::Job>) -> Self {
+        self.relief = Some(queue);
+        self
     }
 
     /// Labels every series of this target with its place in a cluster or Sentinel set.
@@ -299,9 +308,10 @@ impl Poller {
             } else {
                 backoff.step()
             };
+            let held = self.conn.as_ref().map(|c| &c.client);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+                _ = crate::relief::idle(wait, &mut self.relief, held) => {}
             }
         }
         if let Some(conn) = self.conn.take() {
@@ -463,13 +473,14 @@ impl Poller {
                 clients,
                 idle_threshold_seconds: self.idle_threshold_seconds,
             };
-            let report = diagnose::diagnose(
+            let mut report = diagnose::diagnose(
                 &self.target.label,
                 &obs,
                 self.history.samples(),
                 now.unwrap_or(0.0),
                 &self.redis_cli,
             );
+            self.store.relief.add_steps(&self.target.label, &mut report);
             s.diagnosis = Some(Arc::new(report));
         }
         if self.logged_up != Some(true) {

@@ -505,6 +505,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         targets,
         web: Default::default(),
         topology: Default::default(),
+        relief: Default::default(),
     }
 }
 
