@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, `/scrape`
-//! (src/dynamic.rs), and optional basic auth. Handlers read the store only; no handler talks to
+//! (src/dynamic.rs), `/relief/*` (src/relief), and optional basic auth. Handlers read the store only; no handler talks to
 //! Redis, so a scrape is as fast when Redis hangs as when it is idle (`/scrape` waits a bounded
 //! time for the first poll of a new target, never on Redis itself).
 

@@ -313,6 +313,32 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_sets_relief_scalars() {
+        use crate::config::{load_with_env, ConfigError, Overrides};
+        let env =
+            |k: &str, v: &str| vec![(format!("REDIS_CLIENTS_EXPORTER_RELIEF__{k}"), v.to_string())];
+        // `true` from a variable is read as enabled: refused without authentication.
+        match load_with_env(None, &Overrides::default(), env("ENABLED", "true")) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "relief.enabled"),
+            other => panic!("{other:?}"),
+        }
+        match load_with_env(
+            None,
+            &Overrides::default(),
+            env("MAX_ACTIONS_PER_TARGET_PER_MINUTE", "0"),
+        ) {
+            Err(ConfigError::Invalid { key, .. }) => {
+                assert_eq!(key, "relief.max_actions_per_target_per_minute")
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = load_with_env(None, &Overrides::default(), env("TOKEN_TTL_SECONDS", "30"))
+            .expect("valid");
+        assert_eq!(c.relief.token_ttl, Duration::from_secs(30));
+        assert!(!c.relief.enabled);
+    }
+
+    #[test]
     fn bounds_name_known_parameters_in_order() {
         let raw = |k: &str, b: Vec<i64>| RawRelief {
             config_set_bounds: Some([(k.to_string(), b)].into_iter().collect()),
