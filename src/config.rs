@@ -200,6 +200,8 @@ pub struct Config {
     pub web: WebConfig,
     /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
     pub topology: crate::topology_config::TopologyConfig,
+    /// `[relief]`: acting on a full Redis through the held connection (src/relief).
+    pub relief: crate::relief_config::ReliefConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -248,6 +250,7 @@ pub(crate) struct RawConfig {
     pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
+    pub(crate) relief: Option<crate::relief_config::RawRelief>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
@@ -796,10 +799,18 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
     }
     let topology =
         crate::topology_config::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
-    let web = match o.web_config_file.as_ref().or(raw.web_config_file.as_ref()) {
+    let web_file = o.web_config_file.as_ref().or(raw.web_config_file.as_ref());
+    let web = match web_file {
         Some(path) => load_web_config(path)?,
         None => WebConfig::default(),
     };
+    let relief = crate::relief_config::ReliefConfig::resolve(
+        raw.relief.as_ref(),
+        &web,
+        web_file.map(PathBuf::as_path),
+        listen,
+        origin,
+    )?;
     Ok(Config {
         listen,
         log_format: o.log_format.or(raw.log_format).unwrap_or_default(),
@@ -808,6 +819,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         targets,
         web,
         topology,
+        relief,
     })
 }
 

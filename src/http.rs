@@ -1,9 +1,9 @@
 //! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, `/scrape`
-//! (src/dynamic.rs), and optional basic auth. Handlers read the store only; no handler talks to
+//! (src/dynamic.rs), `/relief/*` (src/relief), and optional basic auth. Handlers read the store only; no handler talks to
 //! Redis, so a scrape is as fast when Redis hangs as when it is idle (`/scrape` waits a bounded
 //! time for the first poll of a new target, never on Redis itself).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 
@@ -75,6 +75,7 @@ pub async fn serve(
             inner: TowerToHyperService::new(app.clone()),
             conns: Arc::clone(&conns),
             id,
+            peer,
         };
         let tls = tls.clone();
         let watcher = graceful.watcher();
@@ -148,11 +149,13 @@ struct Tracked<S> {
     inner: S,
     conns: Arc<Connections>,
     id: u64,
+    /// Handed to handlers as `ConnectInfo` (the relief audit line says who acted from where).
+    peer: std::net::SocketAddr,
 }
 
-impl<S, R> hyper::service::Service<R> for Tracked<S>
+impl<S, B> hyper::service::Service<hyper::Request<B>> for Tracked<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<hyper::Request<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -160,7 +163,9 @@ where
     type Future =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
 
-    fn call(&self, req: R) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<B>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.conns.set(self.id, Phase::Busy);
         let fut = self.inner.call(req);
         // Idle once the handler returned (or its future was dropped with the connection): a
@@ -438,8 +443,11 @@ impl Drop for IdleOnDrop {
 #[derive(Default)]
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
-    verified: Mutex<HashSet<String>>,
+    /// Header value -> the user it authenticated.
+    verified: Mutex<HashMap<String, String>>,
 }
+
+pub use crate::relief::AuthUser;
 
 /// Entries kept in the verified cache; past it the cache restarts, so a flood of distinct
 /// credentials cannot grow memory.
@@ -449,55 +457,52 @@ impl BasicAuth {
     pub fn new(users: BTreeMap<String, String>) -> Self {
         Self {
             users,
-            verified: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn allows(self: Arc<Self>, header: Option<&HeaderValue>) -> bool {
-        let Some(value) = header.and_then(|h| h.to_str().ok()) else {
-            return false;
-        };
-        if self
+    /// The user these credentials authenticate, if they do.
+    async fn allows(self: Arc<Self>, header: Option<&HeaderValue>) -> Option<String> {
+        let value = header.and_then(|h| h.to_str().ok())?;
+        if let Some(user) = self
             .verified
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(value)
+            .get(value)
         {
-            return true;
+            return Some(user.clone());
         }
-        let Some(encoded) = value.strip_prefix("Basic ") else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
-        };
-        let Ok(decoded) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((user, password)) = decoded.split_once(':') else {
-            return false;
-        };
-        let Some(hash) = self.users.get(user).cloned() else {
-            return false;
-        };
+        let encoded = value.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        let hash = self.users.get(user).cloned()?;
         let password = password.to_string();
         let ok =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
-        if ok {
-            let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= VERIFIED_CACHE {
-                cache.clear();
-            }
-            cache.insert(value.to_string());
+        if !ok {
+            return None;
         }
-        ok
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(value.to_string(), user.to_string());
+        Some(user.to_string())
     }
 }
 
-async fn require_auth(State(auth): State<Arc<BasicAuth>>, req: Request, next: Next) -> Response {
-    if auth.allows(req.headers().get(header::AUTHORIZATION)).await {
+async fn require_auth(
+    State(auth): State<Arc<BasicAuth>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Some(user) = auth.allows(req.headers().get(header::AUTHORIZATION)).await {
+        req.extensions_mut().insert(AuthUser(user));
         return next.run(req).await;
     }
     (
@@ -524,6 +529,9 @@ pub fn router(
         .route("/diagnose", get(diagnose))
         // The one route that may wait on Redis: a bounded wait for a new target's first poll.
         .route("/scrape", get(crate::dynamic::scrape))
+        // Relief (src/relief): its own permission (relief.users) on top of this auth.
+        .route("/relief/preview", post(crate::relief::preview))
+        .route("/relief/execute", post(crate::relief::execute))
         .layer(axum::Extension(dynamic));
     if !users.is_empty() {
         let auth = Arc::new(BasicAuth::new(users));
@@ -536,7 +544,8 @@ pub fn router(
 }
 
 async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
-    let body = crate::metrics::render(&store.snapshot());
+    let mut body = crate::metrics::render(&store.snapshot());
+    body.extend(crate::metrics::render_actions(&store.relief.counts()));
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 

@@ -16,6 +16,8 @@ pub mod label;
 pub mod metrics;
 pub mod poller;
 pub mod reconcile;
+pub mod relief;
+pub mod relief_config;
 pub mod render;
 pub mod shell;
 pub mod state;
@@ -87,6 +89,9 @@ impl Running {
         if cfg.listen != self.listen {
             tracing::warn!(old = %self.listen, new = %cfg.listen, "a new listen address needs a restart; keeping the old one");
         }
+        if cfg.relief != self.store.relief.config() {
+            tracing::warn!("changed [relief] settings need a restart; keeping the running ones");
+        }
         let mut pollers = self.pollers.lock().await;
         let wanted = poller_specs(&cfg);
         let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
@@ -115,6 +120,21 @@ fn poller_specs(cfg: &Config) -> BTreeMap<String, PollerSpec> {
         .collect()
 }
 
+/// The URL the printed `relieve` commands name: this exporter as seen from its own host.
+fn exporter_url(addr: SocketAddr, cfg: &Config) -> String {
+    let scheme = if cfg.web.tls_server_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
 /// Binds the listener, starts one poller per target and the HTTP server.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -128,6 +148,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         source,
     })?;
     let store = Arc::new(state::Store::default());
+    store
+        .relief
+        .configure(cfg.relief.clone(), exporter_url(addr, &cfg));
+    if cfg.relief.enabled {
+        tracing::warn!(users = ?cfg.relief.users, bounds = ?cfg.relief.bounds, "relief actions are enabled: these users may close connections and CONFIG SET through the held connections (docs/relief.md)");
+    }
     let shutdown = CancellationToken::new();
     let mut pollers = TaskSet::new(shutdown.clone());
     for target in &cfg.targets {

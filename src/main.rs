@@ -49,6 +49,70 @@ enum Command {
     /// commands that restore service. Exit status 0 with a report, 1 when Redis cannot be
     /// observed (full, unreachable, wrong password), 2 on bad arguments.
     Diagnose(DiagnoseArgs),
+    /// Ask a running exporter to close connections and/or CONFIG SET on one target through the
+    /// connection it already holds: works while Redis is full. Previews by default (the exact
+    /// connections, nothing changed); --execute previews, then acts with the preview's token.
+    /// Needs `[relief] enabled` on the exporter and a relief user. Exit status 0 done, 1
+    /// refused or failed, 2 bad arguments.
+    Relieve(Box<RelieveArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+struct RelieveArgs {
+    /// The exporter's URL (http:// or https://).
+    #[arg(
+        long,
+        env = "RELIEVE_EXPORTER",
+        default_value = "http://127.0.0.1:9816"
+    )]
+    exporter: String,
+    /// The target's label in the exporter (its alias, or host:port).
+    #[arg(long, value_name = "LABEL")]
+    target: String,
+    /// Connections from this IP (every port), IP:port ([IPv6]:port: one connection), or `unix`.
+    #[arg(long, value_name = "ADDR")]
+    addr: Option<String>,
+    /// Connections with exactly this client name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Connections of this client library (lib-name, Redis 7.2+).
+    #[arg(long)]
+    lib: Option<String>,
+    /// Connections of this ACL user.
+    #[arg(long, value_name = "ACL_USER")]
+    user: Option<String>,
+    /// Connections idle at least this long.
+    #[arg(long, value_name = "SECONDS")]
+    min_idle: Option<u64>,
+    /// The connections the exporter's diagnosis blames: its top finding, or the named cause
+    /// (connection_leak, stale_pubsub, blocked_clients, output_buffer_hogs).
+    #[arg(long, value_name = "CAUSE", num_args = 0..=1, default_missing_value = "top")]
+    finding: Option<String>,
+    /// Close pub/sub connections too (never otherwise).
+    #[arg(long)]
+    include_pubsub: bool,
+    /// Close blocked connections too (never otherwise).
+    #[arg(long)]
+    include_blocked: bool,
+    /// CONFIG SET in the same action: timeout=N, tcp_keepalive=N, maxclients=N (repeatable;
+    /// within the exporter's relief.config_set_bounds).
+    #[arg(long = "set", value_name = "PARAM=VALUE")]
+    set: Vec<String>,
+    /// Act: preview, then execute with the preview's token, and print what was closed and set.
+    #[arg(long)]
+    execute: bool,
+    /// Basic-auth user (a relief user of the exporter).
+    #[arg(long, env = "RELIEVE_USER", value_name = "USER")]
+    auth_user: Option<String>,
+    /// File holding that user's password.
+    #[arg(long, env = "RELIEVE_PASSWORD_FILE", value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// CA bundle to verify an https exporter with (default: the system's roots).
+    #[arg(long, env = "RELIEVE_CA_FILE", value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// Print the exporter's JSON answers instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,8 +146,10 @@ enum Format {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Diagnose(args)) = &cli.command {
-        return diagnose(args);
+    match &cli.command {
+        Some(Command::Diagnose(args)) => return diagnose(args),
+        Some(Command::Relieve(args)) => return relieve(args),
+        None => {}
     }
     let overrides = Overrides {
         listen: cli.listen.clone(),
@@ -243,5 +309,108 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
+    use redis_clients_exporter::relief::client::{self, Exporter};
+    let fail = |code: u8, e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(code)
+    };
+    let mut set = serde_json::Map::new();
+    for s in &args.set {
+        let Some((k, v)) = s.split_once('=') else {
+            return fail(
+                2,
+                &format!("--set {s}: expected PARAM=VALUE, e.g. timeout=30"),
+            );
+        };
+        let Ok(v) = v.trim().parse::<i64>() else {
+            return fail(2, &format!("--set {s}: the value must be an integer"));
+        };
+        set.insert(k.trim().replace('-', "_"), v.into());
+    }
+    let mut select = serde_json::Map::new();
+    for (k, v) in [
+        ("addr", &args.addr),
+        ("name", &args.name),
+        ("lib", &args.lib),
+        ("user", &args.user),
+        ("finding", &args.finding),
+    ] {
+        if let Some(v) = v {
+            select.insert(k.into(), v.clone().into());
+        }
+    }
+    if let Some(i) = args.min_idle {
+        select.insert("min_idle_seconds".into(), i.into());
+    }
+    if args.include_pubsub {
+        select.insert("include_pubsub".into(), true.into());
+    }
+    if args.include_blocked {
+        select.insert("include_blocked".into(), true.into());
+    }
+    let exporter = match Exporter::new(
+        &args.exporter,
+        args.auth_user.as_deref(),
+        args.password_file.as_ref(),
+        args.ca_file.as_ref(),
+    ) {
+        Ok(e) => e,
+        Err(e) => return fail(2, &e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+    };
+    let request = serde_json::json!({ "target": args.target, "select": select, "set": set });
+    let run = async {
+        let (status, preview) = exporter.post("/relief/preview", &request).await?;
+        if status != 200 {
+            return Err(client::refusal(status, &preview));
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&preview).unwrap_or_default()
+            );
+        } else {
+            print!("{}", client::describe_preview(&preview));
+        }
+        let token = preview["token"].as_str().map(String::from);
+        match (args.execute, token) {
+            (false, Some(_)) => {
+                if !args.json {
+                    println!("Nothing was changed. Run the same command with --execute to act (the exporter re-checks each connection first).");
+                }
+                Ok(())
+            }
+            (false, None) | (true, None) => Ok(()),
+            (true, Some(token)) => {
+                let body = serde_json::json!({ "target": args.target, "token": token });
+                let (status, done) = exporter.post("/relief/execute", &body).await?;
+                if status != 200 {
+                    return Err(client::refusal(status, &done));
+                }
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&done).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", client::describe_execute(&done));
+                }
+                Ok(())
+            }
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(1, &e),
     }
 }

@@ -153,6 +153,28 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
     buf
 }
 
+/// `redis_clients_exporter_actions_total` from the relief counts (src/relief), as text to
+/// append to [`render`]'s; empty when there are none.
+pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> Vec<u8> {
+    let mut f = Families {
+        list: Vec::new(),
+        extra: Vec::new(),
+    };
+    for (target, action, result, n) in counts {
+        f.counter(
+            "redis_clients_exporter_actions_total",
+            "Relief requests (preview, execute) per target, by result (ok, partial, failed, denied, rate_limited, ...).",
+            &[("target", target), ("action", action), ("result", result)],
+            *n as f64,
+        );
+    }
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&f.list, &mut buf) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    buf
+}
+
 /// `cluster`, `node` and `role` for a node of a cluster or Sentinel set; nothing otherwise, so
 /// plain targets keep their label set. The role is the node's own INFO `role` once polled.
 fn topology_labels(s: &TargetState) -> Vec<(&'static str, String)> {

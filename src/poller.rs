@@ -336,6 +336,8 @@ pub struct Poller {
     logged_up: Option<bool>,
     logged_config_unavailable: bool,
     logged_protect_error: bool,
+    /// Relief jobs (src/relief), run on the held connection between polls.
+    relief: Option<tokio::sync::mpsc::Receiver<crate::relief::Job>>,
 }
 
 impl Poller {
@@ -359,7 +361,14 @@ impl Poller {
             logged_up: None,
             logged_config_unavailable: false,
             logged_protect_error: false,
+            relief: None,
         }
+    }
+
+    /// Serves relief jobs from `queue` between polls.
+    pub fn with_relief(mut self, queue: tokio::sync::mpsc::Receiver<crate::relief::Job>) -> Self {
+        self.relief = Some(queue);
+        self
     }
 
     /// Labels every series of this target with its place in a cluster or Sentinel set.
@@ -385,9 +394,11 @@ impl Poller {
                     break;
                 }
             } else {
+                let wait = backoff.step();
+                let held = self.conn.as_ref().map(|c| &c.client);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff.step()) => {}
+                    _ = crate::relief::idle(wait, &mut self.relief, held) => {}
                 }
             }
         }
@@ -411,7 +422,12 @@ impl Poller {
             let ping = every.filter(|e| *e < left && self.conn.is_some());
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(ping.unwrap_or(left)) => {}
+                // Relief jobs (src/relief) run on the held connection while we wait.
+                _ = crate::relief::idle(
+                    ping.unwrap_or(left),
+                    &mut self.relief,
+                    self.conn.as_ref().map(|c| &c.client),
+                ) => {}
             }
             let Some(conn) = self.conn.as_ref().filter(|_| ping.is_some()) else {
                 continue;
@@ -604,6 +620,7 @@ impl Poller {
             .duration_since(UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs_f64());
+        let before = self.state.diagnosis.as_ref().map(Arc::as_ptr);
         Self::fold_poll(
             &mut self.state,
             &mut self.history,
@@ -613,6 +630,19 @@ impl Poller {
             self.idle_threshold_seconds,
             &self.redis_cli,
         );
+        // The relieve command for each finding, where relief is enabled for this target: only
+        // on a report this poll built (a poll without CLIENT LIST keeps the last one, whose
+        // steps are there already), which nothing else holds yet.
+        let rebuilt = self.state.diagnosis.as_ref().map(Arc::as_ptr) != before;
+        if let Some(report) = self
+            .state
+            .diagnosis
+            .as_mut()
+            .filter(|_| rebuilt)
+            .and_then(Arc::get_mut)
+        {
+            self.store.relief.add_steps(&self.target.label, report);
+        }
         if self.logged_up != Some(true) {
             tracing::info!(target_label = %self.target.label, "target is up");
             self.logged_up = Some(true);

@@ -200,6 +200,10 @@ impl PollerSpec {
         if let Some(t) = &self.topology {
             poller = poller.with_topology(Arc::clone(t));
         }
+        // Relief reaches a target only through its poller's queue (src/relief).
+        let (jobs, queue) = tokio::sync::mpsc::channel(crate::relief::QUEUE);
+        store.relief.register(&self.target, jobs);
+        poller = poller.with_relief(queue);
         tokio::spawn(poller.run(stop))
     }
 }

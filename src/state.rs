@@ -136,6 +136,8 @@ impl Role {
 #[derive(Default)]
 pub struct Store {
     targets: RwLock<BTreeMap<String, Arc<TargetState>>>,
+    /// The pollers' relief job queues, tokens and action counts (src/relief).
+    pub relief: crate::relief::Hub,
 }
 
 impl Store {
@@ -156,6 +158,7 @@ impl Store {
     pub fn remove(&self, target: &str) {
         let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
         map.remove(target);
+        self.relief.forget(target);
     }
 
     /// A consistent copy of every target's state, sorted by label.

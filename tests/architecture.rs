@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 /// Today's flat files, grouped as issue 14 proposes to make folders of them.
 const LAYERS: &[(&str, &[&str])] = &[
     // Configuration: layering, targets, secrets, topology and `/scrape` settings.
-    ("config", &["config", "topology_config"]),
+    ("config", &["config", "topology_config", "relief_config"]),
     // Talking to Redis and reading its replies: TLS, INFO, CLIENT LIST parsing.
     ("redis", &["label", "tls", "info", "client_list"]),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "discovery",
             "dynamic",
             "triage",
+            "relief",
         ],
     ),
     // HTTP: the server and its routes, metric families, report rendering.
@@ -59,8 +60,8 @@ const KNOWN_VIOLATIONS: &[&str] = &[
     "diagnose -> state",
     // `/scrape` targets render their metrics themselves.
     "dynamic -> metrics",
-    "cycle: config, topology_config",
-    "cycle: diagnose, poller, state",
+    "cycle: config, relief_config, topology_config",
+    "cycle: diagnose, poller, relief, state",
 ];
 
 /// Crates besides `redis_clients_exporter` whose paths may follow `use`: not ours, ignored.

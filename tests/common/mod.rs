@@ -614,6 +614,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         targets,
         web: Default::default(),
         topology: Default::default(),
+        relief: Default::default(),
     }
 }
 
