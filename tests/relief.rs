@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Metrics, Redis, RespConn};
+use common::{Busy, Metrics, Redis, RespConn};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
@@ -277,41 +277,6 @@ fn client_list(port: u16) -> Vec<(u64, String, String, String)> {
             )
         })
         .collect()
-}
-
-/// Keeps connections active (a PING each every 100 ms).
-struct Busy {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Busy {
-    fn start(mut conns: Vec<RespConn>) -> Busy {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for c in &mut conns {
-                    c.send(&["PING"]);
-                    let _ = c.read();
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Busy {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A leaking client from 127.0.0.2: takes every slot it can, then keeps trying every 0.2 s

@@ -14,12 +14,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{config, Exporter, Redis, RespConn};
+use common::{config, Busy, Exporter, Redis, RespConn};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
@@ -39,41 +36,6 @@ fn hostile_names(dir: &Path) -> Vec<String> {
         format!("\\';touch${{IFS}}{d}/PWNED_5;echo\"\\\"\"'"),
         format!("0123'\"$(touch${{IFS}}{d}/PWNED_6)\"`touch${{IFS}}{d}/PWNED_7`'"),
     ]
-}
-
-/// Keeps connections busy (a PING each every 100 ms) so that they are not idle.
-struct Busy {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Busy {
-    fn start(mut conns: Vec<RespConn>) -> Busy {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for c in &mut conns {
-                    c.send(&["PING"]);
-                    let _ = c.read();
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Busy {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A server with a leak and blocked clients, both from several sources under hostile names,

@@ -789,3 +789,39 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// Keeps connections busy (a PING each every 100 ms) so that they are not idle; stopped on drop.
+pub struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    pub fn start(mut conns: Vec<RespConn>) -> Busy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for c in &mut conns {
+                    c.send(&["PING"]);
+                    let _ = c.read();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Busy {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
