@@ -8,6 +8,8 @@ pub struct Info {
     pub redis_version: Option<String>,
     /// Valkey reports its own version beside a frozen `redis_version` (7.2.4).
     pub valkey_version: Option<String>,
+    /// `valkey` on Valkey (8.0+); absent on Redis.
+    pub server_name: Option<String>,
     pub redis_mode: Option<String>,
     pub role: Option<String>,
     pub uptime_in_seconds: Option<f64>,
@@ -39,6 +41,7 @@ impl Info {
             match key {
                 "redis_version" => info.redis_version = Some(value.to_string()),
                 "valkey_version" => info.valkey_version = Some(value.to_string()),
+                "server_name" => info.server_name = Some(value.to_string()),
                 "redis_mode" => info.redis_mode = Some(value.to_string()),
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
                 "server_mode" if info.redis_mode.is_none() => {

@@ -177,15 +177,12 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         return;
     }
     if let Some(d) = &s.diagnosis {
-        let (cause, confidence) = d
-            .findings
-            .first()
-            .map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        let (cause, score) = d.exported();
         f.gauge(
             "redis_client_diagnosis",
-            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding. /diagnose explains it.",
+            "Score (0-1, confidence x severity) of the most likely cause of connection exhaustion; cause=none when no finding has a threat. /diagnose explains it.",
             &[("target", target), ("cause", cause)],
-            confidence,
+            score,
         );
     }
     if let Some(i) = &s.info {
