@@ -11,6 +11,7 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
+use crate::client_list::CLIENT_NAME;
 use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
 use crate::label::{bound_into, MAX_LABEL_BYTES};
 
@@ -67,6 +68,9 @@ impl Distribution {
     }
 }
 
+/// Sources listed in [`ClientListSummary::young_sources`].
+pub const TOP_YOUNG: usize = 10;
+
 /// Connections at most this old (seconds) count as `young`: a service that does not pool
 /// shows up as a source whose connections are always brand new.
 pub const YOUNG_SECONDS: u64 = 1;
@@ -95,8 +99,17 @@ pub struct GroupStats {
     /// Output buffer memory (`omem`), and the largest single one.
     pub output_bytes: u64,
     pub max_output_bytes: u64,
-    /// Connections at most [`YOUNG_SECONDS`] old.
+    /// Connections at most [`YOUNG_SECONDS`] old (our own left out).
     pub young: u64,
+    /// The exporter's own connections (named [`CLIENT_NAME`]), and those of them idle at least
+    /// the threshold: counted in the fields above like any other connection (the metrics show
+    /// them), left out of [`idle_unused`](Self::idle_unused), `young`, `oldest_age_seconds` and
+    /// the instance counts, which are evidence about the clients.
+    pub own: u64,
+    pub own_idle: u64,
+    /// Age of the oldest connection (our own left out): when the group appeared, as far as the
+    /// connections that are still open can tell.
+    pub oldest_age_seconds: u64,
 }
 
 impl GroupStats {
@@ -115,13 +128,23 @@ impl GroupStats {
         add(&mut self.output_bytes, o.output_bytes);
         self.max_output_bytes = self.max_output_bytes.max(o.max_output_bytes);
         add(&mut self.young, o.young);
+        add(&mut self.own, o.own);
+        add(&mut self.own_idle, o.own_idle);
+        self.oldest_age_seconds = self.oldest_age_seconds.max(o.oldest_age_seconds);
     }
 
-    /// Idle connections that neither listen (pub/sub) nor wait (blocked): the leak candidates.
+    /// Idle connections that neither listen (pub/sub) nor wait (blocked), our own left out:
+    /// the leak candidates.
     pub fn idle_unused(&self) -> u64 {
         self.idle_connections
             .saturating_sub(self.idle_pubsub)
             .saturating_sub(self.idle_blocked)
+            .saturating_sub(self.own_idle)
+    }
+
+    /// Connections other than the exporter's own.
+    pub fn clients(&self) -> u64 {
+        self.connections.saturating_sub(self.own)
     }
 
     fn add(&mut self, l: &LineFacts) {
@@ -137,12 +160,21 @@ impl GroupStats {
         self.idle_blocked += u64::from(l.blocked && l.is_idle);
         self.output_bytes = self.output_bytes.saturating_add(l.output);
         self.max_output_bytes = self.max_output_bytes.max(l.output);
-        self.young += u64::from(l.young);
+        if l.own {
+            self.own += 1;
+            self.own_idle += u64::from(l.is_idle);
+        } else {
+            self.young += u64::from(l.young);
+            self.oldest_age_seconds = self.oldest_age_seconds.max(l.age);
+        }
     }
 }
 
 /// The facts of one line that every group it belongs to adds up.
 struct LineFacts {
+    /// The exporter's own connection.
+    own: bool,
+    age: u64,
     is_idle: bool,
     idle: u64,
     memory: u64,
@@ -164,6 +196,20 @@ pub struct ClientListSummary {
     pub parse_errors: u64,
     pub by_source: Vec<(String, GroupStats)>,
     pub by_name: Vec<(String, GroupStats)>,
+    /// Per client library (`lib-name`, Redis 7.2+ / Valkey 8.1+, when the client set it).
+    pub by_lib: Vec<(String, GroupStats)>,
+    /// Per IPv4 /24 of the source address, keyed `a.b.c.0/24`.
+    pub by_prefix: Vec<(String, GroupStats)>,
+    /// Instance evidence per service (client name, library, /24, and all sources together):
+    /// how many source addresses, since when, each with how many connections. Top K per kind
+    /// by connections, only services of at least two instances, plus the `All` fleet.
+    pub fleets: Vec<Fleet>,
+    /// Distinct sources other than the exporter's own connection: client instances.
+    pub instances: u64,
+    /// The sources with the most young connections (at most [`YOUNG_SECONDS`] old), largest
+    /// first, [`TOP_YOUNG`] of them (or every source when there are fewer; counts may be 0):
+    /// who connects per request, whether or not it is among the top sources by connections.
+    pub young_sources: Vec<(String, u64)>,
     pub by_user: Vec<(String, u64)>,
     pub by_command: Vec<(String, u64)>,
     /// Indexed by `ClientType as usize`.
@@ -181,6 +227,73 @@ pub struct ClientListSummary {
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`] in this snapshot,
     /// counted under their bounded form (see [`crate::label`]).
     pub truncated_values: u64,
+}
+
+/// Which attribute groups source addresses into one service's fleet of instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FleetKind {
+    /// Every source address: the server's whole population of clients.
+    #[default]
+    All,
+    /// The client name of the instance's connections.
+    Name,
+    /// The client library (`lib-name`).
+    Lib,
+    /// The IPv4 /24 of the address (pods of one node, hosts of one subnet).
+    Prefix,
+}
+
+impl FleetKind {
+    /// The culprit kind a finding names (`client_name orders-api`, `address_prefix 10.0.3.0/24`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all_sources",
+            Self::Name => "client_name",
+            Self::Lib => "lib_name",
+            Self::Prefix => "address_prefix",
+        }
+    }
+
+    const ALL: [FleetKind; 4] = [Self::All, Self::Name, Self::Lib, Self::Prefix];
+}
+
+/// A jump in the instances' ages: the youngest instances appeared well after the others (the
+/// oldest of them is at most half as old as the youngest of the rest, and at least 2 s
+/// younger). What a scale-out leaves in CLIENT LIST whenever it happened: each instance's
+/// oldest connection says since when it exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgeStep {
+    /// Instances on the young side of the step, their connections and idle (unused) ones.
+    pub young_instances: u64,
+    pub young_connections: u64,
+    pub young_idle: u64,
+    /// The oldest young instance's age, and the youngest old instance's age: the step
+    /// happened between these many seconds ago.
+    pub young_oldest_age: u64,
+    pub old_youngest_age: u64,
+}
+
+/// One service's instances (distinct source addresses; the exporter's own connection is not
+/// one) and their connections: the evidence for scale-outs and fleet-wide leaks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fleet {
+    pub kind: FleetKind,
+    /// The name, library or `a.b.c.0/24`; empty for [`FleetKind::All`].
+    pub key: String,
+    pub instances: u64,
+    /// Connections of these instances (all of each instance's connections: an instance is
+    /// counted in the service of its first connection in the snapshot).
+    pub connections: u64,
+    pub idle_unused: u64,
+    /// The oldest instance's age.
+    pub oldest_age_seconds: u64,
+    /// The median connections per instance, and how many instances hold within ±50% of it.
+    pub pool_median: u64,
+    pub similar_pools: u64,
+    /// The most idle (unused) connections any one instance holds.
+    pub max_idle_per_instance: u64,
+    /// The latest step in the instances' ages, when there is one (see [`AgeStep`]).
+    pub step: Option<AgeStep>,
 }
 
 /// Something counted per key, that can say whether the current snapshot saw it.
@@ -208,6 +321,38 @@ impl Count for GroupStats {
     }
 }
 
+/// No slot: a source whose lines had no name or library yet.
+const NO_SLOT: u32 = u32::MAX;
+
+/// A source's stats plus the service it belongs to: the name and library slots of its first
+/// line that is not our own, in this snapshot.
+#[derive(Debug, Clone, Copy)]
+struct SourceStats {
+    g: GroupStats,
+    name: u32,
+    lib: u32,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        Self {
+            g: GroupStats::default(),
+            name: NO_SLOT,
+            lib: NO_SLOT,
+        }
+    }
+}
+
+impl Count for SourceStats {
+    fn weight(&self) -> u64 {
+        self.g.connections
+    }
+    // Slots of another aggregator mean nothing here: `Aggregator::absorb` maps them.
+    fn absorb(&mut self, o: &Self) {
+        self.g.merge(&o.g);
+    }
+}
+
 /// Values per key, in slots so that the last key's slot can be found again without hashing:
 /// consecutive CLIENT LIST lines often share a user, a command or a pool's source.
 struct Counts<V> {
@@ -231,8 +376,14 @@ impl<V> Default for Counts<V> {
 
 impl<V: Count> Counts<V> {
     fn entry(&mut self, key: &str) -> &mut V {
+        let i = self.slot(key);
+        &mut self.slots[i]
+    }
+
+    /// The key's slot (created when new); valid until the next [`prune`](Self::prune).
+    fn slot(&mut self, key: &str) -> usize {
         if let Some(i) = self.last.filter(|_| self.last_key == key) {
-            return &mut self.slots[i];
+            return i;
         }
         let next = self.slots.len();
         let i = *self.index.entry_ref(key).or_insert(next);
@@ -242,7 +393,7 @@ impl<V: Count> Counts<V> {
         self.last = Some(i);
         self.last_key.clear();
         self.last_key.push_str(key);
-        &mut self.slots[i]
+        i
     }
 
     fn reset(&mut self) {
@@ -281,9 +432,56 @@ impl<V: Count> Counts<V> {
         }
     }
 
+    /// Adds the live keys of `other` and returns, for each of its slots, the slot the key has
+    /// here ([`NO_SLOT`] for dead ones). `other` is not pruned: its slots stay valid.
+    fn absorb_mapped(&mut self, other: &Counts<V>) -> Vec<u32> {
+        let mut map = vec![NO_SLOT; other.slots.len()];
+        for (k, &i) in &other.index {
+            let v = other.slots[i];
+            if v.weight() > 0 {
+                let j = self.slot(k);
+                self.slots[j].absorb(&v);
+                map[i] = j as u32;
+            }
+        }
+        map
+    }
+
     fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
         self.index.iter().map(|(k, &i)| (&**k, &self.slots[i]))
     }
+}
+
+/// The `a.b.c` of an IPv4 source address (four parts of one to three digits; `None` for IPv6,
+/// unix sockets and anything else): its /24. One pass over the bytes (it runs once per source
+/// per snapshot).
+pub fn ipv4_prefix(ip: &str) -> Option<&str> {
+    let (mut dots, mut run, mut last_dot) = (0, 0, 0);
+    for (i, b) in ip.bytes().enumerate() {
+        match b {
+            b'0'..=b'9' if run < 3 => run += 1,
+            b'.' if run > 0 && dots < 3 => {
+                dots += 1;
+                run = 0;
+                last_dot = i;
+            }
+            _ => return None,
+        }
+    }
+    (dots == 3 && run > 0).then(|| &ip[..last_dot])
+}
+
+/// One instance (source) as a member of one fleet, for the fleet evidence.
+#[derive(Debug, Clone, Copy)]
+struct InstanceRow {
+    /// Kind, slot and age packed so that rows sort by one integer compare: kind in the top
+    /// byte, the slot below it, the age (seconds, capped at 2^48) in the low 48 bits.
+    order: u128,
+    kind: FleetKind,
+    slot: u32,
+    age: u64,
+    connections: u64,
+    idle: u64,
 }
 
 /// Replies at least this long (about 30,000 Redis 7 lines) are parsed in two halves on two
@@ -296,11 +494,17 @@ pub const PARALLEL_MIN_BYTES: usize = 8 << 20;
 /// Reusable aggregation state for one target. See the module docs.
 pub struct Aggregator {
     idle_threshold: u64,
-    sources: Counts<GroupStats>,
+    sources: Counts<SourceStats>,
     names: Counts<GroupStats>,
+    libs: Counts<GroupStats>,
+    /// Built from `sources` at the end of each snapshot (no cost per line).
+    prefixes: Counts<GroupStats>,
     users: Counts<u64>,
     commands: Counts<u64>,
     scalars: ClientListSummary,
+    /// Scratch space of the fleet evidence, kept so that it stops allocating once warm.
+    rows: Vec<InstanceRow>,
+    pools: Vec<u64>,
     /// Kept between polls: it has learned the server's field order.
     parser: Parser,
     /// Whether a second core exists (read once: the check reads cgroup files).
@@ -319,9 +523,13 @@ impl Aggregator {
             idle_threshold: idle_threshold_seconds,
             sources: Counts::default(),
             names: Counts::default(),
+            libs: Counts::default(),
+            prefixes: Counts::default(),
             users: Counts::default(),
             commands: Counts::default(),
             scalars: ClientListSummary::default(),
+            rows: Vec::new(),
+            pools: Vec::new(),
             parser: Parser::new(),
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
@@ -395,6 +603,11 @@ impl Aggregator {
             parse_errors,
             by_source: _,
             by_name: _,
+            by_lib: _,
+            by_prefix: _,
+            fleets: _,
+            instances: _,
+            young_sources: _,
             by_user: _,
             by_command: _,
             by_type,
@@ -423,8 +636,28 @@ impl Aggregator {
         s.idle.merge(idle);
         s.age.merge(age);
         s.truncated_values = s.truncated_values.saturating_add(*truncated_values);
-        self.sources.absorb(&mut o.sources);
-        self.names.absorb(&mut o.names);
+        // A source's service is a slot of the helper's name and library maps: map it to ours.
+        let names = self.names.absorb_mapped(&o.names);
+        let libs = self.libs.absorb_mapped(&o.libs);
+        let remap = |map: &[u32], slot: u32| map.get(slot as usize).copied().unwrap_or(NO_SLOT);
+        for (k, &i) in &o.sources.index {
+            let v = o.sources.slots[i];
+            if v.weight() == 0 {
+                continue;
+            }
+            let mine = self.sources.entry(k);
+            mine.g.merge(&v.g);
+            if mine.name == NO_SLOT {
+                mine.name = remap(&names, v.name);
+            }
+            if mine.lib == NO_SLOT {
+                mine.lib = remap(&libs, v.lib);
+            }
+        }
+        // The helper forgets what vanished, like the main maps.
+        o.sources.prune();
+        o.names.prune();
+        o.libs.prune();
         self.users.absorb(&mut o.users);
         self.commands.absorb(&mut o.commands);
     }
@@ -433,6 +666,7 @@ impl Aggregator {
     pub fn begin(&mut self) {
         self.sources.reset();
         self.names.reset();
+        self.libs.reset();
         for c in [&mut self.users, &mut self.commands] {
             c.reset();
         }
@@ -476,7 +710,14 @@ impl Aggregator {
         let output = e.omem.unwrap_or(0);
         s.output_buffer_bytes = s.output_buffer_bytes.saturating_add(output);
 
+        let name = match e.name {
+            Some(n) if !n.is_empty() => n,
+            _ => UNNAMED,
+        };
+        let own = name == CLIENT_NAME;
         let facts = LineFacts {
+            own,
+            age: e.age.unwrap_or(0),
             is_idle,
             idle,
             memory: e.tot_mem.unwrap_or(0),
@@ -489,36 +730,224 @@ impl Aggregator {
         };
         let cut = &mut s.truncated_values;
         let scratch = &mut self.scratch;
-        self.sources
-            .entry(bounded(e.source_ip_with(flags), scratch, cut))
-            .add(&facts);
-        let name = match e.name {
-            Some(n) if !n.is_empty() => n,
-            _ => UNNAMED,
+        let name_slot = self.names.slot(bounded(name, scratch, cut));
+        self.names.slots[name_slot].add(&facts);
+        let lib_slot = match e.lib_name {
+            Some(l) if !l.is_empty() => {
+                let i = self.libs.slot(bounded(l, scratch, cut));
+                self.libs.slots[i].add(&facts);
+                i as u32
+            }
+            _ => NO_SLOT,
         };
-        self.names.entry(bounded(name, scratch, cut)).add(&facts);
-        let user = e.user.unwrap_or(DEFAULT_USER);
-        *self.users.entry(bounded(user, scratch, cut)) += 1;
-        let cmd = e.cmd.unwrap_or(NO_COMMAND);
-        *self.commands.entry(bounded(cmd, scratch, cut)) += 1;
+        let src = self
+            .sources
+            .entry(bounded(e.source_ip_with(flags), scratch, cut));
+        src.g.add(&facts);
+        if !own {
+            if src.name == NO_SLOT {
+                src.name = name_slot as u32;
+            }
+            if src.lib == NO_SLOT {
+                src.lib = lib_slot;
+            }
+        }
+        *self
+            .users
+            .entry(bounded(e.user.unwrap_or(DEFAULT_USER), scratch, cut)) += 1;
+        *self
+            .commands
+            .entry(bounded(e.cmd.unwrap_or(NO_COMMAND), scratch, cut)) += 1;
     }
 
-    /// Ends the snapshot: forgets keys that did not appear in it, and folds each dimension.
+    /// Ends the snapshot: builds the /24 and fleet evidence, forgets keys that did not appear
+    /// in it, and folds each dimension.
     pub fn finish(&mut self, top_k: usize) -> ClientListSummary {
+        let fleets = self.fleets(top_k);
         self.sources.prune();
         self.names.prune();
+        self.libs.prune();
+        self.prefixes.prune();
         for c in [&mut self.users, &mut self.commands] {
             c.prune();
         }
         let mut out = std::mem::take(&mut self.scalars);
         out.distinct_sources = self.sources.len() as u64;
-        out.by_source = fold(&self.sources, top_k, GroupStats::merge);
+        out.instances = fleets
+            .iter()
+            .find(|f| f.kind == FleetKind::All)
+            .map_or(0, |f| f.instances);
+        out.fleets = fleets;
+        // The top sources by young connections, those without any included: as many entries
+        // (and allocations) as the population allows, however many lines are young.
+        let mut young: Vec<(&str, u64)> =
+            self.sources.iter().map(|(k, v)| (k, v.g.young)).collect();
+        let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then(a.0.cmp(b.0));
+        if young.len() > TOP_YOUNG {
+            young.select_nth_unstable_by(TOP_YOUNG, order);
+            young.truncate(TOP_YOUNG);
+        }
+        young.sort_unstable_by(order);
+        out.young_sources = young.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        out.by_source = fold(
+            self.sources.iter().map(|(k, v)| (k, &v.g)),
+            top_k,
+            GroupStats::merge,
+        );
         let add = |a: &mut u64, b: &u64| *a = a.saturating_add(*b);
-        out.by_name = fold(&self.names, top_k, GroupStats::merge);
-        out.by_user = fold(&self.users, top_k, add);
-        out.by_command = fold(&self.commands, top_k, add);
+        out.by_name = fold(self.names.iter(), top_k, GroupStats::merge);
+        out.by_lib = fold(self.libs.iter(), top_k, GroupStats::merge);
+        out.by_prefix = fold(self.prefixes.iter(), top_k, GroupStats::merge);
+        for (k, _) in &mut out.by_prefix {
+            if k != OTHER {
+                k.push_str(".0/24");
+            }
+        }
+        out.by_user = fold(self.users.iter(), top_k, add);
+        out.by_command = fold(self.commands.iter(), top_k, add);
         out
     }
+
+    /// The /24 groups and the fleets of this snapshot. Runs before the maps are pruned: the
+    /// sources' name and library slots are valid until then. Costs one sort of the sources
+    /// (not of the lines); the scratch vectors keep their capacity.
+    fn fleets(&mut self, top_k: usize) -> Vec<Fleet> {
+        let Self {
+            sources,
+            names,
+            libs,
+            prefixes,
+            rows,
+            pools,
+            ..
+        } = self;
+        prefixes.reset();
+        rows.clear();
+        for (ip, &i) in &sources.index {
+            let s = sources.slots[i];
+            if s.g.connections == 0 {
+                continue;
+            }
+            let prefix = ipv4_prefix(ip).map(|p| {
+                let slot = prefixes.slot(p);
+                prefixes.slots[slot].merge(&s.g);
+                slot as u32
+            });
+            if s.g.clients() == 0 {
+                // Only our own connection: not a client instance.
+                continue;
+            }
+            let row = |kind: FleetKind, slot: u32| InstanceRow {
+                order: (u128::from(kind as u8) << 96)
+                    | (u128::from(slot) << 48)
+                    | u128::from(s.g.oldest_age_seconds.min((1 << 48) - 1)),
+                kind,
+                slot,
+                age: s.g.oldest_age_seconds,
+                connections: s.g.clients(),
+                idle: s.g.idle_unused(),
+            };
+            rows.push(row(FleetKind::All, 0));
+            if s.name != NO_SLOT {
+                rows.push(row(FleetKind::Name, s.name));
+            }
+            if s.lib != NO_SLOT {
+                rows.push(row(FleetKind::Lib, s.lib));
+            }
+            if let Some(p) = prefix {
+                rows.push(row(FleetKind::Prefix, p));
+            }
+        }
+        rows.sort_unstable_by_key(|r| r.order);
+        // Each run of rows is one fleet: its stats, then the top K per kind get their keys.
+        let mut stats: Vec<(FleetKind, u32, Fleet)> = Vec::new();
+        let mut at = 0;
+        while at < rows.len() {
+            let (kind, slot) = (rows[at].kind, rows[at].slot);
+            let end = at
+                + rows[at..]
+                    .iter()
+                    .take_while(|r| r.kind == kind && r.slot == slot)
+                    .count();
+            let run = &rows[at..end];
+            if run.len() >= 2 || kind == FleetKind::All {
+                stats.push((kind, slot, fleet_of(kind, run, pools)));
+            }
+            at = end;
+        }
+        let mut out = Vec::new();
+        for kind in FleetKind::ALL {
+            let map = match kind {
+                FleetKind::All => None,
+                FleetKind::Name => Some(&*names),
+                FleetKind::Lib => Some(&*libs),
+                FleetKind::Prefix => Some(&*prefixes),
+            };
+            let mut keys: Vec<&str> = vec![""; map.map_or(1, |m| m.slots.len())];
+            for (k, &i) in map.iter().flat_map(|m| m.index.iter()) {
+                keys[i] = k;
+            }
+            let mut of_kind: Vec<(&str, &Fleet)> = stats
+                .iter()
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, s, f)| (keys.get(*s as usize).copied().unwrap_or(""), f))
+                .collect();
+            // Ties broken by key: the same fleets whichever order the slots were made in.
+            of_kind.sort_by(|a, b| b.1.connections.cmp(&a.1.connections).then(a.0.cmp(b.0)));
+            of_kind.truncate(top_k.max(1));
+            out.extend(of_kind.into_iter().map(|(k, f)| Fleet {
+                key: match kind {
+                    FleetKind::Prefix => format!("{k}.0/24"),
+                    _ => k.to_string(),
+                },
+                ..f.clone()
+            }));
+        }
+        out
+    }
+}
+
+/// One fleet's evidence from its instances, sorted by age (youngest first).
+fn fleet_of(kind: FleetKind, run: &[InstanceRow], pools: &mut Vec<u64>) -> Fleet {
+    let mut f = Fleet {
+        kind,
+        instances: run.len() as u64,
+        oldest_age_seconds: run.last().map_or(0, |r| r.age),
+        ..Fleet::default()
+    };
+    let (mut young_conns, mut young_idle) = (0u64, 0u64);
+    for (i, r) in run.iter().enumerate() {
+        f.connections = f.connections.saturating_add(r.connections);
+        f.idle_unused = f.idle_unused.saturating_add(r.idle);
+        f.max_idle_per_instance = f.max_idle_per_instance.max(r.idle);
+        young_conns = young_conns.saturating_add(r.connections);
+        young_idle = young_idle.saturating_add(r.idle);
+        // The latest step wins: the largest set of instances that appeared after the others.
+        if let Some(next) = run.get(i + 1) {
+            if next.age + 1 >= 2 * (r.age + 1) && next.age >= r.age + 2 {
+                f.step = Some(AgeStep {
+                    young_instances: i as u64 + 1,
+                    young_connections: young_conns,
+                    young_idle,
+                    young_oldest_age: r.age,
+                    old_youngest_age: next.age,
+                });
+            }
+        }
+    }
+    pools.clear();
+    pools.extend(run.iter().map(|r| r.connections));
+    let mid = pools.len() / 2;
+    if !pools.is_empty() {
+        let (_, m, _) = pools.select_nth_unstable(mid);
+        f.pool_median = *m;
+    }
+    let m = f.pool_median;
+    f.similar_pools = run
+        .iter()
+        .filter(|r| 2 * r.connections >= m && 2 * r.connections <= 3 * m)
+        .count() as u64;
+    f
 }
 
 /// `value`, or (when it is longer than a label may be) its bounded form, written into
@@ -544,8 +973,13 @@ fn split_in_half(reply: &str) -> Option<(&str, &str)> {
 
 /// Keeps the `k` largest entries (ties broken by key, so the output is stable from one poll
 /// to the next) and merges the rest, and any real key spelled `other`, into one `other` entry.
-fn fold<V: Count>(counts: &Counts<V>, k: usize, merge: impl Fn(&mut V, &V)) -> Vec<(String, V)> {
-    let mut all: Vec<(&str, &V)> = counts.iter().collect();
+/// Sorts references, not values: a `GroupStats` is ~150 bytes, and there may be thousands.
+fn fold<'a, V: Count + 'a>(
+    counts: impl Iterator<Item = (&'a str, &'a V)>,
+    k: usize,
+    merge: impl Fn(&mut V, &V),
+) -> Vec<(String, V)> {
+    let mut all: Vec<(&str, &V)> = counts.collect();
     all.sort_unstable_by(|a, b| b.1.weight().cmp(&a.1.weight()).then_with(|| a.0.cmp(b.0)));
     let mut out = Vec::with_capacity(k.min(all.len()) + 1);
     let mut other: Option<V> = None;
@@ -653,6 +1087,88 @@ mod tests {
             .find(|(k, _)| k == "leaky")
             .map(|(_, v)| *v);
         assert_eq!(leaky, Some(b));
+    }
+
+    #[test]
+    fn the_exporters_own_connection_is_counted_but_is_no_evidence() {
+        let reply = [
+            "id=1 addr=10.0.0.1:1 name=redis-clients-exporter age=0 idle=700 flags=N cmd=info",
+            "id=2 addr=10.0.0.2:1 name=api age=900 idle=700 flags=N cmd=get",
+        ]
+        .join("\n");
+        let s = Aggregator::new(600).summarize(&reply, 10);
+        let own = s
+            .by_source
+            .iter()
+            .find(|(k, _)| k == "10.0.0.1")
+            .map(|(_, v)| *v);
+        let own = own.unwrap_or_default();
+        // The metrics see it like any other connection...
+        assert_eq!((own.connections, own.idle_connections), (1, 1));
+        // ...the diagnosis does not: not idle evidence, not young, not an instance.
+        assert_eq!((own.clients(), own.idle_unused(), own.young), (0, 0, 0));
+        assert_eq!((s.distinct_sources, s.instances), (2, 1));
+    }
+
+    /// `pods` sources on 10.0.0.x with `per` connections each, the first `old` of them 3600 s
+    /// old, the rest 100 s.
+    fn pods(pods: u32, old: u32, per: u32) -> String {
+        let mut r = String::new();
+        for p in 0..pods {
+            let age = if p < old { 3600 } else { 100 };
+            for i in 0..per {
+                r += &format!(
+                    "id={} addr=10.0.0.{}:{i} name=svc age={age} idle=0 flags=N cmd=get lib-name=jedis\n",
+                    p * 100 + i,
+                    p + 2
+                );
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn fleets_tell_when_instances_appeared() {
+        let s = Aggregator::new(60).summarize(&pods(20, 5, 4), 10);
+        let kinds: Vec<(FleetKind, &str, u64)> = s
+            .fleets
+            .iter()
+            .map(|f| (f.kind, f.key.as_str(), f.instances))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (FleetKind::All, "", 20),
+                (FleetKind::Name, "svc", 20),
+                (FleetKind::Lib, "jedis", 20),
+                (FleetKind::Prefix, "10.0.0.0/24", 20)
+            ]
+        );
+        let f = &s.fleets[1];
+        assert_eq!((f.connections, f.pool_median, f.similar_pools), (80, 4, 20));
+        let step = f.step.expect("a jump in ages");
+        assert_eq!((step.young_instances, step.young_connections), (15, 60));
+        assert_eq!((step.young_oldest_age, step.old_youngest_age), (100, 3600));
+        assert_eq!(s.by_prefix[0].0, "10.0.0.0/24");
+        // All started together: no jump.
+        let s = Aggregator::new(60).summarize(&pods(20, 20, 4), 10);
+        assert!(s.fleets.iter().all(|f| f.step.is_none()), "{:?}", s.fleets);
+    }
+
+    #[test]
+    fn ipv4_prefixes_only() {
+        assert_eq!(ipv4_prefix("10.1.2.3"), Some("10.1.2"));
+        for bad in [
+            "::1",
+            "unix",
+            "10.1.2",
+            "1..2.3",
+            "10.1.2.3.4",
+            "::ffff:10.1.2.3",
+            "1000.1.2.3",
+        ] {
+            assert_eq!(ipv4_prefix(bad), None, "{bad}");
+        }
     }
 
     #[test]

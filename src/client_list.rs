@@ -7,6 +7,9 @@
 
 use thiserror::Error;
 
+/// The name the exporter gives its own connection, so it is recognisable in CLIENT LIST.
+pub const CLIENT_NAME: &str = "redis-clients-exporter";
+
 /// Why a line was rejected. The aggregator counts these and skips the line.
 #[derive(Debug, Error, PartialEq, Eq, Clone, Copy)]
 pub enum ParseError {

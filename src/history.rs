@@ -1,10 +1,17 @@
 //! A short, bounded per-target history of what the polls saw: enough to tell growth (a leak, a
 //! scale-out) and rates (connection churn, refusals) from a single snapshot's shape.
 //!
+//! The history refines what one snapshot shows but is never its only baseline: the daemon's
+//! first sample is not "before the incident" (the exporter may have started in the middle of
+//! it). Growth that happened before the first sample is read from connection ages instead
+//! (see `aggregate::Fleet`).
+//!
 //! Memory is bounded twice: samples are kept at least `retention / MAX_SAMPLES` apart (the
 //! newest is always kept, so rates between the last two entries stay fresh), and each sample
-//! holds only the top [`TOP_GROUPS`] sources and client names, whose keys are shared with the
-//! previous sample (the same pods stay on top from one poll to the next): about 30 kB per target.
+//! holds only the top [`TOP_GROUPS`] sources, client names and sources opening connections,
+//! and the top [`TOP_SERVICES`] libraries and /24 prefixes, whose keys are shared with the
+//! previous sample (the same pods stay on top from one poll to the next): about 50 kB per
+//! target.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,6 +26,12 @@ pub const RETENTION: Duration = Duration::from_secs(3600);
 pub const MAX_SAMPLES: usize = 60;
 /// Sources and names kept per sample.
 pub const TOP_GROUPS: usize = 10;
+/// Client libraries and /24 prefixes kept per sample.
+pub const TOP_SERVICES: usize = 5;
+/// Half-life of the tally of young connections per source, in seconds: long enough to span
+/// several polls (one snapshot may catch a per-request client between two connections), short
+/// enough to follow who churns now.
+pub const YOUNG_HALF_LIFE_SECONDS: f64 = 30.0;
 
 /// One group's counts at one time.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +40,13 @@ pub struct GroupCount {
     pub connections: u64,
     /// Idle at least the threshold and not a pub/sub subscriber: leak candidates.
     pub idle: u64,
+}
+
+/// A decayed count per source of young connections (see [`YOUNG_HALF_LIFE_SECONDS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    pub key: Arc<str>,
+    pub value: f64,
 }
 
 /// What one poll saw, reduced to what trends need.
@@ -41,28 +61,76 @@ pub struct Sample {
     pub rejected_connections: Option<f64>,
     pub sources: Vec<GroupCount>,
     pub names: Vec<GroupCount>,
+    pub libs: Vec<GroupCount>,
+    /// Keyed `a.b.c.0/24`.
+    pub prefixes: Vec<GroupCount>,
+    /// Client instances (distinct sources but the exporter's own).
+    pub instances: u64,
+    /// Idle connections, not pub/sub, not blocked, not ours: leak candidates, server-wide.
+    pub idle_unused: u64,
+    /// Young connections per source over the recent polls, largest first.
+    pub young: Vec<Tally>,
 }
 
-fn top(groups: &[(String, GroupStats)], prev: &[GroupCount]) -> Vec<GroupCount> {
+/// The key `k` as an `Arc` shared with the previous sample's, when it had it.
+fn shared<'a>(k: &str, prev: impl IntoIterator<Item = &'a Arc<str>>) -> Arc<str> {
+    prev.into_iter()
+        .find(|p| &***p == k)
+        .map_or_else(|| Arc::from(k), Arc::clone)
+}
+
+fn top(groups: &[(String, GroupStats)], prev: &[GroupCount], n: usize) -> Vec<GroupCount> {
     groups
         .iter()
         .filter(|(k, _)| k != OTHER)
-        .take(TOP_GROUPS)
+        .take(n)
         .map(|(k, v)| GroupCount {
-            key: prev
-                .iter()
-                .find(|g| &*g.key == k.as_str())
-                .map_or_else(|| Arc::from(k.as_str()), |g| Arc::clone(&g.key)),
-            connections: v.connections,
+            key: shared(k, prev.iter().map(|g| &g.key)),
+            connections: v.clients(),
             idle: v.idle_unused(),
         })
         .collect()
 }
 
+/// The previous tally decayed to `at`, plus this snapshot's young connections per source.
+fn young_tally(at: f64, clients: &ClientListSummary, prev: Option<&Sample>) -> Vec<Tally> {
+    let mut tally: Vec<Tally> = match prev {
+        Some(p) => {
+            let decay = 0.5f64.powf((at - p.at).max(0.0) / YOUNG_HALF_LIFE_SECONDS);
+            p.young
+                .iter()
+                .map(|t| Tally {
+                    key: Arc::clone(&t.key),
+                    value: t.value * decay,
+                })
+                .filter(|t| t.value >= 0.05)
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    for (k, g) in clients
+        .by_source
+        .iter()
+        .filter(|(k, g)| k != OTHER && g.young > 0)
+    {
+        match tally.iter_mut().find(|t| &*t.key == k.as_str()) {
+            Some(t) => t.value += g.young as f64,
+            None => tally.push(Tally {
+                key: Arc::from(k.as_str()),
+                value: g.young as f64,
+            }),
+        }
+    }
+    tally.sort_by(|a, b| b.value.total_cmp(&a.value));
+    tally.truncate(TOP_GROUPS);
+    tally
+}
+
 impl Sample {
     /// `prev` is the sample before this one, whose keys are reused.
     pub fn new(at: f64, info: &Info, clients: &ClientListSummary, prev: Option<&Sample>) -> Sample {
-        let (ps, pn) = prev.map_or((&[][..], &[][..]), |p| (&p.sources[..], &p.names[..]));
+        let empty = Sample::default();
+        let p = prev.unwrap_or(&empty);
         Sample {
             at,
             connections: clients.connections,
@@ -70,19 +138,50 @@ impl Sample {
             limit_connections: info.limit_connections(),
             total_connections_received: info.total_connections_received,
             rejected_connections: info.rejected_connections,
-            sources: top(&clients.by_source, ps),
-            names: top(&clients.by_name, pn),
+            sources: top(&clients.by_source, &p.sources, TOP_GROUPS),
+            names: top(&clients.by_name, &p.names, TOP_GROUPS),
+            libs: top(&clients.by_lib, &p.libs, TOP_SERVICES),
+            prefixes: top(&clients.by_prefix, &p.prefixes, TOP_SERVICES),
+            instances: clients.instances,
+            idle_unused: clients.by_source.iter().map(|(_, g)| g.idle_unused()).sum(),
+            young: young_tally(at, clients, prev),
         }
+    }
+
+    /// This sample's counts of one group, by the culprit kind that names it (`source_ip`,
+    /// `client_name`, `lib_name`, `address_prefix`); `None` when it was not among the top
+    /// groups then (unknown, not zero).
+    pub fn group(&self, kind: &str, key: &str) -> Option<&GroupCount> {
+        self.groups(kind)?.0.iter().find(|g| &*g.key == key)
+    }
+
+    /// `(connections, idle)` of one group in this sample: its counts when it was among the
+    /// top groups, 0 when the sample kept fewer groups than it could (so it had none), `None`
+    /// when it may have been folded away.
+    pub fn counts(&self, kind: &str, key: &str) -> Option<(u64, u64)> {
+        let (groups, cap) = self.groups(kind)?;
+        match groups.iter().find(|g| &*g.key == key) {
+            Some(g) => Some((g.connections, g.idle)),
+            None if groups.len() < cap => Some((0, 0)),
+            None => None,
+        }
+    }
+
+    fn groups(&self, kind: &str) -> Option<(&[GroupCount], usize)> {
+        Some(match kind {
+            "source_ip" => (&self.sources, TOP_GROUPS),
+            "client_name" => (&self.names, TOP_GROUPS),
+            "lib_name" => (&self.libs, TOP_SERVICES),
+            "address_prefix" => (&self.prefixes, TOP_SERVICES),
+            _ => return None,
+        })
     }
 
     /// This sample's connection count of a source (`by_name == false`) or a name; 0 when it was
     /// not among the top groups then.
     pub fn count_of(&self, key: &str, by_name: bool) -> u64 {
-        let groups = if by_name { &self.names } else { &self.sources };
-        groups
-            .iter()
-            .find(|g| &*g.key == key)
-            .map_or(0, |g| g.connections)
+        let kind = if by_name { "client_name" } else { "source_ip" };
+        self.group(kind, key).map_or(0, |g| g.connections)
     }
 }
 
@@ -175,6 +274,37 @@ mod tests {
             assert!(Arc::ptr_eq(&x.key, &y.key), "{}", x.key);
         }
         assert_eq!(b.count_of("10.0.0.2", false), 1);
+        assert_eq!(
+            b.group("address_prefix", "10.0.0.0/24")
+                .map(|g| g.connections),
+            Some(2)
+        );
+        assert!(Arc::ptr_eq(&a.prefixes[0].key, &b.prefixes[0].key));
+    }
+
+    #[test]
+    fn young_connections_add_up_over_polls_and_fade() {
+        use crate::aggregate::Aggregator;
+        let churner = "id=1 addr=10.0.0.9:1 name= age=0 idle=0 cmd=ping\n";
+        let steady = "id=2 addr=10.0.0.1:1 name=a age=500 idle=0 cmd=get\n";
+        let mut agg = Aggregator::new(60);
+        let info = Info::default();
+        let with = agg.summarize(&format!("{churner}{steady}"), 10);
+        let without = agg.summarize(steady, 10);
+        let a = Sample::new(0.0, &info, &with, None);
+        // The next snapshot caught the churner between two connections: it is still named.
+        let b = Sample::new(1.0, &info, &without, Some(&a));
+        let c = Sample::new(2.0, &info, &with, Some(&b));
+        assert_eq!(b.young.len(), 1);
+        assert_eq!(&*c.young[0].key, "10.0.0.9");
+        assert!(
+            c.young[0].value > 1.9 && c.young[0].value < 2.0,
+            "{:?}",
+            c.young
+        );
+        // Five minutes later it has faded away.
+        let d = Sample::new(300.0, &info, &without, Some(&c));
+        assert!(d.young.is_empty(), "{:?}", d.young);
     }
 
     #[test]
@@ -188,5 +318,17 @@ mod tests {
         assert_eq!(s.count_of("10.0.0.1", false), 5);
         assert_eq!(s.count_of("10.0.0.2", false), 0);
         assert_eq!(s.count_of("10.0.0.1", true), 0);
+        // Fewer groups than kept: an absent one had none.
+        assert_eq!(s.counts("source_ip", "10.0.0.2"), Some((0, 0)));
+        for i in 0..TOP_GROUPS {
+            s.sources.push(GroupCount {
+                key: format!("10.1.0.{i}").into(),
+                connections: 1,
+                idle: 0,
+            });
+        }
+        // A full list: an absent group may have been folded away.
+        assert_eq!(s.counts("source_ip", "10.0.0.2"), None);
+        assert_eq!(s.counts("source_ip", "10.0.0.1"), Some((5, 1)));
     }
 }

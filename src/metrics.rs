@@ -209,24 +209,26 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         return;
     }
     if let Some(d) = &s.diagnosis {
-        let top = d.findings.first();
-        let (cause, confidence) = top.map_or(("none", 0.0), |f| (f.cause.as_str(), f.confidence));
+        let (cause, score) = d.exported();
         // The culprit (`source_ip 10.0.3.7`, `client_name orders-api`) as two labels, so that
         // alerts and dashboards can quote who; still one series per target.
-        let (culprit_kind, culprit) = top
+        let (culprit_kind, culprit) = d
+            .findings
+            .iter()
+            .find(|f| f.cause.as_str() == cause)
             .and_then(|f| f.culprit.as_deref())
             .and_then(|c| c.split_once(' '))
             .unwrap_or(("none", ""));
         f.gauge(
             "redis_client_diagnosis",
-            "Confidence (0-1) of the most likely cause of connection exhaustion; cause=none when no finding; culprit_kind/culprit name who (source_ip or client_name). /diagnose explains it.",
+            "Score (0-1, confidence x severity) of the most likely cause of connection exhaustion; cause=none when no finding has a threat; culprit_kind/culprit name who (source_ip or client_name). /diagnose explains it.",
             &[
                 ("target", target),
                 ("cause", cause),
                 ("culprit_kind", culprit_kind),
                 ("culprit", culprit),
             ],
-            confidence,
+            score,
         );
     }
     if let Some(i) = &s.info {

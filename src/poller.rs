@@ -23,8 +23,7 @@ use crate::history::{History, Sample};
 use crate::info::Info;
 use crate::state::{ConfigValues, ErrorKind, StageDurations, Store, TargetState};
 
-/// The name the exporter gives its own connection, so it is recognisable in CLIENT LIST.
-pub const CLIENT_NAME: &str = "redis-clients-exporter";
+pub use crate::client_list::CLIENT_NAME;
 
 /// A failure of one poll or connection attempt. The message never holds a secret: fred's
 /// errors do not echo credentials, and ours are built from the target label only.

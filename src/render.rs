@@ -92,7 +92,12 @@ fn facts(r: &Report) -> Vec<(&'static str, String)> {
         (
             "server",
             format!(
-                "Redis {} ({})",
+                "{} {} ({})",
+                if s.product == Some("valkey") {
+                    "Valkey"
+                } else {
+                    "Redis"
+                },
                 s.version.as_deref().unwrap_or("?"),
                 s.role.as_deref().unwrap_or("?")
             ),
@@ -119,7 +124,10 @@ fn facts(r: &Report) -> Vec<(&'static str, String)> {
             s.new_connections_per_second
                 .map_or("unknown".into(), |v| format!("{v:.1}")),
         ),
-        ("distinct source IPs", s.distinct_sources.to_string()),
+        (
+            "distinct source IPs (client instances)",
+            format!("{} ({})", s.distinct_sources, s.instances),
+        ),
         (
             "timeout / tcp-keepalive",
             format!("{} / {}", num(s.timeout), num(s.tcp_keepalive)),
@@ -135,8 +143,16 @@ fn facts(r: &Report) -> Vec<(&'static str, String)> {
 }
 
 fn causes_and_notes(r: &Report) -> (Vec<&Finding>, Vec<&Finding>) {
-    let th = crate::diagnose::Thresholds::default().cause_confidence;
-    r.findings.iter().partition(|f| f.confidence >= th)
+    let th = crate::diagnose::Thresholds::default().cause_score;
+    r.findings.iter().partition(|f| f.score >= th)
+}
+
+/// `confidence 0.90, severity 0.95, score 0.86`.
+fn rating(f: &Finding) -> String {
+    format!(
+        "confidence {:.2}, severity {:.2}, score {:.2}",
+        f.confidence, f.severity, f.score
+    )
 }
 
 /// Plain text, for the terminal.
@@ -150,14 +166,9 @@ pub fn text(r: &Report) -> String {
     }
     let (causes, notes) = causes_and_notes(r);
     for (i, f) in causes.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "\n{}. {}  [confidence {:.2}]",
-            i + 1,
-            f.title,
-            f.confidence
-        );
+        let _ = writeln!(o, "\n{}. {}  [{}]", i + 1, f.title, rating(f));
         let _ = writeln!(o, "   {}", f.summary);
+        let _ = writeln!(o, "   Threat: {}", f.threat);
         let _ = writeln!(o, "   Evidence:");
         for e in &f.evidence {
             let _ = writeln!(o, "     - {}: {}", e.what, e.value);
@@ -171,13 +182,12 @@ pub fn text(r: &Report) -> String {
         }
     }
     if !notes.is_empty() {
-        let _ = writeln!(o, "\nNotes (below the cause threshold):");
+        let _ = writeln!(
+            o,
+            "\nNotes (patterns below the cause score: not sure, or no threat to the limit):"
+        );
         for f in notes {
-            let _ = writeln!(
-                o,
-                "  - {} [confidence {:.2}]: {}",
-                f.title, f.confidence, f.summary
-            );
+            let _ = writeln!(o, "  - {} [{}]: {}", f.title, rating(f), f.summary);
         }
     }
     if r.findings
@@ -210,11 +220,12 @@ pub fn markdown(r: &Report) -> String {
     for (i, f) in causes.iter().enumerate() {
         let _ = writeln!(
             o,
-            "\n## {}. {} (confidence {:.2})\n\n{}\n",
+            "\n## {}. {} ({})\n\n{}\n\nThreat: {}\n",
             i + 1,
             md(&f.title),
-            f.confidence,
-            md(&f.summary)
+            rating(f),
+            md(&f.summary),
+            md(&f.threat)
         );
         for e in &f.evidence {
             let _ = writeln!(o, "- {}: **{}**", md(&e.what), md(&e.value));
@@ -230,13 +241,7 @@ pub fn markdown(r: &Report) -> String {
     if !notes.is_empty() {
         let _ = writeln!(o, "\n## Notes\n");
         for f in notes {
-            let _ = writeln!(
-                o,
-                "- {} (confidence {:.2}): {}",
-                md(&f.title),
-                f.confidence,
-                md(&f.summary)
-            );
+            let _ = writeln!(o, "- {} ({}): {}", md(&f.title), rating(f), md(&f.summary));
         }
     }
     if r.findings
@@ -306,11 +311,13 @@ pub fn html(r: &Report) -> String {
     for f in causes {
         let _ = write!(
             o,
-            "<li><section class=\"finding\" data-cause=\"{}\"><h2>{} <span class=\"conf\">confidence {:.2}</span></h2><p>{}</p><h3>Evidence</h3><table>",
+            "<li><section class=\"finding\" data-cause=\"{}\" data-score=\"{:.2}\"><h2>{} <span class=\"conf\">{}</span></h2><p>{}</p><p class=\"threat\">Threat: {}</p><h3>Evidence</h3><table>",
             f.cause.as_str(),
+            f.score,
             esc(&f.title),
-            f.confidence,
-            esc(&f.summary)
+            esc(&rating(f)),
+            esc(&f.summary),
+            esc(&f.threat)
         );
         for e in &f.evidence {
             let _ = write!(
@@ -336,10 +343,10 @@ pub fn html(r: &Report) -> String {
         for f in notes {
             let _ = write!(
                 o,
-                "<li data-cause=\"{}\">{} (confidence {:.2}): {}</li>",
+                "<li data-cause=\"{}\">{} ({}): {}</li>",
                 f.cause.as_str(),
                 esc(&f.title),
-                f.confidence,
+                esc(&rating(f)),
                 esc(&f.summary)
             );
         }
@@ -398,6 +405,9 @@ mod tests {
             cause: Cause::ConnectionLeak,
             title: format!("connection leak from client_name {name}"),
             confidence: 0.9,
+            severity: 1.0,
+            score: 0.9,
+            threat: name.to_string(),
             culprit: Some(format!("client_name {name}")),
             summary: name.to_string(),
             evidence: vec![Evidence {

@@ -74,6 +74,17 @@ pub fn checked(cmd: &str) -> String {
     format!("{cmd} 2>&1 | awk {}", quote(CHECK_KILLED))
 }
 
+/// Checks `redis-cli`'s output of `OK` replies (`CONFIG SET`): exits 1 on anything else, e.g.
+/// a full server or Redis refusing the value. No `'` inside: it is printed between single
+/// quotes.
+const CHECK_OK: &str = r#"/^OK$/{ok++;next} /max number of clients/{full=1} NF{print "redis-cli: " $0 >"/dev/stderr";bad=1} END{if(bad||!ok){print (full?"FAILED: the server is full: no new connection can run this until slots are freed (restart the culprit service)":"FAILED: Redis refused this or could not be reached") >"/dev/stderr";exit 1} print "OK"}"#;
+
+/// `cmd`, whose replies are `OK`, checked: exits 1 when Redis refused it (full, a value it
+/// cannot apply, auth, unreachable) instead of redis-cli's silent 0.
+pub fn checked_ok(cmd: &str) -> String {
+    format!("{cmd} 2>&1 | awk {}", quote(CHECK_OK))
+}
+
 /// One command that closes exactly these connections: `CLIENT KILL ID` takes one id per call
 /// (before Valkey 8 / Redis 8), so the ids go to one `redis-cli` on stdin, one connection for
 /// all of them. The ids are integers the exporter parsed, never text from Redis.

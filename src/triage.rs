@@ -26,7 +26,8 @@ pub struct Options {
     pub target: Target,
     /// Time between the two snapshots.
     pub sample: Duration,
-    /// How long to keep retrying a full server (and the bound on the whole run's connect).
+    /// How long to keep retrying a full server: the command gives up once this has passed
+    /// (one try a second, the last one at the deadline).
     pub wait_for_slot: Duration,
     pub idle_threshold_seconds: u64,
     pub top_k: usize,
@@ -54,10 +55,11 @@ async fn connect(o: &Options, mut waiting: impl FnMut(&str)) -> Result<Conn, Tri
         match Conn::open(&o.target).await {
             Ok(c) => return Ok(c),
             Err(e) if e.kind == ErrorKind::Maxclients => {
-                if started.elapsed() + Duration::from_secs(1) > o.wait_for_slot {
+                let waited = started.elapsed();
+                if waited >= o.wait_for_slot {
                     return Err(TriageError::Full {
                         target: o.target.label.clone(),
-                        waited: started.elapsed(),
+                        waited,
                     });
                 }
                 if !told {
@@ -67,7 +69,10 @@ async fn connect(o: &Options, mut waiting: impl FnMut(&str)) -> Result<Conn, Tri
                     ));
                     told = true;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // The last wait is cut short so that one more try lands on the deadline: the
+                // command gives up after the time it was given, not a second before it.
+                let left = o.wait_for_slot.saturating_sub(waited);
+                tokio::time::sleep(Duration::from_secs(1).min(left)).await;
             }
             Err(source) => {
                 return Err(TriageError::Poll {

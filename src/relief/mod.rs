@@ -1373,6 +1373,9 @@ mod tests {
             cause,
             title: "t".into(),
             confidence: 0.9,
+            severity: 1.0,
+            score: 0.9,
+            threat: String::new(),
             culprit: None,
             summary: String::new(),
             evidence: vec![Evidence {

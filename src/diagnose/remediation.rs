@@ -1,0 +1,188 @@
+//! The remedies the causes share: closing a selector's connections with the filters the server
+//! has, the settings that make leaks heal (`timeout`, `tcp-keepalive`), raising `maxclients`
+//! (and when that works), and what to do while the server is full. Every printed command
+//! fails loudly when Redis refuses it (see `shell`).
+
+use super::{advice, run, Ctx, Finding, Selector, Step};
+use crate::shell;
+
+/// How every "server is full" step begins; the one-shot command puts its by-id step after it.
+pub const FULL_NOTICE: &str = "The server is full:";
+
+/// Remediation steps that kill a selector's connections, by the filters the server has.
+pub(crate) fn kill_steps(ctx: &Ctx<'_>, sel: &Selector, what: &str) -> Vec<Step> {
+    let filter = match sel.group {
+        "source_ip" => Some("IP"),
+        "client_name" => Some("NAME"),
+        "lib_name" => Some("LIB-NAME"),
+        _ => None,
+    };
+    // Valkey 9 filters by IP, NAME, LIB-NAME and IDLE itself; every other server needs ids.
+    match filter {
+        Some(filter) if ctx.server.kills_by_idle() && sel.only == "idle" && !sel.key.is_empty() => {
+            vec![run(
+                format!("Close {what} now (server-side filter)"),
+                shell::checked(&format!(
+                    "{} CLIENT KILL {filter} {} IDLE {} TYPE normal SKIPME yes",
+                    ctx.cli,
+                    shell::quote(&sel.key),
+                    sel.idle_seconds
+                )),
+            )]
+        }
+        _ => vec![run(
+            format!(
+                "Close {what} now ({} has no CLIENT KILL filter for this, so they are re-selected from a live CLIENT LIST and closed by id)",
+                ctx.server.name()
+            ),
+            sel.pipeline(ctx.cli),
+        )],
+    }
+}
+
+/// The `timeout` a leak fix proposes: 5 minutes, and never below twice the idle threshold
+/// (so the connections the diagnosis calls idle are what it closes, not busier ones).
+fn proposed_timeout(ctx: &Ctx<'_>) -> u64 {
+    (2 * ctx.obs.idle_threshold_seconds).max(300)
+}
+
+/// The steps every leak fix carries, whatever the server's settings: `timeout` (Redis closes
+/// idle connections; pub/sub and blocked ones are exempt) and `tcp-keepalive` (connections of
+/// dead peers are found), as commands where they are off, as facts where they are on.
+pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
+    let cfg = ctx.obs.config;
+    let mut steps = Vec::new();
+    let t = proposed_timeout(ctx);
+    if pubsub {
+        steps.push(advice(
+            "`timeout` never closes pub/sub connections: only the subscriber's own fix or a kill does.",
+        ));
+    } else {
+        match cfg.timeout {
+            Some(0.0) => steps.push(run(
+                format!("Let Redis close connections idle longer than {t} s (timeout is 0: never). Every client's idle connections are closed then, healthy pools' too: they reconnect; pub/sub and blocked clients are exempt"),
+                shell::checked_ok(&format!("{} CONFIG SET timeout {t}", ctx.cli)),
+            )),
+            Some(x) => steps.push(advice(format!(
+                "timeout is {x:.0} s: Redis already closes connections idle longer than that; lower it (CONFIG SET timeout {t}) if leaked connections pile up faster."
+            ))),
+            None => steps.push(advice(format!(
+                "Set `timeout {t}` (CONFIG GET is not available here: on a managed service, in its parameter group) so that Redis closes idle connections."
+            ))),
+        }
+    }
+    match cfg.tcp_keepalive {
+        Some(0.0) => steps.push(run(
+            "Detect dead peers (crashed pods, dropped NAT entries): tcp-keepalive is 0, so their connections stay forever",
+            shell::checked_ok(&format!("{} CONFIG SET tcp-keepalive 60", ctx.cli)),
+        )),
+        Some(k) => steps.push(advice(format!(
+            "tcp-keepalive is {k:.0} s: connections of dead peers are found and closed after about {k:.0} s plus the kernel's probes; connections of live clients that leak are not."
+        ))),
+        None => steps.push(advice(
+            "Set `tcp-keepalive 60` (CONFIG GET is not available here: on a managed service, in its parameter group) so that connections of dead peers are closed.",
+        )),
+    }
+    if cfg.timeout == Some(0.0) || cfg.tcp_keepalive == Some(0.0) {
+        steps.push(advice(
+            "Persist what you set: `CONFIG REWRITE`, or the same lines in redis.conf.",
+        ));
+    }
+    steps
+}
+
+/// Steps that raise maxclients to `wanted`, saying when `CONFIG SET maxclients` works: Redis
+/// raises its own open-files limit to maxclients + 32 and refuses the change ("The operating
+/// system is not able to handle the specified number of clients") when it cannot. A clamped
+/// maxclients means it could not at start, so it cannot now either, until the limit of the
+/// running process is raised.
+pub(crate) fn raise_maxclients(ctx: &Ctx<'_>, wanted: f64, clamped: bool) -> Vec<Step> {
+    let fds = wanted + 32.0;
+    let set = shell::checked_ok(&format!("{} CONFIG SET maxclients {wanted:.0}", ctx.cli));
+    let m = ctx.maxclients.unwrap_or(0.0);
+    if clamped {
+        vec![
+            advice(format!(
+                "CONFIG SET maxclients above {m:.0} fails now: Redis already runs at its open-files limit ({:.0}) and cannot raise it. Raise the limit to at least {fds:.0} first: systemd `LimitNOFILE={fds:.0}` in a drop-in for redis-server.service, `ulimit -n {fds:.0}` in its start script, or the container runtime's nofile ulimit; then restart Redis.",
+                m + 32.0
+            )),
+            advice(format!(
+                "Without a restart (Linux, as root): `prlimit --pid $(pidof redis-server) --nofile={fds:.0}:{fds:.0}` raises the running process's limit; the command below works after that."
+            )),
+            run(
+                format!("Then raise maxclients (fails until the open-files limit allows {fds:.0})"),
+                set,
+            ),
+            advice("Persist it: `maxclients` in redis.conf (or `CONFIG REWRITE`)."),
+        ]
+    } else {
+        vec![
+            run(
+                format!("Raise maxclients to {wanted:.0}: works at runtime when redis-server may raise its open-files limit to {fds:.0} (its hard limit allows it); otherwise Redis refuses with \"The operating system is not able to handle the specified number of clients\" and changes nothing (then raise LimitNOFILE / ulimit -n and restart)"),
+                set,
+            ),
+            advice("Persist it: `maxclients` in redis.conf (or `CONFIG REWRITE`)."),
+        ]
+    }
+}
+
+/// What a full server means for a finding's commands, said first: they open a new connection,
+/// which Redis refuses while every slot is taken, so what works then is named. A relief action
+/// (the exporter closing connections over the connection it already holds) can act on the
+/// finding's [`Selector`].
+pub(crate) fn full_server_step(f: &Finding) -> Step {
+    let who = match (&f.selector, &f.culprit) {
+        (Some(s), _) if s.key.is_empty() => Some(s.describe()),
+        (Some(s), _) => Some(format!("{} {}", s.group, shell::quote(&s.key))),
+        (None, Some(c)) => c
+            .split_once(' ')
+            .map(|(kind, key)| format!("{kind} {}", shell::quote(key))),
+        (None, None) => None,
+    };
+    let recycle = match who {
+        Some(w) => format!("recycle or restart the service behind {w}: its connections close with its processes"),
+        None => "restart or scale in the client service that holds the most connections: its connections close with its processes".to_string(),
+    };
+    advice(format!(
+        "{FULL_NOTICE} no new connection can be opened while every slot is taken, so none of the redis-cli commands below can run now (they fail with `ERR max number of clients reached`). What works while it is full: {recycle}. Where the exporter's relief action is enabled, it can close these connections over the connection the exporter already holds. Once slots are free, run the commands below to clear what is left."
+    ))
+}
+
+/// What a finding about "one group holds the problem connections" says of that group: a title
+/// naming it, the culprit, a step that closes its connections, then the advice.
+pub(crate) struct Blame {
+    pub title: String,
+    pub culprit: Option<String>,
+    pub remediation: Vec<Step>,
+    pub selector: Option<Selector>,
+}
+
+pub(crate) fn blame(
+    ctx: &Ctx<'_>,
+    who: Option<(&'static str, &str, &crate::aggregate::GroupStats)>,
+    only: &'static str,
+    title: &str,
+    kill_why: impl Fn(&str) -> String,
+    fix: &str,
+) -> Blame {
+    let mut b = Blame {
+        title: title.to_string(),
+        culprit: None,
+        remediation: Vec::new(),
+        selector: None,
+    };
+    if let Some((kind, key, _)) = who {
+        let s = Selector {
+            group: kind,
+            key: key.to_string(),
+            only,
+            idle_seconds: 0,
+        };
+        b.title = format!("{title}, most from {kind} {key}");
+        b.culprit = Some(format!("{kind} {key}"));
+        b.remediation.push(run(kill_why(key), s.pipeline(ctx.cli)));
+        b.selector = Some(s);
+    }
+    b.remediation.push(advice(fix));
+    b
+}

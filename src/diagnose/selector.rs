@@ -1,0 +1,116 @@
+//! Which connections a finding means: the culprit group plus a predicate. The one-shot command
+//! lists their ids from its snapshot, the printed pipelines re-select them from a live CLIENT
+//! LIST with the same predicate in awk, and a relief action (issue 16) can act on them over
+//! the exporter's own connection.
+
+use serde::Serialize;
+
+use crate::aggregate::ipv4_prefix;
+use crate::client_list::ClientEntry;
+use crate::poller::CLIENT_NAME;
+use crate::shell;
+
+/// Which connections a remediation acts on: the finding's culprit group plus a predicate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selector {
+    /// `source_ip`, `client_name`, `lib_name` or `address_prefix`.
+    pub group: &'static str,
+    /// The source address, the client name (empty: connections without a name), the library,
+    /// or `a.b.c.0/24`.
+    pub key: String,
+    /// `idle` (idle ≥ threshold, not pub/sub, not blocked), `idle_pubsub`, `blocked` or
+    /// `output_buffer`.
+    pub only: &'static str,
+    pub idle_seconds: u64,
+}
+
+impl Selector {
+    /// How a report names the group: `source_ip 10.0.0.5`, `client_name ''` (no name).
+    pub fn describe(&self) -> String {
+        if self.key.is_empty() {
+            format!("{} ''", self.group)
+        } else {
+            format!("{} {}", self.group, self.key)
+        }
+    }
+
+    /// `a.b.c.` of an `address_prefix` key `a.b.c.0/24`.
+    fn prefix(&self) -> Option<&str> {
+        let p = self.key.strip_suffix("0/24")?;
+        p.ends_with('.').then_some(p)
+    }
+
+    /// True when a CLIENT LIST line is one of the connections this selector means.
+    pub fn matches(&self, e: &ClientEntry<'_>) -> bool {
+        let in_group = match self.group {
+            "source_ip" => e.source_ip() == self.key,
+            "client_name" => e.name.unwrap_or("") == self.key,
+            "lib_name" => e.lib_name.unwrap_or("") == self.key,
+            "address_prefix" => match (ipv4_prefix(e.source_ip()), self.prefix()) {
+                (Some(p), Some(k)) => k.strip_suffix('.') == Some(p),
+                _ => false,
+            },
+            _ => false,
+        };
+        if !in_group || e.name == Some(CLIENT_NAME) {
+            return false;
+        }
+        let pubsub = e.client_type() == crate::client_list::ClientType::Pubsub
+            || e.sub.unwrap_or(0) + e.psub.unwrap_or(0) + e.ssub.unwrap_or(0) > 0;
+        let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
+        match self.only {
+            "idle" => idle && !pubsub && !e.has_flag(b'b'),
+            "idle_pubsub" => idle && pubsub,
+            "blocked" => e.has_flag(b'b'),
+            "output_buffer" => e.omem.unwrap_or(0) > 0,
+            _ => false,
+        }
+    }
+
+    /// The value the awk program compares with (`ENVIRON["K"]`): the key, or for a prefix
+    /// `a.b.c.`.
+    pub(crate) fn env_key(&self) -> &str {
+        match self.group {
+            "address_prefix" => self.prefix().unwrap_or("-"),
+            _ => &self.key,
+        }
+    }
+
+    /// The awk condition (over [`shell::reselect_and_kill`]'s `f` and `a`) that is
+    /// [`matches`](Self::matches) for a live CLIENT LIST line; the key is read from
+    /// `ENVIRON["K"]`, never written into the program.
+    pub(crate) fn awk_condition(&self) -> String {
+        let group = match self.group {
+            "source_ip" => "(a \"\")==(ENVIRON[\"K\"] \"\")",
+            "client_name" => "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")",
+            "lib_name" => "(f[\"lib-name\"] \"\")==(ENVIRON[\"K\"] \"\")",
+            "address_prefix" => {
+                "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
+            }
+            _ => "0",
+        };
+        let pubsub = "(f[\"flags\"]~/P/||f[\"sub\"]+f[\"psub\"]+f[\"ssub\"]>0)";
+        // `+0`: substr() gives strings, and awk compares a string with a number as strings
+        // ("9" >= "10").
+        let idle = format!("f[\"idle\"]+0>={}", self.idle_seconds);
+        let only = match self.only {
+            "idle" => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
+            "idle_pubsub" => format!("{idle}&&{pubsub}"),
+            "blocked" => "f[\"flags\"]~/b/".to_string(),
+            "output_buffer" => "f[\"omem\"]+0>0".to_string(),
+            _ => "0".to_string(),
+        };
+        // Our own name is a constant of safe characters: it can sit in the program.
+        debug_assert!(CLIENT_NAME
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        format!("({group})&&f[\"name\"]!=\"{CLIENT_NAME}\"&&{only}")
+    }
+
+    /// A command that re-selects these connections from a live CLIENT LIST and kills them by
+    /// id, on any server version (only newer servers filter by idle time). The key goes
+    /// through the environment, shell-quoted; the pipeline exits 1 when Redis refuses it.
+    pub fn pipeline(&self, cli: &str) -> String {
+        shell::reselect_and_kill(cli, &[("K", self.env_key())], &self.awk_condition())
+    }
+}
