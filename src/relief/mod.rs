@@ -461,6 +461,10 @@ pub fn step(
         let Some((_, rest)) = c.rsplit_once(" CONFIG SET ") else {
             continue;
         };
+        // The printed command checks redis-cli's answer (`... 2>&1 | awk ...`, so that a full
+        // server's refusal fails loudly): only the words before that are the CONFIG SET.
+        let rest = rest.split(" 2>&1").next().unwrap_or(rest);
+        let rest = rest.split(" | ").next().unwrap_or(rest).trim();
         let mut words = rest.split(' ');
         let (Some(p), Some(v), None) = (
             words.next().and_then(Param::parse),
