@@ -66,23 +66,17 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
             });
         }
     }
-    for (k, g) in &c.by_lib {
-        if k != OTHER {
+    // Libraries and /24 prefixes: every group but the folded rest is a candidate service.
+    for (kind, groups, fleet_kind) in [
+        ("lib_name", &c.by_lib, FleetKind::Lib),
+        ("address_prefix", &c.by_prefix, FleetKind::Prefix),
+    ] {
+        for (k, g) in groups.iter().filter(|(k, _)| k != OTHER) {
             out.push(Candidate {
-                kind: "lib_name",
+                kind,
                 key: k,
                 g,
-                fleet: fleet(FleetKind::Lib, k),
-            });
-        }
-    }
-    for (k, g) in &c.by_prefix {
-        if k != OTHER {
-            out.push(Candidate {
-                kind: "address_prefix",
-                key: k,
-                g,
-                fleet: fleet(FleetKind::Prefix, k),
+                fleet: fleet(fleet_kind, k),
             });
         }
     }
