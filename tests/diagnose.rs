@@ -232,6 +232,26 @@ fn diagnose_cmd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Whether a report lists a finding of `cause` (as a cause or as a note).
+fn has_finding(r: &Value, cause: &str) -> bool {
+    r["findings"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|f| f["cause"] == cause))
+}
+
+/// A healthy scenario judged three ways: by the daemon that watched it (`e`), by a daemon
+/// restarted in the middle of it, and by the one-shot command; returns the command's report.
+fn judged_healthy(r: &Redis, e: Exporter, settled: impl Fn(&Value) -> bool) -> Value {
+    daemon_healthy(&e, &settled, "watching");
+    drop(e);
+    let e = exporter(r);
+    daemon_healthy(&e, &settled, "restarted");
+    drop(e);
+    let rep = command_report(r);
+    assert!(healthy(&rep), "{}", pretty(&rep));
+    rep
+}
+
 /// The one-shot command's JSON report (one second between its snapshots).
 fn command_report(r: &Redis) -> Value {
     let url = format!("redis://127.0.0.1:{}", r.port);
@@ -816,19 +836,9 @@ fn healthy_busy_pools_with_warm_spares() {
         spares.extend(warm(&r, &ip, 10));
     }
     let _busy = Busy::start(busy);
-    let spares_idle = |r: &Value| {
-        r["server"]["instances"] == 20
-            && r["findings"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|f| f["cause"] == "connection_leak"))
-    };
-    daemon_healthy(&e, spares_idle, "watching");
-    drop(e);
-    let e = exporter(&r);
-    daemon_healthy(&e, spares_idle, "restarted");
-    drop(e);
-    let rep = command_report(&r);
-    assert!(healthy(&rep), "{}", pretty(&rep));
+    judged_healthy(&r, e, |r| {
+        r["server"]["instances"] == 20 && has_finding(r, "connection_leak")
+    });
     drop(spares);
 }
 
@@ -848,19 +858,9 @@ fn healthy_autoscale() {
     wait_report(&e, "a first report", |_| true);
     std::thread::sleep(Duration::from_secs(10));
     let _new = pods(5, 20);
-    let scaled = |r: &Value| {
-        r["server"]["instances"] == 20
-            && r["findings"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|f| f["cause"] == "scale_out"))
-    };
-    daemon_healthy(&e, scaled, "watching");
-    drop(e);
-    let e = exporter(&r);
-    daemon_healthy(&e, scaled, "restarted");
-    drop(e);
-    let rep = command_report(&r);
-    assert!(healthy(&rep), "{}", pretty(&rep));
+    let rep = judged_healthy(&r, e, |r| {
+        r["server"]["instances"] == 20 && has_finding(r, "scale_out")
+    });
     assert!(
         rep["findings"].to_string().contains("scale_out"),
         "the pattern is named, as a note: {}",
@@ -878,18 +878,7 @@ fn healthy_shared_host_with_a_mostly_idle_pool() {
     busy.extend(conns(&r, "127.0.10.3", 30));
     let _busy = Busy::start(busy);
     let spares = warm(&r, "127.0.10.2", 40);
-    let idle_seen = |r: &Value| {
-        r["findings"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|f| f["cause"] == "connection_leak"))
-    };
-    daemon_healthy(&e, idle_seen, "watching");
-    drop(e);
-    let e = exporter(&r);
-    daemon_healthy(&e, idle_seen, "restarted");
-    drop(e);
-    let rep = command_report(&r);
-    assert!(healthy(&rep), "{}", pretty(&rep));
+    judged_healthy(&r, e, |r| has_finding(r, "connection_leak"));
     drop(spares);
 }
 
