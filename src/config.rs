@@ -202,6 +202,8 @@ pub struct Config {
     pub topology: crate::topology_config::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
     pub relief: crate::relief_config::ReliefConfig,
+    /// `shard`: this replica's share of the targets (src/shard.rs); the whole by default.
+    pub shard: crate::shard::Shard,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -213,6 +215,8 @@ pub struct Overrides {
     pub top_k: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub web_config_file: Option<PathBuf>,
+    /// `--shard i/N`.
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
@@ -251,6 +255,8 @@ pub(crate) struct RawConfig {
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
     pub(crate) relief: Option<crate::relief_config::RawRelief>,
+    /// `i/N` or `ordinal/N` (src/shard.rs).
+    pub(crate) shard: Option<String>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
@@ -324,7 +330,7 @@ pub fn load_checked_with_env(
 ) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (raw, origin) = read_layers(file, env.iter().cloned())?;
-    let cfg = resolve(raw.clone(), overrides, &origin)?;
+    let cfg = resolve(raw.clone(), overrides, &origin, hostname(&env))?;
     check_secrets(&raw, overrides, &origin, &env)?;
     Ok(cfg)
 }
@@ -336,8 +342,16 @@ pub fn load_with_env(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let (raw, origin) = read_layers(file, env)?;
-    resolve(raw, overrides, &origin)
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (raw, origin) = read_layers(file, env.iter().cloned())?;
+    resolve(raw, overrides, &origin, hostname(&env))
+}
+
+/// `HOSTNAME` from `env`, for `shard = "ordinal/N"`.
+fn hostname(env: &[(String, String)]) -> Option<String> {
+    env.iter()
+        .find(|(k, _)| k == crate::shard::HOSTNAME_VAR)
+        .map(|(_, v)| v.clone())
 }
 
 /// The file and environment layers, merged; the origin that errors name.
@@ -686,7 +700,23 @@ pub(crate) fn seconds(
     Ok(Duration::from_secs_f64(v))
 }
 
-fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, ConfigError> {
+fn resolve(
+    raw: RawConfig,
+    o: &Overrides,
+    origin: &str,
+    hostname: Option<String>,
+) -> Result<Config, ConfigError> {
+    let shard = match (&o.shard, &raw.shard) {
+        (Some(s), _) => {
+            crate::shard::Shard::parse(s, || hostname.or_else(crate::shard::kernel_hostname))
+                .map_err(|e| invalid("command line", "--shard", e.0))?
+        }
+        (None, Some(s)) => {
+            crate::shard::Shard::parse(s, || hostname.or_else(crate::shard::kernel_hostname))
+                .map_err(|e| invalid(origin, "shard", e.0))?
+        }
+        (None, None) => crate::shard::Shard::default(),
+    };
     let listen_s = o
         .listen
         .clone()
@@ -820,6 +850,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         web,
         topology,
         relief,
+        shard,
     })
 }
 

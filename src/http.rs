@@ -543,10 +543,16 @@ pub fn router(
         .with_state(store)
 }
 
+/// The page is written once, as one text chunk per family, and sent as those chunks: with
+/// thousands of targets it is megabytes, and joining it would hold it twice.
 async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
-    let mut body = crate::metrics::render(&store.snapshot());
-    body.extend(crate::metrics::render_actions(&store.relief.counts()));
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
+    let mut chunks = crate::metrics::render_chunks(&store.snapshot());
+    chunks.push(crate::metrics::render_actions(&store.relief.counts()).into());
+    chunks.push(crate::metrics::render_shard(&store.shard).into());
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        axum::body::Body::new(crate::exposition::Chunks::new(chunks)),
+    )
 }
 
 #[derive(Debug, serde::Deserialize)]

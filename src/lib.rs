@@ -9,6 +9,7 @@ pub mod config;
 pub mod diagnose;
 pub mod discovery;
 pub mod dynamic;
+pub mod exposition;
 pub mod history;
 pub mod http;
 pub mod info;
@@ -19,6 +20,7 @@ pub mod reconcile;
 pub mod relief;
 pub mod relief_config;
 pub mod render;
+pub mod shard;
 pub mod shell;
 pub mod state;
 pub mod synthetic;
@@ -92,8 +94,12 @@ impl Running {
         if cfg.relief != self.store.relief.config() {
             tracing::warn!("changed [relief] settings need a restart; keeping the running ones");
         }
+        if cfg.shard != self.store.shard.snapshot().0 {
+            tracing::info!(shard = %cfg.shard, "new shard: targets move to and from the other replicas");
+            self.store.shard.configure(cfg.shard);
+        }
         let mut pollers = self.pollers.lock().await;
-        let wanted = poller_specs(&cfg);
+        let wanted = poller_specs(&cfg, &self.store);
         let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
         let mut groups = self.groups.lock().await;
         summary.merge(discovery::reconcile_sources(&mut groups, &cfg, &self.store).await);
@@ -102,10 +108,18 @@ impl Running {
     }
 }
 
-/// The configured plain targets as poller specs, by label.
-fn poller_specs(cfg: &Config) -> BTreeMap<String, PollerSpec> {
-    cfg.targets
-        .iter()
+/// The configured plain targets this replica owns (`shard`) as poller specs, by label; the
+/// owned and skipped counts go to the store's ledger.
+fn poller_specs(cfg: &Config, store: &state::Store) -> BTreeMap<String, PollerSpec> {
+    let (owned, skipped): (Vec<_>, Vec<_>) =
+        cfg.targets.iter().partition(|t| cfg.shard.owns(&t.label));
+    if !cfg.targets.is_empty() {
+        store.shard.record("targets", owned.len(), skipped.len());
+    } else {
+        store.shard.forget("targets");
+    }
+    owned
+        .into_iter()
         .map(|t| {
             (
                 t.label.clone(),
@@ -148,6 +162,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         source,
     })?;
     let store = Arc::new(state::Store::default());
+    store.shard.configure(cfg.shard);
+    if !cfg.shard.is_whole() {
+        tracing::info!(shard = %cfg.shard, "polling only the targets whose label hashes to this shard");
+    }
     store
         .relief
         .configure(cfg.relief.clone(), exporter_url(addr, &cfg));
@@ -161,7 +179,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             tracing::warn!(target_label = %target.label, "TLS certificate verification is disabled for this target");
         }
     }
-    reconcile::reconcile_pollers(&mut pollers, poller_specs(&cfg), &store).await;
+    reconcile::reconcile_pollers(&mut pollers, poller_specs(&cfg, &store), &store).await;
     let mut groups = TaskSet::new(shutdown.clone());
     discovery::reconcile_sources(&mut groups, &cfg, &store).await;
     let dynamic = dynamic::Dynamic::new(&cfg, shutdown.clone());

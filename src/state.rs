@@ -138,6 +138,8 @@ pub struct Store {
     targets: RwLock<BTreeMap<String, Arc<TargetState>>>,
     /// The pollers' relief job queues, tokens and action counts (src/relief).
     pub relief: crate::relief::Hub,
+    /// This replica's shard and its owned/skipped targets per source (src/shard.rs).
+    pub shard: crate::shard::Ledger,
 }
 
 impl Store {

@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 /// Today's flat files, grouped as issue 14 proposes to make folders of them.
 const LAYERS: &[(&str, &[&str])] = &[
     // Configuration: layering, targets, secrets, topology and `/scrape` settings.
-    ("config", &["config", "topology_config", "relief_config"]),
+    (
+        "config",
+        &["config", "topology_config", "relief_config", "shard"],
+    ),
     // Talking to Redis and reading its replies: TLS, INFO, CLIENT LIST parsing.
     ("redis", &["label", "tls", "info", "client_list"]),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
@@ -47,7 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // HTTP: the server and its routes, metric families, report rendering.
-    ("web", &["metrics", "render", "http"]),
+    ("web", &["metrics", "render", "http", "exposition"]),
     ("entry", &["crate", "main"]),
 ];
 
