@@ -784,6 +784,10 @@ fn resolve(
             ));
         }
         list
+    } else if raw.targets_file.is_some() {
+        // The file names the targets (a sharded StatefulSet's replicas share one): no
+        // default 127.0.0.1:6379 beside them, which one replica would poll and report down.
+        Vec::new()
     } else {
         vec![(
             "default target".to_string(),

@@ -171,7 +171,12 @@ impl Conn {
                 c.internal_command_timeout = command_timeout;
                 c.max_command_attempts = 1;
             })
-            .with_performance_config(|p| p.default_command_timeout = command_timeout)
+            .with_performance_config(|p| {
+                p.default_command_timeout = command_timeout;
+                // fred allocates each event channel's slots up front (32 by default, ~15 kB
+                // per client in all); nothing here subscribes to fred's events.
+                p.broadcast_channel_capacity = 1;
+            })
             .build()
             .map_err(|e| classify("connect", &e))?;
         let task =
@@ -382,14 +387,17 @@ impl Poller {
         self.store.publish(&self.target.label, self.state.clone());
         loop {
             let started = Instant::now();
+            // The poll and the wait between polls are boxed, each for as long as it runs: inline,
+            // the task would hold the largest of them (the poll's, with fred's command futures)
+            // for good, ~20 kB per target, also while it only waits (issue 20).
             let ok = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                ok = self.cycle() => ok,
+                ok = Box::pin(self.cycle()) => ok,
             };
             if ok {
                 backoff.reset();
                 let next = started + self.target.poll_interval;
-                if !self.keep_alive_until(next, &shutdown).await {
+                if !Box::pin(self.keep_alive_until(next, &shutdown)).await {
                     break;
                 }
             } else {
@@ -422,11 +430,11 @@ impl Poller {
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
                 // Relief jobs (src/relief) run on the held connection while we wait.
-                _ = crate::relief::idle(
+                _ = Box::pin(crate::relief::idle(
                     ping.unwrap_or(left),
                     &mut self.relief,
                     self.conn.as_ref().map(|c| &c.client),
-                ) => {}
+                )) => {}
             }
             let Some(conn) = self.conn.as_ref().filter(|_| ping.is_some()) else {
                 continue;
