@@ -171,12 +171,10 @@ impl Conn {
                 c.internal_command_timeout = command_timeout;
                 c.max_command_attempts = 1;
             })
-            .with_performance_config(|p| {
-                p.default_command_timeout = command_timeout;
-                // fred allocates each event channel's slots up front (32 by default, ~15 kB
-                // per client in all); nothing here subscribes to fred's events.
-                p.broadcast_channel_capacity = 1;
-            })
+            // fred's event channels keep their default capacity (32 slots each, allocated up
+            // front): with 1, a connect that fails on AUTH surfaced as another error kind
+            // (tests/topology.rs), so the ~15 kB per client they cost stays (issue 20).
+            .with_performance_config(|p| p.default_command_timeout = command_timeout)
             .build()
             .map_err(|e| classify("connect", &e))?;
         let task =
