@@ -11,9 +11,9 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::CLIENT_NAME;
-use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
-use crate::label::{bound_into, MAX_LABEL_BYTES};
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
+use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -225,7 +225,7 @@ pub struct ClientListSummary {
     pub idle: Distribution,
     pub age: Distribution,
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`] in this snapshot,
-    /// counted under their bounded form (see [`crate::label`]).
+    /// counted under their bounded form (see [`crate::redis::label`]).
     pub truncated_values: u64,
 }
 
@@ -1199,7 +1199,7 @@ mod tests {
 
     #[test]
     fn two_halves_on_two_threads_give_the_one_thread_summary() {
-        let mut reply = crate::synthetic::client_list(32_000, 300, 40);
+        let mut reply = crate::analysis::synthetic::client_list(32_000, 300, 40);
         reply.push_str("garbage\nid=1 addr=9.9.9.9:1 idle=x\n");
         reply.push_str(&line(1, "7.7.7.7", "other", 5000, "flags=bx sub=3 omem=99"));
         assert!(reply.len() >= PARALLEL_MIN_BYTES);
@@ -1252,7 +1252,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.connections))
                 .collect();
-            let (ba, bb) = (crate::label::bound(&a), crate::label::bound(&b));
+            let (ba, bb) = (
+                crate::redis::label::bound(&a),
+                crate::redis::label::bound(&b),
+            );
             assert_eq!(
                 names,
                 vec![
