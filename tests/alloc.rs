@@ -8,9 +8,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use redis_clients_exporter::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
-use redis_clients_exporter::client_list::lines;
-use redis_clients_exporter::synthetic;
+use redis_clients_exporter::analysis::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
+use redis_clients_exporter::analysis::synthetic;
+use redis_clients_exporter::redis::client_list::lines;
 
 struct Counting;
 
@@ -160,7 +160,7 @@ fn a_small_reply_gives_back_what_a_large_one_left() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let large = synthetic::client_list(20_000, 500, 40);
     let small = synthetic::client_list(40, 4, 4);
-    assert!(small.len() < redis_clients_exporter::aggregate::SHRINK_BELOW_BYTES);
+    assert!(small.len() < redis_clients_exporter::analysis::aggregate::SHRINK_BELOW_BYTES);
     let mut only_small = Aggregator::new(60);
     only_small.set_parallel(false);
     let mut was_large = Aggregator::new(60);

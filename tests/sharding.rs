@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Exporter, Redis};
+use redis_clients_exporter::config::shard::Shard;
 use redis_clients_exporter::config::{self, Overrides};
-use redis_clients_exporter::shard::Shard;
 
 const TARGETS: usize = 100;
 
@@ -110,7 +110,7 @@ fn two_replicas_split_one_targets_file_and_three_move_only_what_changed_shard() 
 
     // The hash itself: a stable, documented function, not whatever a process happens to use.
     assert_eq!(
-        redis_clients_exporter::shard::fnv1a(b"fleet-000"),
+        redis_clients_exporter::config::shard::fnv1a(b"fleet-000"),
         0x576e_8a77_a636_c3b2_u64,
         "the shard hash changed: every deployed target would move"
     );

@@ -9,8 +9,8 @@
 //! a target, and a target moves only when `N` changes. FNV-1a is also what `label.rs` uses to
 //! tag a cut label value: one well-known function, with reference test vectors.
 //!
-//! In the new layout this file belongs in `src/config/shard.rs` (the config layer: it parses
-//! and validates the key; the target layer only asks [`Shard::owns`]).
+//! In the config layer: it parses and validates the key; the targets layer only asks
+//! [`Shard::owns`].
 
 use std::fmt;
 

@@ -4,6 +4,10 @@
 //! Secrets are held in [`Secret`], whose `Debug` never shows the value, and a password found
 //! inside an address URL is moved out of it before the address is used for anything.
 
+pub mod relief;
+pub mod shard;
+pub mod topology;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,6 +90,26 @@ impl Secret {
             Secret::Env(name) => std::env::var(name)
                 .map(Some)
                 .map_err(|_| SecretError::Env(name.clone())),
+        }
+    }
+
+    /// [`Secret::resolve`] for async code: a password file is read on a blocking thread, so
+    /// that a hung mount stalls one connect, not the runtime's workers.
+    pub async fn resolve_async(&self) -> Result<Option<String>, SecretError> {
+        match self {
+            Secret::File(p) => {
+                let secret = self.clone();
+                let path = p.display().to_string();
+                tokio::task::spawn_blocking(move || secret.resolve())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(SecretError::File {
+                            path,
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+            }
+            _ => self.resolve(),
         }
     }
 }
@@ -198,12 +222,12 @@ pub struct Config {
     pub idle_threshold_seconds: u64,
     pub targets: Vec<Target>,
     pub web: WebConfig,
-    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
-    pub topology: crate::topology_config::TopologyConfig,
+    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/config/topology.rs).
+    pub topology: crate::config::topology::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
-    pub relief: crate::relief_config::ReliefConfig,
-    /// `shard`: this replica's share of the targets (src/shard.rs); the whole by default.
-    pub shard: crate::shard::Shard,
+    pub relief: crate::config::relief::ReliefConfig,
+    /// `shard`: this replica's share of the targets (src/config/shard.rs); the whole by default.
+    pub shard: crate::config::shard::Shard,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -244,18 +268,18 @@ pub(crate) struct RawConfig {
     pub(crate) tls_insecure_skip_verify: Option<bool>,
     pub(crate) web_config_file: Option<PathBuf>,
     pub(crate) targets: Option<Vec<RawTarget>>,
-    // Topology, dynamic targets and the targets file: src/topology_config.rs.
+    // Topology, dynamic targets and the targets file: src/config/topology.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
-    pub(crate) scrape_allow: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,
     pub(crate) scrape_max_targets: Option<usize>,
     pub(crate) scrape_never_up_timeout_seconds: Option<f64>,
     pub(crate) scrape_idle_timeout_seconds: Option<f64>,
     pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
-    pub(crate) relief: Option<crate::relief_config::RawRelief>,
-    /// `i/N` or `ordinal/N` (src/shard.rs).
+    pub(crate) relief: Option<crate::config::relief::RawRelief>,
+    /// `i/N` or `ordinal/N` (src/config/shard.rs).
     pub(crate) shard: Option<String>,
 }
 
@@ -269,7 +293,7 @@ pub(crate) struct RawAuth {
     pub(crate) password_file: Option<PathBuf>,
     pub(crate) password_env: Option<String>,
     /// Where `/scrape` may send these credentials (`host-or-CIDR:port[-port]`); none: nowhere.
-    pub(crate) targets: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) targets: Option<crate::config::topology::RawAllowlist>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
@@ -350,7 +374,7 @@ pub fn load_with_env(
 /// `HOSTNAME` from `env`, for `shard = "ordinal/N"`.
 fn hostname(env: &[(String, String)]) -> Option<String> {
     env.iter()
-        .find(|(k, _)| k == crate::shard::HOSTNAME_VAR)
+        .find(|(k, _)| k == crate::config::shard::HOSTNAME_VAR)
         .map(|(_, v)| v.clone())
 }
 
@@ -707,15 +731,15 @@ fn resolve(
     hostname: Option<String>,
 ) -> Result<Config, ConfigError> {
     let shard = match (&o.shard, &raw.shard) {
-        (Some(s), _) => {
-            crate::shard::Shard::parse(s, || hostname.or_else(crate::shard::kernel_hostname))
-                .map_err(|e| invalid("command line", "--shard", e.0))?
-        }
-        (None, Some(s)) => {
-            crate::shard::Shard::parse(s, || hostname.or_else(crate::shard::kernel_hostname))
-                .map_err(|e| invalid(origin, "shard", e.0))?
-        }
-        (None, None) => crate::shard::Shard::default(),
+        (Some(s), _) => crate::config::shard::Shard::parse(s, || {
+            hostname.or_else(crate::config::shard::kernel_hostname)
+        })
+        .map_err(|e| invalid("command line", "--shard", e.0))?,
+        (None, Some(s)) => crate::config::shard::Shard::parse(s, || {
+            hostname.or_else(crate::config::shard::kernel_hostname)
+        })
+        .map_err(|e| invalid(origin, "shard", e.0))?,
+        (None, None) => crate::config::shard::Shard::default(),
     };
     let listen_s = o
         .listen
@@ -798,11 +822,11 @@ fn resolve(
         )]
     };
 
-    let profiles = crate::topology_config::auth_profiles(&raw, origin)?;
+    let profiles = crate::config::topology::auth_profiles(&raw, origin)?;
     let mut targets = Vec::with_capacity(raw_targets.len());
     let mut groups = Vec::new();
     for (key, t) in raw_targets {
-        let label = match crate::topology_config::group(&key, &t, &raw, o, origin, &profiles)? {
+        let label = match crate::config::topology::group(&key, &t, &raw, o, origin, &profiles)? {
             Some(g) => {
                 let label = g.name.clone();
                 groups.push(g);
@@ -821,7 +845,7 @@ fn resolve(
             .count()
             + groups
                 .iter()
-                .filter(|g: &&crate::topology_config::Group| g.name == label)
+                .filter(|g: &&crate::config::topology::Group| g.name == label)
                 .count();
         if uses > 1 {
             return Err(invalid(
@@ -832,13 +856,13 @@ fn resolve(
         }
     }
     let topology =
-        crate::topology_config::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
+        crate::config::topology::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
     let web_file = o.web_config_file.as_ref().or(raw.web_config_file.as_ref());
     let web = match web_file {
         Some(path) => load_web_config(path)?,
         None => WebConfig::default(),
     };
-    let relief = crate::relief_config::ReliefConfig::resolve(
+    let relief = crate::config::relief::ReliefConfig::resolve(
         raw.relief.as_ref(),
         &web,
         web_file.map(PathBuf::as_path),
@@ -933,7 +957,7 @@ pub(crate) fn resolve_target(
     d: &RawConfig,
     o: &Overrides,
     origin: &str,
-    profiles: &crate::topology_config::AuthProfiles,
+    profiles: &crate::config::topology::AuthProfiles,
 ) -> Result<Target, ConfigError> {
     let address = t
         .address

@@ -4,8 +4,6 @@
 //! of one HTTP body ([`Chunks`]). With 1,000 targets `/metrics` is ~6 MB of text; before, a
 //! scrape held the protobuf structures of ~95,000 series *and* the text, in a buffer grown by
 //! doubling. The output is byte for byte what `prometheus::TextEncoder` writes (tests/golden.rs).
-//!
-//! In the new layout this file belongs in `src/web/exposition.rs`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
