@@ -761,6 +761,7 @@ fn keepalive_interval(config: &ConfigValues) -> Option<Duration> {
 /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
 /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
 pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
+    let timeout_d = timeout;
     let params = ["maxclients", "timeout", "tcp-keepalive"];
     let mut read = [None; 3];
     for (param, slot) in params.into_iter().zip(read.iter_mut()) {
@@ -798,7 +799,28 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
         maxclients,
         timeout,
         tcp_keepalive,
+        maxmemory_clients: read_maxmemory_clients(c, timeout_d).await?,
     })
+}
+
+/// `CONFIG GET maxmemory-clients` (Redis 7.0+, Valkey; an empty reply before): a value that is
+/// not a size or a percentage, or a refusal of this one parameter, leaves it absent (the
+/// three parameters above decided whether CONFIG is available at all).
+async fn read_maxmemory_clients(
+    c: &Client,
+    timeout: Duration,
+) -> Result<Option<crate::info::extra::ClientMemoryLimit>, PollError> {
+    let param = "maxmemory-clients";
+    match bounded("config", timeout, c.config_get::<Vec<String>, _>(param)).await {
+        Ok(r) => Ok(match r.as_slice() {
+            [name, value] if name.eq_ignore_ascii_case(param) => {
+                crate::info::extra::ClientMemoryLimit::parse(value)
+            }
+            _ => None,
+        }),
+        Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 /// A reply at least this long (about 3,500 lines) takes milliseconds to aggregate (~30 ms at

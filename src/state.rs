@@ -51,6 +51,8 @@ pub struct ConfigValues {
     pub maxclients: Option<f64>,
     pub timeout: Option<f64>,
     pub tcp_keepalive: Option<f64>,
+    /// `maxmemory-clients` (Redis 7.0+, Valkey); `None` before 7.0 or when unreadable.
+    pub maxmemory_clients: Option<crate::info::extra::ClientMemoryLimit>,
 }
 
 /// Seconds spent by the last poll, per stage.

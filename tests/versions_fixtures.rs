@@ -92,6 +92,21 @@ fn assert_entry_matches(e: &ClientEntry<'_>, w: &BTreeMap<&str, &str>, ctx: &str
     assert_eq!(e.user, text("user"), "user: {ctx}");
     assert_eq!(e.resp, num(w, "resp"), "resp: {ctx}");
     assert_eq!(e.lib_name, text("lib-name"), "lib-name: {ctx}");
+    assert_eq!(e.lib_ver, text("lib-ver"), "lib-ver: {ctx}");
+    assert_eq!(e.events, text("events"), "events: {ctx}");
+    for (got, key) in [
+        (e.qbuf, "qbuf"),
+        (e.argv_mem, "argv-mem"),
+        (e.multi_mem, "multi-mem"),
+        (e.obl, "obl"),
+        (e.oll, "oll"),
+        (e.watch, "watch"),
+        (e.tot_cmds, "tot-cmds"),
+        (e.tot_net_in, "tot-net-in"),
+        (e.tot_net_out, "tot-net-out"),
+    ] {
+        assert_eq!(got, num(w, key), "{key}: {ctx}");
+    }
 }
 
 /// What a CLIENT LIST capture holds, counted from its words.

@@ -49,6 +49,7 @@ fn cfg(maxclients: f64) -> ConfigValues {
         maxclients: Some(maxclients),
         timeout: Some(300.0),
         tcp_keepalive: Some(300.0),
+        maxmemory_clients: None,
     }
 }
 
