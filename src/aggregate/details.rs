@@ -80,7 +80,7 @@ pub struct ClientDetails {
     pub output_stalled_connections: u64,
     /// Summed `watch` (keys WATCHed; Redis 7.4+, Valkey).
     pub watched_keys: Option<u64>,
-    /// Connections that never ran a command (`tot-cmds=0`; Redis 8.0+, Valkey 8.0+).
+    /// Connections that never ran a command (`tot-cmds=0`; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).
     pub never_ran_command: Option<u64>,
     /// Bytes read from and written to the connections open now (`tot-net-in`, `tot-net-out`).
     pub net_input_bytes: Option<u64>,

@@ -9,9 +9,9 @@ use crate::label::bound;
 /// tests/fixtures/versions; docs/metrics.md says the same).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct InfoExtra {
-    /// Clients in pub/sub mode (Redis 7.4+, Valkey 8.0+).
+    /// Clients in pub/sub mode (Redis 7.4+, Valkey 8.1+).
     pub pubsub_clients: Option<f64>,
-    /// Clients with keys WATCHed, and the keys (Redis 7.4+, Valkey 8.0+).
+    /// Clients with keys WATCHed, and the keys (Redis 7.4+, Valkey 8.1+).
     pub watching_clients: Option<f64>,
     pub total_watched_keys: Option<f64>,
     /// Clients in the timeout table: blocked with a timeout (every version of the matrix).
@@ -20,7 +20,7 @@ pub struct InfoExtra {
     pub total_blocking_keys: Option<f64>,
     /// Clients closed by client eviction, `maxmemory-clients` (Redis 7.0+, Valkey).
     pub evicted_clients: Option<f64>,
-    /// Clients closed for exceeding the query / output buffer limits (Redis 7.4+, Valkey 8.0+).
+    /// Clients closed for exceeding the query / output buffer limits (Redis 7.4+, Valkey 8.1+).
     pub client_query_buffer_limit_disconnections: Option<f64>,
     pub client_output_buffer_limit_disconnections: Option<f64>,
     /// Memory of normal clients and of replica links (every version of the matrix).
@@ -30,7 +30,7 @@ pub struct InfoExtra {
     pub client_recent_max_input_buffer: Option<f64>,
     pub client_recent_max_output_buffer: Option<f64>,
     /// Why clients are paused (`none`, `client_pause`, `shutdown_in_progress`,
-    /// `failover_in_progress`; Valkey 8.0+), bounded: it becomes a label.
+    /// `failover_in_progress`; Valkey 8.1+), bounded: it becomes a label.
     pub paused_reason: Option<String>,
 }
 

@@ -9,9 +9,9 @@ use crate::state::ConfigValues;
 
 pub(super) fn info(f: &mut Families, t: &[(&str, &str)], target: &str, x: &InfoExtra) {
     let gauges = [
-        ("redis_pubsub_clients", "Clients in pub/sub mode (INFO pubsub_clients; Redis 7.4+, Valkey 8.0+).", x.pubsub_clients),
-        ("redis_watching_clients", "Clients with keys WATCHed (INFO watching_clients; Redis 7.4+, Valkey 8.0+).", x.watching_clients),
-        ("redis_watched_keys", "Keys WATCHed by clients (INFO total_watched_keys; Redis 7.4+, Valkey 8.0+).", x.total_watched_keys),
+        ("redis_pubsub_clients", "Clients in pub/sub mode (INFO pubsub_clients; Redis 7.4+, Valkey 8.1+).", x.pubsub_clients),
+        ("redis_watching_clients", "Clients with keys WATCHed (INFO watching_clients; Redis 7.4+, Valkey 8.1+).", x.watching_clients),
+        ("redis_watched_keys", "Keys WATCHed by clients (INFO total_watched_keys; Redis 7.4+, Valkey 8.1+).", x.total_watched_keys),
         ("redis_clients_in_timeout_table", "Blocked clients waiting with a timeout (INFO clients_in_timeout_table).", x.clients_in_timeout_table),
         ("redis_blocking_keys", "Keys blocked clients wait on (INFO total_blocking_keys; Redis 7.2+, Valkey).", x.total_blocking_keys),
         ("redis_mem_clients_normal", "Memory of normal clients: buffers and client structures (INFO mem_clients_normal).", x.mem_clients_normal),
@@ -24,8 +24,8 @@ pub(super) fn info(f: &mut Families, t: &[(&str, &str)], target: &str, x: &InfoE
     }
     let counters = [
         ("redis_evicted_clients_total", "Clients closed by client eviction, maxmemory-clients (INFO evicted_clients; Redis 7.0+, Valkey).", x.evicted_clients),
-        ("redis_client_query_buffer_limit_disconnections_total", "Clients closed for exceeding the query buffer limit (INFO; Redis 7.4+, Valkey 8.0+).", x.client_query_buffer_limit_disconnections),
-        ("redis_client_output_buffer_limit_disconnections_total", "Clients closed for exceeding client-output-buffer-limit (INFO; Redis 7.4+, Valkey 8.0+).", x.client_output_buffer_limit_disconnections),
+        ("redis_client_query_buffer_limit_disconnections_total", "Clients closed for exceeding the query buffer limit (INFO; Redis 7.4+, Valkey 8.1+).", x.client_query_buffer_limit_disconnections),
+        ("redis_client_output_buffer_limit_disconnections_total", "Clients closed for exceeding client-output-buffer-limit (INFO; Redis 7.4+, Valkey 8.1+).", x.client_output_buffer_limit_disconnections),
     ];
     for (name, help, v) in counters {
         if let Some(v) = v {
@@ -35,7 +35,7 @@ pub(super) fn info(f: &mut Families, t: &[(&str, &str)], target: &str, x: &InfoE
     if let Some(reason) = &x.paused_reason {
         f.gauge(
             "redis_client_paused",
-            "1 while clients are paused (CLIENT PAUSE, shutdown, failover), with Valkey's reason; 0 with reason none (INFO paused_reason; Valkey 8.0+).",
+            "1 while clients are paused (CLIENT PAUSE, shutdown, failover), with Valkey's reason; 0 with reason none (INFO paused_reason; Valkey 8.1+).",
             &[("target", target), ("reason", reason.as_str())],
             if reason == "none" { 0.0 } else { 1.0 },
         );
@@ -103,9 +103,9 @@ pub(super) fn client_list(f: &mut Families, t: &[(&str, &str)], target: &str, d:
         ("redis_client_multi_memory_bytes", "Summed memory of the commands queued in MULTI (multi-mem; Redis 7.0+, Valkey).", d.multi_memory_bytes),
         ("redis_client_output_list_blocks", "Summed reply list length of all clients (oll).", d.output_list_blocks),
         ("redis_client_output_static_buffer_bytes", "Summed bytes in the clients' static reply buffers (obl).", d.output_static_bytes),
-        ("redis_client_never_ran_command_connections", "Connections that have not run a command yet (tot-cmds=0; Redis 8.0+, Valkey 8.0+).", d.never_ran_command),
-        ("redis_client_net_input_bytes", "Bytes read from the connections open now, over their lives (tot-net-in; Redis 8.0+, Valkey 8.0+).", d.net_input_bytes),
-        ("redis_client_net_output_bytes", "Bytes written to the connections open now, over their lives (tot-net-out; Redis 8.0+, Valkey 8.0+).", d.net_output_bytes),
+        ("redis_client_never_ran_command_connections", "Connections that have not run a command yet (tot-cmds=0; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.never_ran_command),
+        ("redis_client_net_input_bytes", "Bytes read from the connections open now, over their lives (tot-net-in; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.net_input_bytes),
+        ("redis_client_net_output_bytes", "Bytes written to the connections open now, over their lives (tot-net-out; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.net_output_bytes),
     ];
     for (name, help, v) in gauges {
         f.gauge_opt(name, help, t, v.map(|v| v as f64));
