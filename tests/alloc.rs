@@ -8,9 +8,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use redis_clients_exporter::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
-use redis_clients_exporter::client_list::lines;
-use redis_clients_exporter::synthetic;
+use redis_clients_exporter::analysis::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
+use redis_clients_exporter::analysis::synthetic;
+use redis_clients_exporter::redis::client_list::lines;
 
 struct Counting;
 

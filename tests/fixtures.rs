@@ -1,9 +1,9 @@
 //! The parsers against real captures from redis-server 7.0.15 (copied from shared/fixtures).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use redis_clients_exporter::aggregate::Aggregator;
-use redis_clients_exporter::client_list::{lines, ClientType};
-use redis_clients_exporter::info::{looks_fd_clamped, Info};
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::redis::client_list::{lines, ClientType};
+use redis_clients_exporter::redis::info::{looks_fd_clamped, Info};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

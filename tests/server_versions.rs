@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Redis, Reply, RespConn};
-use redis_clients_exporter::aggregate::Aggregator;
-use redis_clients_exporter::client_list::{lines, ClientType, FLAGS};
-use redis_clients_exporter::info::Info;
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::redis::client_list::{lines, ClientType, FLAGS};
+use redis_clients_exporter::redis::info::Info;
 
 fn info(c: &mut RespConn, section: &str) -> Info {
     let reply = c.cmd(&["INFO", section]);

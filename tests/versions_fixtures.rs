@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use redis_clients_exporter::aggregate::{Aggregator, ClientListSummary, UNNAMED};
-use redis_clients_exporter::client_list::{lines, ClientEntry, ClientType, Parser, FLAGS};
-use redis_clients_exporter::info::Info;
+use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary, UNNAMED};
+use redis_clients_exporter::redis::client_list::{lines, ClientEntry, ClientType, Parser, FLAGS};
+use redis_clients_exporter::redis::info::Info;
 
 /// Every capture folder. Listed rather than discovered, so that a lost folder fails the tests.
 const CAPTURES: [&str; 9] = [

@@ -6,8 +6,8 @@
 use super::{
     advice, companion, ev, healing_steps, kill_steps, pct, Cause, Ctx, Evidence, Finding, Selector,
 };
-use crate::aggregate::{Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
-use crate::poller::CLIENT_NAME;
+use crate::analysis::aggregate::{Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
+use crate::redis::client_list::CLIENT_NAME;
 
 /// A group that may hold the leak.
 struct Candidate<'a> {

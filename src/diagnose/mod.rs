@@ -24,18 +24,18 @@ mod remediation;
 mod risky_config;
 mod scale_out;
 mod selector;
+pub mod shell;
 #[cfg(test)]
 mod tests;
 
 use serde::Serialize;
 
-use crate::aggregate::{ClientListSummary, GroupStats, OTHER, UNNAMED};
+use crate::analysis::aggregate::{ClientListSummary, GroupStats, OTHER, UNNAMED};
+use crate::analysis::history::Sample;
 use crate::config::{Endpoint, Target};
-use crate::history::Sample;
-use crate::info::Info;
-use crate::poller::CLIENT_NAME;
-use crate::shell;
-use crate::state::ConfigValues;
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::connection::ConfigValues;
+use crate::redis::info::Info;
 
 pub use remediation::FULL_NOTICE;
 pub(crate) use remediation::{blame, healing_steps, kill_steps, raise_maxclients};

@@ -9,7 +9,7 @@
 //! that does not read 64 KiB messages shows ~80 kB there, 12 MB on Valkey 8.1 and Redis 8.2
 //! (the same messages, the same `tot-net-out`). What every version does show is a connection
 //! whose replies wait for a socket that does not drain (`events=rw` with output pending,
-//! [`crate::aggregate::details::output_stalled`]): on Valkey 9+ such stalled readers are the
+//! [`crate::analysis::aggregate::details::output_stalled`]): on Valkey 9+ such stalled readers are the
 //! evidence, and the buffers' size only a lower bound.
 
 use super::{blame, culprit, ev, smoothstep, Cause, Ctx, Finding};

@@ -45,7 +45,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         ev("oldest idle", format!("{} s", g.oldest_idle_seconds)),
         ev(
             "pub/sub connections on the server",
-            c.by_type[crate::client_list::ClientType::Pubsub as usize],
+            c.by_type[crate::redis::client_list::ClientType::Pubsub as usize],
         ),
     ];
     f.remediation = remediation;

@@ -3,8 +3,8 @@
 //! (and when that works), and what to do while the server is full. Every printed command
 //! fails loudly when Redis refuses it (see `shell`).
 
+use super::shell;
 use super::{advice, run, Ctx, Finding, Selector, Step};
-use crate::shell;
 
 /// How every "server is full" step begins; the one-shot command puts its by-id step after it.
 pub const FULL_NOTICE: &str = "The server is full:";
@@ -159,7 +159,7 @@ pub(crate) struct Blame {
 
 pub(crate) fn blame(
     ctx: &Ctx<'_>,
-    who: Option<(&'static str, &str, &crate::aggregate::GroupStats)>,
+    who: Option<(&'static str, &str, &crate::analysis::aggregate::GroupStats)>,
     only: &'static str,
     title: &str,
     kill_why: impl Fn(&str) -> String,

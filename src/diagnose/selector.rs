@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::aggregate::ipv4_prefix;
-use crate::client_list::ClientEntry;
-use crate::poller::CLIENT_NAME;
-use crate::shell;
+use super::shell;
+use crate::analysis::aggregate::ipv4_prefix;
+use crate::redis::client_list::ClientEntry;
+use crate::redis::client_list::CLIENT_NAME;
 
 /// Which connections a remediation acts on: the finding's culprit group plus a predicate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,7 +55,7 @@ impl Selector {
         if !in_group || e.name == Some(CLIENT_NAME) {
             return false;
         }
-        let pubsub = e.client_type() == crate::client_list::ClientType::Pubsub
+        let pubsub = e.client_type() == crate::redis::client_list::ClientType::Pubsub
             || e.sub.unwrap_or(0) + e.psub.unwrap_or(0) + e.ssub.unwrap_or(0) > 0;
         let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
         match self.only {

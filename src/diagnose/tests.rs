@@ -1,6 +1,6 @@
 use super::*;
-use crate::aggregate::Aggregator;
-use crate::client_list::ClientEntry;
+use crate::analysis::aggregate::Aggregator;
+use crate::redis::client_list::ClientEntry;
 
 fn line(id: u32, ip: &str, name: &str, age: u64, idle: u64, flags: &str, extra: &str) -> String {
     format!("id={id} addr={ip}:{} fd=8 name={name} age={age} idle={idle} flags={flags} db=0 omem=0 tot-mem=1000 cmd=get user=default {extra}\n", 40000 + id)

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::label::bound;
+use crate::redis::label::bound;
 
 pub mod extra;
 
@@ -29,7 +29,7 @@ pub struct Info {
     pub rejected_connections: Option<f64>,
     pub used_memory: Option<f64>,
     /// The other client fields (src/info_extra.rs).
-    pub extra: crate::info::extra::InfoExtra,
+    pub extra: crate::redis::info::extra::InfoExtra,
     /// String values longer than `label::MAX_LABEL_BYTES`, cut (they become labels).
     pub truncated_values: u64,
 }
@@ -153,7 +153,7 @@ mod tests {
         let i = Info::parse(&format!("redis_version:7.0.15\r\nrole:{long}\r\n"));
         assert_eq!(i.version(), Some((7, 0)));
         assert_eq!(i.truncated_values, 1);
-        assert_eq!(i.role.as_deref(), Some(&*crate::label::bound(&long)));
+        assert_eq!(i.role.as_deref(), Some(&*crate::redis::label::bound(&long)));
         assert_eq!(Info::parse("redis_version:7.2.4\n").version(), Some((7, 2)));
         assert_eq!(Info::parse("redis_version:junk\n").version(), None);
         assert_eq!(Info::default().version(), None);

@@ -3,9 +3,9 @@
 //! buffers, totals). docs/metrics.md lists each with the server versions that report it.
 
 use super::Families;
-use crate::aggregate::details::{split_library, ClientDetails};
-use crate::info::extra::{ClientMemoryLimit, InfoExtra};
-use crate::state::ConfigValues;
+use crate::analysis::aggregate::details::{split_library, ClientDetails};
+use crate::redis::connection::ConfigValues;
+use crate::redis::info::extra::{ClientMemoryLimit, InfoExtra};
 
 pub(super) fn info(f: &mut Families, t: &[(&str, &str)], target: &str, x: &InfoExtra) {
     let gauges = [

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Target;
-use crate::state::{Store, Topology};
+use crate::targets::state::{Store, Topology};
 
 /// What a reconciliation changed, for the log line.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -191,7 +191,7 @@ impl PartialEq for PollerSpec {
 
 impl PollerSpec {
     pub fn spawn(&self, store: &Arc<Store>, stop: CancellationToken) -> JoinHandle<()> {
-        let mut poller = crate::poller::Poller::new(
+        let mut poller = crate::targets::poller::Poller::new(
             self.target.clone(),
             Arc::clone(store),
             self.top_k,
@@ -201,8 +201,8 @@ impl PollerSpec {
             poller = poller.with_topology(Arc::clone(t));
         }
         // Relief reaches a target only through its poller's queue (src/relief).
-        let (jobs, queue) = tokio::sync::mpsc::channel(crate::relief::QUEUE);
-        store.relief.register(&self.target, jobs);
+        let (jobs, queue) = tokio::sync::mpsc::channel(crate::targets::jobs::QUEUE);
+        store.actions.register(&self.target, jobs);
         poller = poller.with_relief(queue);
         tokio::spawn(poller.run(stop))
     }

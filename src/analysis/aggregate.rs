@@ -11,9 +11,9 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::CLIENT_NAME;
-use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
-use crate::label::{bound_into, MAX_LABEL_BYTES};
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
+use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
 
 pub mod details;
 
@@ -102,7 +102,7 @@ pub struct GroupStats {
     pub output_bytes: u64,
     pub max_output_bytes: u64,
     /// Connections whose replies wait for a socket that does not drain
-    /// ([`crate::aggregate::details::output_stalled`]), and those of them idle at least the threshold
+    /// ([`crate::analysis::aggregate::details::output_stalled`]), and those of them idle at least the threshold
     /// (left out of the idle pub/sub, blocked and unused counts: they are stuck readers).
     pub output_stalled: u64,
     pub idle_stalled: u64,
@@ -241,9 +241,9 @@ pub struct ClientListSummary {
     pub idle: Distribution,
     pub age: Distribution,
     /// Libraries, local ports, buffers and totals (src/extras.rs).
-    pub details: crate::aggregate::details::ClientDetails,
+    pub details: crate::analysis::aggregate::details::ClientDetails,
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`] in this snapshot,
-    /// counted under their bounded form (see [`crate::label`]).
+    /// counted under their bounded form (see [`crate::redis::label`]).
     pub truncated_values: u64,
 }
 
@@ -533,7 +533,7 @@ pub struct Aggregator {
     /// Where a value too long for a label is bounded before it is looked up: reused, so a
     /// long value costs no allocation per line either, and only its bounded form is stored.
     scratch: String,
-    details: crate::aggregate::details::Details,
+    details: crate::analysis::aggregate::details::Details,
 }
 
 impl Aggregator {
@@ -553,7 +553,7 @@ impl Aggregator {
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
             scratch: String::new(),
-            details: crate::aggregate::details::Details::default(),
+            details: crate::analysis::aggregate::details::Details::default(),
         }
     }
 
@@ -749,7 +749,7 @@ impl Aggregator {
             subscriptions,
             blocked: flags.contains(b'b'),
             output,
-            stalled: crate::aggregate::details::output_stalled(e),
+            stalled: crate::analysis::aggregate::details::output_stalled(e),
             young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
         };
         let cut = &mut s.truncated_values;
@@ -1225,7 +1225,7 @@ mod tests {
 
     #[test]
     fn two_halves_on_two_threads_give_the_one_thread_summary() {
-        let mut reply = crate::synthetic::client_list(32_000, 300, 40);
+        let mut reply = crate::analysis::synthetic::client_list(32_000, 300, 40);
         reply.push_str("garbage\nid=1 addr=9.9.9.9:1 idle=x\n");
         reply.push_str(&line(1, "7.7.7.7", "other", 5000, "flags=bx sub=3 omem=99"));
         assert!(reply.len() >= PARALLEL_MIN_BYTES);
@@ -1278,7 +1278,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.connections))
                 .collect();
-            let (ba, bb) = (crate::label::bound(&a), crate::label::bound(&b));
+            let (ba, bb) = (
+                crate::redis::label::bound(&a),
+                crate::redis::label::bound(&b),
+            );
             assert_eq!(
                 names,
                 vec![

@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aggregate::{ClientListSummary, GroupStats, OTHER};
-use crate::info::Info;
+use crate::analysis::aggregate::{ClientListSummary, GroupStats, OTHER};
+use crate::redis::info::Info;
 
 /// How far back the daemon's history reaches.
 pub const RETENTION: Duration = Duration::from_secs(3600);
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn keys_are_shared_with_the_previous_sample() {
-        use crate::aggregate::Aggregator;
+        use crate::analysis::aggregate::Aggregator;
         let reply = "id=1 addr=10.0.0.1:1 name=a age=1 idle=1 cmd=get\nid=2 addr=10.0.0.2:1 name=b age=1 idle=1 cmd=get\n";
         let summary = Aggregator::new(60).summarize(reply, 10);
         let info = Info::default();
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn young_connections_add_up_over_polls_and_fade() {
-        use crate::aggregate::Aggregator;
+        use crate::analysis::aggregate::Aggregator;
         let churner = "id=1 addr=10.0.0.9:1 name= age=0 idle=0 cmd=ping\n";
         let steady = "id=2 addr=10.0.0.1:1 name=a age=500 idle=0 cmd=get\n";
         let mut agg = Aggregator::new(60);

@@ -4,6 +4,9 @@
 //! Secrets are held in [`Secret`], whose `Debug` never shows the value, and a password found
 //! inside an address URL is moved out of it before the address is used for anything.
 
+pub mod relief;
+pub mod topology;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -199,9 +202,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub web: WebConfig,
     /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
-    pub topology: crate::topology_config::TopologyConfig,
+    pub topology: crate::config::topology::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
-    pub relief: crate::relief_config::ReliefConfig,
+    pub relief: crate::config::relief::ReliefConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -243,14 +246,14 @@ pub(crate) struct RawConfig {
     // Topology, dynamic targets and the targets file: src/topology_config.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
-    pub(crate) scrape_allow: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,
     pub(crate) scrape_max_targets: Option<usize>,
     pub(crate) scrape_never_up_timeout_seconds: Option<f64>,
     pub(crate) scrape_idle_timeout_seconds: Option<f64>,
     pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
-    pub(crate) relief: Option<crate::relief_config::RawRelief>,
+    pub(crate) relief: Option<crate::config::relief::RawRelief>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
@@ -263,7 +266,7 @@ pub(crate) struct RawAuth {
     pub(crate) password_file: Option<PathBuf>,
     pub(crate) password_env: Option<String>,
     /// Where `/scrape` may send these credentials (`host-or-CIDR:port[-port]`); none: nowhere.
-    pub(crate) targets: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) targets: Option<crate::config::topology::RawAllowlist>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
@@ -764,11 +767,11 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         )]
     };
 
-    let profiles = crate::topology_config::auth_profiles(&raw, origin)?;
+    let profiles = crate::config::topology::auth_profiles(&raw, origin)?;
     let mut targets = Vec::with_capacity(raw_targets.len());
     let mut groups = Vec::new();
     for (key, t) in raw_targets {
-        let label = match crate::topology_config::group(&key, &t, &raw, o, origin, &profiles)? {
+        let label = match crate::config::topology::group(&key, &t, &raw, o, origin, &profiles)? {
             Some(g) => {
                 let label = g.name.clone();
                 groups.push(g);
@@ -787,7 +790,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
             .count()
             + groups
                 .iter()
-                .filter(|g: &&crate::topology_config::Group| g.name == label)
+                .filter(|g: &&crate::config::topology::Group| g.name == label)
                 .count();
         if uses > 1 {
             return Err(invalid(
@@ -798,13 +801,13 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         }
     }
     let topology =
-        crate::topology_config::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
+        crate::config::topology::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
     let web_file = o.web_config_file.as_ref().or(raw.web_config_file.as_ref());
     let web = match web_file {
         Some(path) => load_web_config(path)?,
         None => WebConfig::default(),
     };
-    let relief = crate::relief_config::ReliefConfig::resolve(
+    let relief = crate::config::relief::ReliefConfig::resolve(
         raw.relief.as_ref(),
         &web,
         web_file.map(PathBuf::as_path),
@@ -898,7 +901,7 @@ pub(crate) fn resolve_target(
     d: &RawConfig,
     o: &Overrides,
     origin: &str,
-    profiles: &crate::topology_config::AuthProfiles,
+    profiles: &crate::config::topology::AuthProfiles,
 ) -> Result<Target, ConfigError> {
     let address = t
         .address

@@ -35,7 +35,7 @@ pub fn utc(unix: f64) -> String {
     )
 }
 
-use crate::shell::{is_invisible, visible};
+use crate::diagnose::shell::{is_invisible, visible};
 
 /// Markdown text that shows exactly `s`: every character with a Markdown meaning is
 /// backslash-escaped (no emphasis, link, raw HTML, code span or table cell can start inside a
@@ -418,7 +418,7 @@ mod tests {
                 why: name.to_string(),
                 command: Some(format!(
                     "redis-cli -p 1 CLIENT KILL NAME {}",
-                    crate::shell::quote(name)
+                    crate::diagnose::shell::quote(name)
                 )),
             }],
             selector: None,

@@ -5,12 +5,12 @@
 //! `tot-cmds`, `tot-net-in`/`tot-net-out`), plus the connections whose replies wait for a
 //! socket that does not drain (`events=rw` with output pending).
 //!
-//! Part of the [`Aggregator`](crate::aggregate::Aggregator)'s snapshot: the same reused maps
+//! Part of the [`Aggregator`](crate::analysis::aggregate::Aggregator)'s snapshot: the same reused maps
 //! (no allocation per line once warm; values bounded before the lookup), the same top K +
 //! `other` folding. A submodule of `aggregate` (it uses the aggregator's maps, and the aggregator uses it).
 
 use super::{bounded, fold, Count, Counts};
-use crate::client_list::{ClientEntry, FlagSet};
+use crate::redis::client_list::{ClientEntry, FlagSet};
 
 /// The library value of a connection that did not set one (or a server without the field).
 pub const UNSET: &str = "unset";
@@ -222,7 +222,7 @@ pub fn split_library(key: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::Aggregator;
+    use crate::analysis::aggregate::Aggregator;
 
     fn line(id: u32, lib: &str, ver: &str, idle: u64, extra: &str) -> String {
         format!(
@@ -318,8 +318,12 @@ mod tests {
         let s = a.summarize(&reply, 10);
         let (k, _) = &s.details.by_library[0];
         let (lib, ver) = split_library(k);
-        assert!(lib.len() <= crate::label::MAX_LABEL_BYTES, "{}", lib.len());
-        assert!(ver.len() <= crate::label::MAX_LABEL_BYTES);
+        assert!(
+            lib.len() <= crate::redis::label::MAX_LABEL_BYTES,
+            "{}",
+            lib.len()
+        );
+        assert!(ver.len() <= crate::redis::label::MAX_LABEL_BYTES);
         assert_eq!(s.truncated_values, 2);
     }
 }

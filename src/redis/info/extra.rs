@@ -1,9 +1,9 @@
 //! INFO fields about clients beyond the maxclients arithmetic (issue 19): pub/sub, WATCH and
 //! blocked-key counts, client memory, the disconnections the buffer limits caused, client
 //! eviction, and Valkey's pause state. Parsed from the same `key:value` lines as
-//! [`Info`](crate::info::Info); a field the server does not report stays `None`.
+//! [`Info`](crate::redis::info::Info); a field the server does not report stays `None`.
 
-use crate::label::bound;
+use crate::redis::label::bound;
 
 /// Which server versions report each field (checked on the captures in
 /// tests/fixtures/versions; docs/metrics.md says the same).
@@ -89,7 +89,7 @@ impl ClientMemoryLimit {
 #[cfg(test)]
 mod tests {
     use super::ClientMemoryLimit;
-    use crate::info::Info;
+    use crate::redis::info::Info;
 
     #[test]
     fn maxmemory_clients_values() {

@@ -9,10 +9,10 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 
-use crate::aggregate::Distribution;
-use crate::client_list::{ClientType, FLAGS};
-use crate::info::looks_fd_clamped;
-use crate::state::{ErrorKind, Role, TargetState};
+use crate::analysis::aggregate::Distribution;
+use crate::redis::client_list::{ClientType, FLAGS};
+use crate::redis::info::looks_fd_clamped;
+use crate::targets::state::{ErrorKind, Role, TargetState};
 
 mod extra;
 
@@ -25,7 +25,7 @@ struct Families {
 }
 
 // The help text of redis_clients_exporter_label_values_truncated_total names the bound.
-const _: () = assert!(crate::label::MAX_LABEL_BYTES == 128);
+const _: () = assert!(crate::redis::label::MAX_LABEL_BYTES == 128);
 
 /// Values from Redis are bounded where they are read (and counted there); this bounds
 /// whatever else reaches a label (topology names from CLUSTER NODES or Sentinel) the same way.
@@ -39,7 +39,7 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
             l.set_value(if *n == "target" {
                 (*v).to_string()
             } else {
-                crate::label::bound(v).into_owned()
+                crate::redis::label::bound(v).into_owned()
             });
             l
         })
@@ -464,7 +464,7 @@ fn add_client_list(
     f: &mut Families,
     t: &[(&str, &str)],
     target: &str,
-    c: &crate::aggregate::ClientListSummary,
+    c: &crate::analysis::aggregate::ClientListSummary,
 ) {
     f.gauge(
         "redis_client_snapshot_connections",
