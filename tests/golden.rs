@@ -326,7 +326,7 @@ fn outputs() -> Outputs {
         let Some(report) = &state.diagnosis else {
             continue;
         };
-        // The bytes of `/diagnose?format=json` (src/http.rs: `serde_json::to_vec_pretty`).
+        // The bytes of `/diagnose?format=json` (src/web/http.rs: `serde_json::to_vec_pretty`).
         let json = serde_json::to_vec_pretty(report.as_ref()).expect("report serialises");
         let json = String::from_utf8(json).expect("JSON is UTF-8");
         out.insert(format!("diagnose/{label}.json"), json);

@@ -91,6 +91,26 @@ impl Secret {
                 .map_err(|_| SecretError::Env(name.clone())),
         }
     }
+
+    /// [`Secret::resolve`] for async code: a password file is read on a blocking thread, so
+    /// that a hung mount stalls one connect, not the runtime's workers.
+    pub async fn resolve_async(&self) -> Result<Option<String>, SecretError> {
+        match self {
+            Secret::File(p) => {
+                let secret = self.clone();
+                let path = p.display().to_string();
+                tokio::task::spawn_blocking(move || secret.resolve())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(SecretError::File {
+                            path,
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+            }
+            _ => self.resolve(),
+        }
+    }
 }
 
 /// Where a target lives.
@@ -201,7 +221,7 @@ pub struct Config {
     pub idle_threshold_seconds: u64,
     pub targets: Vec<Target>,
     pub web: WebConfig,
-    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
+    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/config/topology.rs).
     pub topology: crate::config::topology::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
     pub relief: crate::config::relief::ReliefConfig,
@@ -243,7 +263,7 @@ pub(crate) struct RawConfig {
     pub(crate) tls_insecure_skip_verify: Option<bool>,
     pub(crate) web_config_file: Option<PathBuf>,
     pub(crate) targets: Option<Vec<RawTarget>>,
-    // Topology, dynamic targets and the targets file: src/topology_config.rs.
+    // Topology, dynamic targets and the targets file: src/config/topology.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
     pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,

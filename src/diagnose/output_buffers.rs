@@ -12,7 +12,7 @@
 //! [`crate::analysis::aggregate::details::output_stalled`]): on Valkey 9+ such stalled readers are the
 //! evidence, and the buffers' size only a lower bound.
 
-use super::{blame, culprit, ev, smoothstep, Cause, Ctx, Finding};
+use super::{blame, culprit, ev, smoothstep, Cause, Ctx, Finding, Only};
 
 /// Whether the server queues large bulk replies by reference, so that `omem` undercounts them.
 fn omem_undercounts(ctx: &Ctx<'_>) -> bool {
@@ -48,7 +48,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let b = blame(
         ctx,
         who,
-        "output_buffer",
+        Only::OutputBuffer,
         "output-buffer hogs",
         |key| format!("Close the connections of {key} with pending output"),
         "The client reads slower than Redis answers (or not at all): fix the reader, and bound it with client-output-buffer-limit (normal / pubsub classes).",

@@ -6,21 +6,45 @@
 use serde::Serialize;
 
 use super::shell;
-use crate::analysis::aggregate::ipv4_prefix;
+use crate::analysis::aggregate::{ipv4_prefix, Dimension};
 use crate::redis::client_list::ClientEntry;
 use crate::redis::client_list::CLIENT_NAME;
+
+/// Which of a group's connections a selector means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Only {
+    /// Idle at least the selector's `idle_seconds`, not pub/sub, not blocked.
+    Idle,
+    /// Idle pub/sub subscribers.
+    IdlePubsub,
+    /// In a blocking command.
+    Blocked,
+    /// With output buffer memory.
+    OutputBuffer,
+}
+
+impl Only {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::IdlePubsub => "idle_pubsub",
+            Self::Blocked => "blocked",
+            Self::OutputBuffer => "output_buffer",
+        }
+    }
+}
 
 /// Which connections a remediation acts on: the finding's culprit group plus a predicate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Selector {
-    /// `source_ip`, `client_name`, `lib_name` or `address_prefix`.
-    pub group: &'static str,
+    /// `source_ip`, `client_name`, `lib_name` or `address_prefix` (never `all_sources`: that
+    /// selects nothing).
+    pub group: Dimension,
     /// The source address, the client name (empty: connections without a name), the library,
     /// or `a.b.c.0/24`.
     pub key: String,
-    /// `idle` (idle ≥ threshold, not pub/sub, not blocked), `idle_pubsub`, `blocked` or
-    /// `output_buffer`.
-    pub only: &'static str,
+    pub only: Only,
     pub idle_seconds: u64,
 }
 
@@ -43,14 +67,15 @@ impl Selector {
     /// True when a CLIENT LIST line is one of the connections this selector means.
     pub fn matches(&self, e: &ClientEntry<'_>) -> bool {
         let in_group = match self.group {
-            "source_ip" => e.source_ip() == self.key,
-            "client_name" => e.name.unwrap_or("") == self.key,
-            "lib_name" => e.lib_name.unwrap_or("") == self.key,
-            "address_prefix" => match (ipv4_prefix(e.source_ip()), self.prefix()) {
+            Dimension::SourceIp => e.source_ip() == self.key,
+            Dimension::ClientName => e.name.unwrap_or("") == self.key,
+            Dimension::LibName => e.lib_name.unwrap_or("") == self.key,
+            Dimension::AddressPrefix => match (ipv4_prefix(e.source_ip()), self.prefix()) {
                 (Some(p), Some(k)) => k.strip_suffix('.') == Some(p),
                 _ => false,
             },
-            _ => false,
+            // Never built: a selector of every connection would close every connection.
+            Dimension::AllSources => false,
         };
         if !in_group || e.name == Some(CLIENT_NAME) {
             return false;
@@ -59,11 +84,10 @@ impl Selector {
             || e.sub.unwrap_or(0) + e.psub.unwrap_or(0) + e.ssub.unwrap_or(0) > 0;
         let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
         match self.only {
-            "idle" => idle && !pubsub && !e.has_flag(b'b'),
-            "idle_pubsub" => idle && pubsub,
-            "blocked" => e.has_flag(b'b'),
-            "output_buffer" => e.omem.unwrap_or(0) > 0,
-            _ => false,
+            Only::Idle => idle && !pubsub && !e.has_flag(b'b'),
+            Only::IdlePubsub => idle && pubsub,
+            Only::Blocked => e.has_flag(b'b'),
+            Only::OutputBuffer => e.omem.unwrap_or(0) > 0,
         }
     }
 
@@ -71,7 +95,7 @@ impl Selector {
     /// `a.b.c.`.
     pub(crate) fn env_key(&self) -> &str {
         match self.group {
-            "address_prefix" => self.prefix().unwrap_or("-"),
+            Dimension::AddressPrefix => self.prefix().unwrap_or("-"),
             _ => &self.key,
         }
     }
@@ -81,24 +105,23 @@ impl Selector {
     /// `ENVIRON["K"]`, never written into the program.
     pub(crate) fn awk_condition(&self) -> String {
         let group = match self.group {
-            "source_ip" => "(a \"\")==(ENVIRON[\"K\"] \"\")",
-            "client_name" => "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")",
-            "lib_name" => "(f[\"lib-name\"] \"\")==(ENVIRON[\"K\"] \"\")",
-            "address_prefix" => {
+            Dimension::SourceIp => "(a \"\")==(ENVIRON[\"K\"] \"\")",
+            Dimension::ClientName => "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")",
+            Dimension::LibName => "(f[\"lib-name\"] \"\")==(ENVIRON[\"K\"] \"\")",
+            Dimension::AddressPrefix => {
                 "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
             }
-            _ => "0",
+            Dimension::AllSources => "0",
         };
         let pubsub = "(f[\"flags\"]~/P/||f[\"sub\"]+f[\"psub\"]+f[\"ssub\"]>0)";
         // `+0`: substr() gives strings, and awk compares a string with a number as strings
         // ("9" >= "10").
         let idle = format!("f[\"idle\"]+0>={}", self.idle_seconds);
         let only = match self.only {
-            "idle" => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
-            "idle_pubsub" => format!("{idle}&&{pubsub}"),
-            "blocked" => "f[\"flags\"]~/b/".to_string(),
-            "output_buffer" => "f[\"omem\"]+0>0".to_string(),
-            _ => "0".to_string(),
+            Only::Idle => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
+            Only::IdlePubsub => format!("{idle}&&{pubsub}"),
+            Only::Blocked => "f[\"flags\"]~/b/".to_string(),
+            Only::OutputBuffer => "f[\"omem\"]+0>0".to_string(),
         };
         // Our own name is a constant of safe characters: it can sit in the program.
         debug_assert!(CLIENT_NAME

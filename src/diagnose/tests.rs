@@ -143,7 +143,7 @@ fn a_leak_spread_over_a_fleet_is_one_leak() {
     let sel = leak.selector.as_ref().expect("a selector");
     assert_eq!(
         (sel.group, sel.key.as_str()),
-        ("address_prefix", "10.1.2.0/24")
+        (Dimension::AddressPrefix, "10.1.2.0/24")
     );
     let hit = |l: String| ClientEntry::parse(l.trim_end()).is_ok_and(|e| sel.matches(&e));
     assert!(hit(null(1, "10.1.2.7", "", 900, 895)));
@@ -512,9 +512,9 @@ fn valkey_is_reported_as_valkey_and_its_filters_are_used() {
 #[test]
 fn selector_matches_only_its_connections() {
     let s = Selector {
-        group: "source_ip",
+        group: Dimension::SourceIp,
         key: "10.0.0.9".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 60,
     };
     let yes = line(1, "10.0.0.9", "", 900, 800, "N", "");
@@ -603,18 +603,23 @@ fn the_printed_selection_is_the_selector() {
     };
     let mut selected = 0;
     for (group, key) in [
-        ("client_name", "0123"),
-        ("client_name", "a=b"),
-        ("client_name", ""),
-        ("source_ip", "10.0.0.9"),
-        ("source_ip", "::1"),
-        ("source_ip", "unix"),
-        ("lib_name", "0123"),
-        ("lib_name", "123"),
-        ("address_prefix", "10.0.0.0/24"),
-        ("address_prefix", "10.0.1.0/24"),
+        (Dimension::ClientName, "0123"),
+        (Dimension::ClientName, "a=b"),
+        (Dimension::ClientName, ""),
+        (Dimension::SourceIp, "10.0.0.9"),
+        (Dimension::SourceIp, "::1"),
+        (Dimension::SourceIp, "unix"),
+        (Dimension::LibName, "0123"),
+        (Dimension::LibName, "123"),
+        (Dimension::AddressPrefix, "10.0.0.0/24"),
+        (Dimension::AddressPrefix, "10.0.1.0/24"),
     ] {
-        for only in ["idle", "idle_pubsub", "blocked", "output_buffer"] {
+        for only in [
+            Only::Idle,
+            Only::IdlePubsub,
+            Only::Blocked,
+            Only::OutputBuffer,
+        ] {
             let s = Selector {
                 group,
                 key: key.into(),
@@ -628,16 +633,16 @@ fn the_printed_selection_is_the_selector() {
     }
     assert!(selected >= 20, "the cases select something: {selected}");
     let s = Selector {
-        group: "client_name",
+        group: Dimension::ClientName,
         key: "0123".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 10,
     };
     assert_eq!(rust(&s), vec![1, 5, 10], "only the exact name, idle ≥ 10");
     let s = Selector {
-        group: "address_prefix",
+        group: Dimension::AddressPrefix,
         key: "10.0.0.0/24".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 10,
     };
     assert_eq!(
@@ -714,9 +719,9 @@ fn a_full_server_says_commands_cannot_run_and_what_works() {
 #[test]
 fn kill_commands_quote_the_culprit() {
     let s = Selector {
-        group: "client_name",
+        group: Dimension::ClientName,
         key: "x';touch${IFS}/tmp/P;echo'".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 60,
     };
     let kill = s.pipeline("redis-cli -p 1");

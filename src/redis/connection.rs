@@ -67,6 +67,36 @@ pub struct ConfigValues {
     pub maxmemory_clients: Option<ClientMemoryLimit>,
 }
 
+/// Where the effective maxclients was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaxclientsSource {
+    Config,
+    Info,
+}
+
+impl MaxclientsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Info => "info",
+        }
+    }
+}
+
+impl ConfigValues {
+    /// The effective maxclients and where it came from: CONFIG GET's value wins (it is what
+    /// the server enforces now), INFO's `maxclients` stands in when CONFIG is unavailable
+    /// (renamed, forbidden); `None` when neither says. The one place this rule is written.
+    pub fn effective_maxclients(&self, info: Option<&Info>) -> Option<(f64, MaxclientsSource)> {
+        match (self.maxclients, info.and_then(|i| i.maxclients)) {
+            (Some(v), _) => Some((v, MaxclientsSource::Config)),
+            (None, Some(v)) => Some((v, MaxclientsSource::Info)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The step of a poll or connection attempt that failed: the prefix of a [`PollError`]'s text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -220,7 +250,8 @@ impl Conn {
     pub(crate) async fn open(target: &Target) -> Result<Conn, PollError> {
         let password = target
             .password
-            .resolve()
+            .resolve_async()
+            .await
             .map_err(|e| PollError::new(ErrorKind::Auth, Stage::Connect, e.to_string()))?;
         let mut cfg = FredConfig {
             username: target.username.clone(),

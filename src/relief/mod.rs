@@ -7,7 +7,7 @@
 //! selector names and/or to set `timeout`, `tcp-keepalive` or `maxclients`.
 //!
 //! No HTTP handler talks to Redis: a handler sends a [`Job`] to the target's poller
-//! (src/poller.rs serves its queue between polls, on its held connection) and waits a bounded
+//! (src/targets/poller.rs serves its queue between polls, on its held connection) and waits a bounded
 //! time for the job's answer. Off unless `[relief] enabled`; only listed basic-auth users;
 //! a preview first (a fresh CLIENT LIST: the exact connections), then an execute within the
 //! token's short life that re-checks every connection before closing it; bounded in
@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Target;
 use crate::diagnose::shell::quote;
-use crate::diagnose::{Cause, Finding, Report, Step};
+use crate::diagnose::{Cause, Finding, Only, Report, Step};
 use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
 use crate::redis::connection::ErrorKind;
 use crate::redis::connection::{bounded, PollError, Stage};
@@ -433,9 +433,9 @@ pub fn step(
     if let Some(sel) = &f.selector {
         cmd.push_str(&format!(" --finding {}", f.cause.as_str()));
         match sel.only {
-            "idle_pubsub" => cmd.push_str(" --include-pubsub"),
-            "blocked" => cmd.push_str(" --include-blocked"),
-            _ => {}
+            Only::IdlePubsub => cmd.push_str(" --include-pubsub"),
+            Only::Blocked => cmd.push_str(" --include-blocked"),
+            Only::Idle | Only::OutputBuffer => {}
         }
         does.push("lists the exact connections this finding blames".to_string());
     }
@@ -1358,7 +1358,7 @@ mod tests {
     use super::*;
     use crate::diagnose::{Evidence, Selector};
 
-    fn finding(cause: Cause, only: &'static str, commands: &[&str]) -> Finding {
+    fn finding(cause: Cause, only: Option<Only>, commands: &[&str]) -> Finding {
         Finding {
             cause,
             title: "t".into(),
@@ -1379,8 +1379,8 @@ mod tests {
                     command: Some(c.to_string()),
                 })
                 .collect(),
-            selector: (!only.is_empty()).then(|| Selector {
-                group: "client_name",
+            selector: only.map(|only| Selector {
+                group: crate::analysis::aggregate::Dimension::ClientName,
                 key: "x".into(),
                 only,
                 idle_seconds: 60,
@@ -1395,7 +1395,7 @@ mod tests {
             [(Param::Timeout, (30, 3600))].into_iter().collect();
         let f = finding(
             Cause::ConnectionLeak,
-            "idle",
+            Some(Only::Idle),
             &[
                 "redis-cli -p 1 CLIENT KILL ...",
                 "redis-cli -p 1 CONFIG SET timeout 300",
@@ -1415,13 +1415,17 @@ mod tests {
         // Out of bounds or without bounds: not offered. Nothing to do: no step.
         let f = finding(
             Cause::MaxclientsTooLow,
-            "",
+            None,
             &["redis-cli CONFIG SET maxclients 20000"],
         );
         assert!(step("u", "t", &f, &bounds).is_none());
-        let f = finding(Cause::RiskyConfig, "", &["redis-cli CONFIG SET timeout 5"]);
+        let f = finding(
+            Cause::RiskyConfig,
+            None,
+            &["redis-cli CONFIG SET timeout 5"],
+        );
         assert!(step("u", "t", &f, &bounds).is_none());
-        let f = finding(Cause::StalePubsub, "idle_pubsub", &[]);
+        let f = finding(Cause::StalePubsub, Some(Only::IdlePubsub), &[]);
         let cmd = step("u", "t", &f, &bounds)
             .and_then(|s| s.command)
             .expect("cmd");
@@ -1429,7 +1433,7 @@ mod tests {
             cmd.ends_with("--finding stale_pubsub --include-pubsub"),
             "{cmd}"
         );
-        let f = finding(Cause::BlockedClients, "blocked", &[]);
+        let f = finding(Cause::BlockedClients, Some(Only::Blocked), &[]);
         let cmd = step("u", "t", &f, &bounds)
             .and_then(|s| s.command)
             .expect("cmd");

@@ -535,7 +535,18 @@ async fn watch_file(
 ) {
     let mut last_error: Option<String> = None;
     loop {
-        match resolver.targets_file(&file.path) {
+        // Read and parsed on a blocking thread: a file on a slow or hung mount (NFS, a
+        // ConfigMap volume being swapped) must not stall the runtime's workers.
+        let (r, path) = (resolver.clone(), file.path.clone());
+        let read = tokio::task::spawn_blocking(move || r.targets_file(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::config::ConfigError::Load {
+                    origin: file.path.display().to_string(),
+                    message: format!("reading the targets file failed: {e}"),
+                })
+            });
+        match read {
             Ok(targets) => {
                 if last_error.take().is_some() {
                     tracing::info!(file = %file.path.display(), "targets file valid again");

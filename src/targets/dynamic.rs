@@ -280,6 +280,22 @@ impl Dynamic {
             (spec, s.limits.clone())
         };
         let label = spec.target.label.clone();
+        // A target asked for with another auth profile is the same server: it restarts with
+        // the new credentials instead of holding two connections. The old poller is stopped
+        // (a QUIT to a slow server takes up to a second) outside the lock, so that scrapes of
+        // other targets do not queue behind it; its series go before the new one starts.
+        let replaced = {
+            let mut inner = self.inner.lock().await;
+            if inner.pollers.spec(&label).is_some_and(|s| *s != spec) {
+                inner.pollers.cancel(&label)
+            } else {
+                None
+            }
+        };
+        if let Some(old) = replaced {
+            let _ = old.await;
+            self.store.remove(&label);
+        }
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock().await;
@@ -295,8 +311,8 @@ impl Dynamic {
                     evicted.push((victim, task));
                 }
             }
-            // A target asked for with another auth profile is the same server: it restarts
-            // with the new credentials instead of holding two connections.
+            // Started if not running; restarted (rarely: another scrape changed it meanwhile)
+            // if its spec differs.
             let store = &self.store;
             if inner
                 .pollers

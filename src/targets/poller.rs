@@ -21,6 +21,7 @@ use crate::redis::connection::{
 };
 use crate::redis::info::Info;
 use crate::targets::state::{StageDurations, Store, TargetState};
+use crate::targets::Logged;
 
 /// What one successful poll produced (public for [`Poller::fold_poll`]).
 pub struct PollResult {
@@ -46,9 +47,10 @@ pub struct Poller {
     conn: Option<Conn>,
     last_client_list: Option<Instant>,
     /// What was last logged, so that logs say each state change once, not once per poll.
-    logged_up: Option<bool>,
-    logged_config_unavailable: bool,
-    logged_protect_error: bool,
+    logged_up: Logged<bool>,
+    logged_config_unavailable: Logged<bool>,
+    /// A refused CLIENT NO-EVICT/NO-TOUCH is said once for the poller's life.
+    logged_protect_error: Logged<bool>,
     /// Jobs (relief's, src/relief), run on the held connection between polls.
     relief: Option<tokio::sync::mpsc::Receiver<crate::targets::jobs::Job>>,
 }
@@ -71,9 +73,9 @@ impl Poller {
             state: TargetState::default(),
             conn: None,
             last_client_list: None,
-            logged_up: None,
-            logged_config_unavailable: false,
-            logged_protect_error: false,
+            logged_up: Logged::default(),
+            logged_config_unavailable: Logged::assuming(false),
+            logged_protect_error: Logged::assuming(false),
             relief: None,
         }
     }
@@ -210,14 +212,13 @@ impl Poller {
                     return Err(e)
                 }
                 Err(e) => {
-                    if !self.logged_protect_error {
+                    if self.logged_protect_error.changed(true) {
                         let command = format!("CLIENT {}", args.join(" "));
                         if args[0] == "SETINFO" {
                             tracing::info!(target_label = %self.target.label, command = %command, error = %e, "the server refused CLIENT SETINFO; the exporter's connection shows as library unset");
                         } else {
                             tracing::warn!(target_label = %self.target.label, command = %command, error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");
                         }
-                        self.logged_protect_error = true;
                     }
                 }
             }
@@ -330,13 +331,11 @@ impl Poller {
 
     fn publish_success(&mut self, r: PollResult) {
         if let Some(e) = &r.config_error {
-            if !self.logged_config_unavailable {
+            if self.logged_config_unavailable.changed(true) {
                 tracing::warn!(target_label = %self.target.label, error = %e, "CONFIG GET unavailable; using INFO's maxclients where the server reports it");
-                self.logged_config_unavailable = true;
             }
-        } else if self.logged_config_unavailable {
+        } else if self.logged_config_unavailable.changed(false) {
             tracing::info!(target_label = %self.target.label, "CONFIG GET available again");
-            self.logged_config_unavailable = false;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -365,7 +364,7 @@ impl Poller {
         {
             self.store.actions.add_steps(&self.target.label, report);
         }
-        if self.logged_up != Some(true) {
+        if self.logged_up.changed(true) {
             // The product and its own version (Valkey's redis_version says 7.2.4 whatever it is).
             let (server, version) = self
                 .state
@@ -374,7 +373,6 @@ impl Poller {
                 .and_then(|i| i.server())
                 .unwrap_or(("?", "?"));
             tracing::info!(target_label = %self.target.label, server, version, "target is up");
-            self.logged_up = Some(true);
         }
         self.store.publish(&self.target.label, self.state.clone());
     }
@@ -458,9 +456,8 @@ impl Poller {
             &why,
             &self.redis_cli,
         )));
-        if self.logged_up != Some(false) {
+        if self.logged_up.changed(false) {
             tracing::warn!(target_label = %self.target.label, kind = e.kind.as_str(), error = %e, "target is down");
-            self.logged_up = Some(false);
         }
         self.store.publish(&self.target.label, s.clone());
     }

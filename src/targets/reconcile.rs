@@ -63,6 +63,11 @@ impl<S: PartialEq> TaskSet<S> {
         self.tasks.is_empty()
     }
 
+    /// The spec `label` runs, if it runs.
+    pub fn spec(&self, label: &str) -> Option<&S> {
+        self.tasks.get(label).map(|e| &e.spec)
+    }
+
     pub fn labels(&self) -> impl Iterator<Item = &str> {
         self.tasks.keys().map(String::as_str)
     }

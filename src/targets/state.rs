@@ -48,7 +48,7 @@ pub struct TargetState {
     pub client_list_timestamp: Option<f64>,
     pub counters: Counters,
     /// The kind of the last failed poll (meaningful while `up` is false): what `/scrape` and
-    /// `/diagnose` say of a dynamic target instead of the error's text (src/dynamic.rs).
+    /// `/diagnose` say of a dynamic target instead of the error's text (src/targets/dynamic.rs).
     pub last_error: Option<ErrorKind>,
     /// The diagnosis of the last poll (or why there is none).
     pub diagnosis: Option<Arc<crate::diagnose::Report>>,

@@ -675,7 +675,7 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
         let status = if s.up { "up" } else { "down" };
         rows.push_str(&format!(
             "<li>{} — {status} — <a href=\"diagnose?target={}&amp;format=html\">diagnosis</a></li>",
-            escape(&label),
+            crate::web::render::html_escape(&label),
             crate::web::render::url_encode(&label)
         ));
     }
@@ -686,13 +686,6 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
          <li><a href=\"readyz\">/readyz</a></li></ul><h2>Targets</h2><ul>{rows}</ul></body></html>",
         env!("CARGO_PKG_VERSION")
     ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use crate::analysis::aggregate::Distribution;
-use crate::redis::client_list::{ClientType, FLAGS};
+use crate::redis::client_list::{ClientType, Flag};
 use crate::redis::info::looks_fd_clamped;
 use crate::targets::state::{ErrorKind, Role, TargetState};
 
@@ -399,19 +399,15 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
 }
 
 fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetState) {
-    let info_max = s.info.as_ref().and_then(|i| i.maxclients);
-    let (maxclients, source) = match (s.config.maxclients, info_max) {
-        (Some(v), _) => (Some(v), "config"),
-        (None, Some(v)) => (Some(v), "info"),
-        (None, None) => (None, ""),
-    };
+    let effective = s.config.effective_maxclients(s.info.as_ref());
+    let maxclients = effective.map(|(m, _)| m);
     f.gauge(
         "redis_client_config_available",
         "1 when CONFIG GET works on the target, 0 when renamed or forbidden.",
         t,
         if s.config.available { 1.0 } else { 0.0 },
     );
-    if let Some(m) = maxclients {
+    if let Some((m, source)) = effective {
         f.gauge(
             "redis_config_maxclients",
             "Effective maxclients (CONFIG GET, or INFO when CONFIG is unavailable).",
@@ -421,7 +417,7 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         f.gauge(
             "redis_client_maxclients_source",
             "Where maxclients was read: config or info (always 1).",
-            &[("target", target), ("source", source)],
+            &[("target", target), ("source", source.as_str())],
             1.0,
         );
         f.gauge(
@@ -549,21 +545,21 @@ fn add_client_list(
             "redis_client_connections_by_type",
             "Connections per type: normal, pubsub, replica, master.",
             &l,
-            c.by_type[ty as usize] as f64,
+            c.by_type[ty] as f64,
         );
         f.gauge(
             "redis_client_idle_connections",
             "Connections idle at least the idle threshold, per type.",
             &l,
-            c.idle_by_type[ty as usize] as f64,
+            c.idle_by_type[ty] as f64,
         );
     }
-    for (i, (_, flag)) in FLAGS.iter().enumerate() {
+    for flag in Flag::ALL {
         f.gauge(
             "redis_client_connections_by_flag",
             "Connections in a state (blocked, multi, tracking...); not a partition.",
-            &[("target", target), ("flag", flag)],
-            c.by_flag[i] as f64,
+            &[("target", target), ("flag", flag.as_str())],
+            c.by_flag[flag] as f64,
         );
     }
     for (i, kind) in ["channel", "pattern", "shard"].iter().enumerate() {
