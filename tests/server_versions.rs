@@ -279,10 +279,12 @@ fn libraries_ports_and_identity_through_the_exporter() {
         ),
         "every connection came in on the one port"
     );
+    let lines = m.get("redis_client_snapshot_connections", &[("target", "t")]);
     if !has_setinfo {
-        assert!(
-            m.all("redis_client_connections_by_library", &[]).is_empty(),
-            "no library field before 7.2:\n{}",
+        assert_eq!(
+            lib(&m, "redis_client_connections_by_library", "unset", ""),
+            lines,
+            "no library field before 7.2: every connection is unset\n{}",
             m.text
         );
         return;

@@ -61,7 +61,9 @@ pub(super) fn config(f: &mut Families, t: &[(&str, &str)], c: &ConfigValues) {
 }
 
 pub(super) fn client_list(f: &mut Families, t: &[(&str, &str)], target: &str, d: &ClientDetails) {
-    if d.has_lib_fields {
+    // On every server: before 7.2 every connection is `unset` (it could declare nothing), so
+    // the family and the dashboard's library panels never come up empty.
+    {
         for (key, s) in &d.by_library {
             let (library, version) = split_library(key);
             let l = [
