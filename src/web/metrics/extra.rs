@@ -104,7 +104,7 @@ pub(super) fn client_list(f: &mut Families, t: &[(&str, &str)], target: &str, d:
         ("redis_client_argv_memory_bytes", "Summed memory of the arguments of the commands being run (argv-mem).", d.argv_memory_bytes),
         ("redis_client_multi_memory_bytes", "Summed memory of the commands queued in MULTI (multi-mem; Redis 7.0+, Valkey).", d.multi_memory_bytes),
         ("redis_client_output_list_blocks", "Summed reply list length of all clients (oll).", d.output_list_blocks),
-        ("redis_client_output_static_buffer_bytes", "Summed bytes in the clients' static reply buffers (obl).", d.output_static_bytes),
+        ("redis_client_output_fixed_buffer_bytes", "Summed bytes in the clients' fixed reply buffers (obl).", d.output_static_bytes),
         ("redis_client_never_ran_command_connections", "Connections that have not run a command yet (tot-cmds=0; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.never_ran_command),
         ("redis_client_net_input_bytes", "Bytes read from the connections open now, over their lives (tot-net-in; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.net_input_bytes),
         ("redis_client_net_output_bytes", "Bytes written to the connections open now, over their lives (tot-net-out; Redis 8 (8.2 in the matrix, not 7.4), Valkey 8.1+).", d.net_output_bytes),
