@@ -20,7 +20,13 @@ pub(crate) fn kill_steps(ctx: &Ctx<'_>, sel: &Selector, what: &str) -> Vec<Step>
     };
     // Valkey 9 filters by IP, NAME, LIB-NAME and IDLE itself; every other server needs ids.
     match filter {
-        Some(filter) if ctx.server.kills_by_idle() && sel.only == Only::Idle && !sel.key.is_empty() => {
+        // A cut key is not the value itself: no server-side filter can take it.
+        Some(filter)
+            if ctx.server.kills_by_idle()
+                && sel.only == Only::Idle
+                && !sel.key.is_empty()
+                && sel.cut_key().is_none() =>
+        {
             vec![run(
                 format!("Close {what} now (server-side filter)"),
                 shell::checked(&format!(

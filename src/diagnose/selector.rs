@@ -9,6 +9,7 @@ use super::shell;
 use crate::analysis::aggregate::{ipv4_prefix, Dimension};
 use crate::redis::client_list::ClientEntry;
 use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::label::{bound, kept_prefix, MAX_LABEL_BYTES};
 
 /// Which of a group's connections a selector means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,12 +65,31 @@ impl Selector {
         p.ends_with('.').then_some(p)
     }
 
+    /// Whether a value from CLIENT LIST is this selector's key. The key is a label value: a
+    /// value longer than a label may be was cut (its start, `…`, a hash of the whole), so a
+    /// long value is compared in its bounded form, which names it exactly.
+    fn is_key(&self, value: &str) -> bool {
+        if value.len() > MAX_LABEL_BYTES {
+            bound(value) == self.key.as_str()
+        } else {
+            value == self.key
+        }
+    }
+
+    /// The start of the original values a cut key stands for (see [`crate::redis::label::kept_prefix`]).
+    pub(crate) fn cut_key(&self) -> Option<&str> {
+        match self.group {
+            Dimension::AddressPrefix | Dimension::AllSources => None,
+            _ => kept_prefix(&self.key),
+        }
+    }
+
     /// True when a CLIENT LIST line is one of the connections this selector means.
     pub fn matches(&self, e: &ClientEntry<'_>) -> bool {
         let in_group = match self.group {
-            Dimension::SourceIp => e.source_ip() == self.key,
-            Dimension::ClientName => e.name.unwrap_or("") == self.key,
-            Dimension::LibName => e.lib_name.unwrap_or("") == self.key,
+            Dimension::SourceIp => self.is_key(e.source_ip()),
+            Dimension::ClientName => self.is_key(e.name.unwrap_or("")),
+            Dimension::LibName => self.is_key(e.lib_name.unwrap_or("")),
             Dimension::AddressPrefix => match (ipv4_prefix(e.source_ip()), self.prefix()) {
                 (Some(p), Some(k)) => k.strip_suffix('.') == Some(p),
                 _ => false,
@@ -91,12 +111,12 @@ impl Selector {
         }
     }
 
-    /// The value the awk program compares with (`ENVIRON["K"]`): the key, or for a prefix
-    /// `a.b.c.`.
+    /// The value the awk program compares with (`ENVIRON["K"]`): the key, for a prefix
+    /// `a.b.c.`, for a cut key the start of the values it stands for.
     pub(crate) fn env_key(&self) -> &str {
         match self.group {
             Dimension::AddressPrefix => self.prefix().unwrap_or("-"),
-            _ => &self.key,
+            _ => self.cut_key().unwrap_or(&self.key),
         }
     }
 
@@ -104,14 +124,24 @@ impl Selector {
     /// [`matches`](Self::matches) for a live CLIENT LIST line; the key is read from
     /// `ENVIRON["K"]`, never written into the program.
     pub(crate) fn awk_condition(&self) -> String {
+        let value = match self.group {
+            Dimension::SourceIp => "a",
+            Dimension::ClientName => "f[\"name\"]",
+            Dimension::LibName => "f[\"lib-name\"]",
+            Dimension::AddressPrefix | Dimension::AllSources => "",
+        };
         let group = match self.group {
-            Dimension::SourceIp => "(a \"\")==(ENVIRON[\"K\"] \"\")",
-            Dimension::ClientName => "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")",
-            Dimension::LibName => "(f[\"lib-name\"] \"\")==(ENVIRON[\"K\"] \"\")",
             Dimension::AddressPrefix => {
-                "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
+                "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]".to_string()
             }
-            Dimension::AllSources => "0",
+            Dimension::AllSources => "0".to_string(),
+            // A cut key: the values longer than a label that start as it does (awk has no
+            // FNV-1a to check the hash; values that long sharing their first 117 bytes are
+            // one service's).
+            _ if self.cut_key().is_some() => format!(
+                "length({value})>{MAX_LABEL_BYTES}&&substr({value},1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
+            ),
+            _ => format!("({value} \"\")==(ENVIRON[\"K\"] \"\")"),
         };
         let pubsub = "(f[\"flags\"]~/P/||f[\"sub\"]+f[\"psub\"]+f[\"ssub\"]>0)";
         // `+0`: substr() gives strings, and awk compares a string with a number as strings

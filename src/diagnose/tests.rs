@@ -786,3 +786,46 @@ fn valkey_9_stalled_readers_are_output_buffer_hogs_though_omem_is_small() {
     let rep = report(&drains, &valkey("9.1.2"), cfg(30.0), &[]);
     assert!(finding(&rep, Cause::OutputBufferHogs).is_none());
 }
+
+/// A client name longer than a label is reported cut (start, `…`, hash); the selector built
+/// from that label must still mean the connections holding the long name, in Rust (relief,
+/// the one-shot command's ids) and in the printed awk re-selection, and no server-side
+/// `CLIENT KILL NAME` is printed for it (it would match nothing).
+#[test]
+fn a_cut_name_still_selects_its_connections() {
+    let long = format!("svc-{}", "x".repeat(300));
+    let other_long = format!("svc-{}y", "x".repeat(300));
+    let mut r = String::new();
+    r += &line(1, "10.0.0.9", &long, 900, 800, "N", "");
+    r += &line(2, "10.0.0.9", &long, 900, 800, "N", "");
+    r += &line(3, "10.0.0.9", &long[..100], 900, 800, "N", "");
+    r += &line(4, "10.0.0.9", &long, 900, 1, "N", "");
+    r += &line(5, "10.0.0.9", &other_long, 900, 800, "N", "");
+    let summary = Aggregator::new(60).summarize(&r, 20);
+    let key = summary
+        .by_name
+        .iter()
+        .map(|(k, _)| k.clone())
+        .find(|k| {
+            k.len() <= crate::redis::label::MAX_LABEL_BYTES
+                && crate::redis::label::bound(&long) == k.as_str()
+        })
+        .expect("the long name's label");
+    let s = Selector {
+        group: Dimension::ClientName,
+        key,
+        only: Only::Idle,
+        idle_seconds: 10,
+    };
+    let rust: Vec<u64> = r
+        .lines()
+        .filter_map(|l| ClientEntry::parse(l).ok())
+        .filter(|e| s.matches(e))
+        .filter_map(|e| e.id)
+        .collect();
+    // Exactly the long name's idle connections: not its 100-byte start, not the other long
+    // name (another hash).
+    assert_eq!(rust, vec![1, 2]);
+    // awk cannot check the hash: every idle name longer than a label with the same start.
+    assert_eq!(awk_selects(&s, &r), vec![1, 2, 5]);
+}
