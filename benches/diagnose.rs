@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
         maxclients: Some(12_000.0),
         timeout: Some(0.0),
         tcp_keepalive: Some(300.0),
+        maxmemory_clients: None,
     };
     let mut history = History::new(RETENTION);
     let step = RETENTION.as_secs_f64() / MAX_SAMPLES as f64;

@@ -327,6 +327,8 @@ local validate = import 'lib/validate.libsonnet';
 
     local topSrc = 'topk(20, max by (target, source_ip) (redis_client_connections{%s}))' % T,
     local inTop = 'and on (target, source_ip) ' + topSrc,
+    local libTop = 'topk(20, max by (target, library, version) (redis_client_connections_by_library{%s}))' % T,
+    local libIn = 'and on (target, library, version) ' + libTop,
     local idleB = 'max by (target, le) (redis_client_idle_seconds_bucket{%s})' % T,
     local ageB = 'max by (target, le) (redis_client_age_seconds_bucket{%s})' % T,
 
@@ -380,6 +382,33 @@ local validate = import 'lib/validate.libsonnet';
           'short'
         ), 12, 9],
 
+        [g.table(
+          'Client libraries (now)',
+          'Connections per client library and version, as the clients declared them with CLIENT SETINFO '
+          + '(Redis 7.2+ and Valkey; modern redis-py, Jedis, Lettuce, go-redis, node-redis and GLIDE do it), with '
+          + 'their idle connections and summed client memory. When every application shares one address and sets '
+          + "no name, the library and version that hold the idle connections name the leaking driver. 'unset' is "
+          + 'connections that declared nothing (older drivers, redis-cli).',
+          [
+            target(libTop, '', 'A', instant=true, format='table'),
+            target('max by (target, library, version) (redis_client_library_idle_connections{%s})\n%s' % [T, libIn], '', 'B', instant=true, format='table'),
+            target('max by (target, library, version) (redis_client_library_memory_bytes{%s})\n%s' % [T, libIn], '', 'C', instant=true, format='table'),
+          ],
+          'short',
+          { 'Value #A': 'connections', 'Value #B': 'idle', 'Value #C': 'client memory' },
+          units={ 'client memory': 'bytes' },
+          sortBy='connections'
+        ), 12, 8],
+        [g.timeseries(
+          'Idle connections per client library (top 10)',
+          'Connections idle at least idle_threshold per client library and version over time. A library whose '
+          + 'idle connections only grow is the driver (or the version of it) that leaks; an upgrade shows as one '
+          + 'version handing over to the next.',
+          [target('topk(10, max by (target, library, version) (redis_client_library_idle_connections{%s}))' % T,
+                  '{{target}} {{library}} {{version}}')],
+          'short'
+        ), 12, 8],
+
         [g.timeseries(
           'Source IPs per cluster, all nodes (top 10)',
           'Connections per source IP summed over every node of a cluster (or Sentinel set): a cluster client '
@@ -417,9 +446,12 @@ local validate = import 'lib/validate.libsonnet';
         ), 8, 8],
         [g.timeseries(
           'Connections per last command (top 10)',
-          'Connections by the last command they ran. Many connections whose last command is a blocking one '
-          + '(blpop, xread, wait) are workers waiting; NULL means connected but never sent a command.',
-          [top(10, 'redis_client_connections_by_command', 'command')],
+          'Connections by the last command they ran, subcommands folded into their command (Redis 6.2 '
+          + 'reports client, 7.0+ and Valkey client|list: both count as client). Many connections whose last '
+          + 'command is a blocking one (blpop, xread, wait) are workers waiting; NULL means connected but never '
+          + 'sent a command.',
+          [target('topk(10, sum by (target, cmd) (label_replace(max by (target, command) (redis_client_connections_by_command{%s}), "cmd", "$1", "command", "([^|]*).*")))' % T,
+                  '{{target}} {{cmd}}')],
           'short'
         ), 8, 8],
 

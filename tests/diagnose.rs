@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{config, Exporter, Redis, RespConn};
+use common::{config, Exporter, Redis, Reply, RespConn};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
@@ -344,7 +344,11 @@ fn by_source(r: &Redis) -> BTreeMap<String, usize> {
                 .to_string()
         };
         let addr = field("addr=");
-        if addr.starts_with('/') || field("name=") == "redis-clients-exporter" {
+        // Unix sockets: `/path:0`, or `[/path:0]:0` on Valkey 9.1 (flag U on both).
+        if addr.starts_with('/')
+            || field("flags=").contains('U')
+            || field("name=") == "redis-clients-exporter"
+        {
             continue;
         }
         let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
@@ -906,6 +910,51 @@ fn output_buffer_hogs_are_ranked_first() {
         "{}",
         pretty(&rep)
     );
+}
+
+/// A subscriber that does not read large messages: on Valkey 9 `omem` charges the 64 KiB
+/// messages (sent by reference, reply copy avoidance) only by their headers, so the finding
+/// rests on the socket that does not drain; elsewhere on the megabytes of omem. Every version
+/// of the matrix must name the subscriber.
+#[test]
+fn a_subscriber_that_does_not_read_large_messages_is_an_output_buffer_hog() {
+    let r = Redis::start(&["--client-output-buffer-limit", "pubsub", "0", "0", "0"]);
+    let _busy = Busy::start(conns(&r, "127.0.11.5", 5));
+    let mut sub = r.conn_from("127.0.11.6");
+    sub.send(&["SUBSCRIBE", "feed"]);
+    let mut publisher = r.conn_from("127.0.11.7");
+    // Until the subscription is there (PUBLISH answers the number of receivers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while publisher.cmd(&["PUBLISH", "feed", "x"]) != Reply::Int(1) {
+        assert!(Instant::now() < deadline, "the subscription never showed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let message = "m".repeat(64 << 10);
+    for _ in 0..400 {
+        publisher.cmd(&["PUBLISH", "feed", &message]);
+    }
+    let e = exporter(&r);
+    let rep = wait_report(&e, "the subscriber named as an output-buffer hog", |r| {
+        r["findings"].as_array().is_some_and(|fs| {
+            fs.iter().any(|f| {
+                f["cause"] == "output_buffer_hogs" && f["culprit"] == "source_ip 127.0.11.6"
+            })
+        })
+    });
+    assert!(
+        !has_finding(&rep, "stale_pubsub"),
+        "a stuck reader is no stale subscriber: {}",
+        pretty(&rep)
+    );
+    let m = e.scrape();
+    assert!(
+        m.get(
+            "redis_client_output_stalled_connections",
+            &[("target", "t")]
+        ) >= Some(1.0),
+        "the socket that does not drain is counted"
+    );
+    drop(sub);
 }
 
 #[test]

@@ -325,6 +325,17 @@ fn reference_parse(line: &str) -> Result<ClientEntry<'_>, ParseError> {
             "user" => e.user = Some(value),
             "resp" => e.resp = Some(ref_num("resp", value)?),
             "lib-name" => e.lib_name = Some(value),
+            "lib-ver" => e.lib_ver = Some(value),
+            "events" => e.events = Some(value),
+            "qbuf" => e.qbuf = Some(ref_num("qbuf", value)?),
+            "argv-mem" => e.argv_mem = Some(ref_num("argv-mem", value)?),
+            "multi-mem" => e.multi_mem = Some(ref_num("multi-mem", value)?),
+            "obl" => e.obl = Some(ref_num("obl", value)?),
+            "oll" => e.oll = Some(ref_num("oll", value)?),
+            "watch" => e.watch = Some(ref_num("watch", value)?),
+            "tot-cmds" => e.tot_cmds = Some(ref_num("tot-cmds", value)?),
+            "tot-net-in" => e.tot_net_in = Some(ref_num("tot-net-in", value)?),
+            "tot-net-out" => e.tot_net_out = Some(ref_num("tot-net-out", value)?),
             _ => {}
         }
     }

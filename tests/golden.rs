@@ -279,6 +279,7 @@ fn outputs() -> Outputs {
                         maxclients: Some(maxclients),
                         timeout: Some(timeout),
                         tcp_keepalive: Some(tcp_keepalive),
+                        maxmemory_clients: None,
                     },
                     None,
                 ),

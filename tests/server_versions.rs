@@ -208,3 +208,127 @@ fn a_live_client_list_of_every_kind_parses_and_counts() {
     assert_eq!(sources, expect);
     drop(held);
 }
+
+/// Connections per client library and version (issue 19), through the exporter, on the real
+/// server: clients that declare themselves with CLIENT SETINFO (Redis 7.2+, Valkey) are counted
+/// per `lib-name`/`lib-ver`, idle ones and their memory too; the exporter declares its own
+/// library; `redis_instance_info` names the product and its own version (Valkey's
+/// `redis_version` stays 7.2.4). Before 7.2 there is no library family at all.
+#[test]
+fn libraries_ports_and_identity_through_the_exporter() {
+    let r = Redis::start(&[]);
+    let (product, version) = binary_identity();
+    let has_setinfo = common::server_version() >= (7, 2);
+    let declare = |ip: &str, lib: &str, ver: &str, n: usize| -> Vec<RespConn> {
+        (0..n)
+            .map(|_| {
+                let mut c = r.conn_from(ip);
+                if has_setinfo {
+                    ok(&mut c, &["CLIENT", "SETINFO", "LIB-NAME", lib]);
+                    ok(&mut c, &["CLIENT", "SETINFO", "LIB-VER", ver]);
+                } else {
+                    // Older servers do not know SETINFO: the command is refused.
+                    assert!(c.cmd(&["CLIENT", "SETINFO", "LIB-NAME", lib]).is_error());
+                }
+                c
+            })
+            .collect()
+    };
+    // One address, no names: only the library tells the two drivers apart.
+    let _py = declare("127.0.21.2", "redis-py", "8.1.0", 3);
+    let _jedis = declare("127.0.21.2", "jedis", "5.2.0", 2);
+    let mut cfg = common::config(vec![r.target("t")], 20);
+    cfg.idle_threshold_seconds = 1;
+    let e = common::Exporter::start(cfg);
+    let lib = |m: &common::Metrics, name: &str, library: &str, version: &str| {
+        m.get(
+            name,
+            &[("target", "t"), ("library", library), ("version", version)],
+        )
+    };
+    let m = e.wait_for(
+        "a snapshot with idle connections",
+        Duration::from_secs(30),
+        |m| {
+            m.get(
+                "redis_client_idle_connections",
+                &[("target", "t"), ("type", "normal")],
+            ) >= Some(5.0)
+        },
+    );
+    let info_labels = m.all("redis_instance_info", &[("target", "t")]);
+    let (labels, _) = info_labels.first().expect("redis_instance_info");
+    assert_eq!(labels["server_name"], product, "{labels:?}");
+    assert_eq!(labels["server_version"], version, "{labels:?}");
+    if product == "valkey" {
+        assert_eq!(
+            labels["redis_version"], "7.2.4",
+            "kept for the Go exporter's dashboards"
+        );
+    } else {
+        assert_eq!(labels["redis_version"], version);
+    }
+    assert_eq!(
+        m.get(
+            "redis_client_connections_by_local_port",
+            &[("target", "t"), ("port", &r.port.to_string())]
+        ),
+        Some(
+            m.get("redis_client_snapshot_connections", &[("target", "t")])
+                .expect("lines")
+        ),
+        "every connection came in on the one port"
+    );
+    let lines = m.get("redis_client_snapshot_connections", &[("target", "t")]);
+    if !has_setinfo {
+        assert_eq!(
+            lib(&m, "redis_client_connections_by_library", "unset", ""),
+            lines,
+            "no library field before 7.2: every connection is unset\n{}",
+            m.text
+        );
+        return;
+    }
+    assert_eq!(
+        lib(
+            &m,
+            "redis_client_connections_by_library",
+            "redis-py",
+            "8.1.0"
+        ),
+        Some(3.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        lib(&m, "redis_client_connections_by_library", "jedis", "5.2.0"),
+        Some(2.0)
+    );
+    assert_eq!(
+        lib(
+            &m,
+            "redis_client_library_idle_connections",
+            "redis-py",
+            "8.1.0"
+        ),
+        Some(3.0)
+    );
+    assert!(lib(&m, "redis_client_library_memory_bytes", "jedis", "5.2.0") > Some(0.0));
+    assert_eq!(
+        lib(
+            &m,
+            "redis_client_connections_by_library",
+            "redis-clients-exporter",
+            env!("CARGO_PKG_VERSION")
+        ),
+        Some(1.0),
+        "the exporter declares its own library:\n{}",
+        m.text
+    );
+    let total = m.sum("redis_client_connections_by_library", &[("target", "t")]);
+    assert_eq!(
+        Some(total),
+        m.get("redis_client_snapshot_connections", &[("target", "t")]),
+        "a partition: unset covers the connections that declared nothing"
+    );
+}

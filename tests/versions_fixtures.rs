@@ -92,6 +92,21 @@ fn assert_entry_matches(e: &ClientEntry<'_>, w: &BTreeMap<&str, &str>, ctx: &str
     assert_eq!(e.user, text("user"), "user: {ctx}");
     assert_eq!(e.resp, num(w, "resp"), "resp: {ctx}");
     assert_eq!(e.lib_name, text("lib-name"), "lib-name: {ctx}");
+    assert_eq!(e.lib_ver, text("lib-ver"), "lib-ver: {ctx}");
+    assert_eq!(e.events, text("events"), "events: {ctx}");
+    for (got, key) in [
+        (e.qbuf, "qbuf"),
+        (e.argv_mem, "argv-mem"),
+        (e.multi_mem, "multi-mem"),
+        (e.obl, "obl"),
+        (e.oll, "oll"),
+        (e.watch, "watch"),
+        (e.tot_cmds, "tot-cmds"),
+        (e.tot_net_in, "tot-net-in"),
+        (e.tot_net_out, "tot-net-out"),
+    ] {
+        assert_eq!(got, num(w, key), "{key}: {ctx}");
+    }
 }
 
 /// What a CLIENT LIST capture holds, counted from its words.
@@ -391,5 +406,77 @@ fn info_of_every_capture() {
         assert_eq!(primary.blocked_clients, Some(3.0), "{c}");
         assert_eq!(primary.tracking_clients, Some(1.0), "{c}");
         assert_eq!(primary.cluster_connections, Some(0.0), "{c}");
+    }
+}
+
+/// The INFO client fields of docs/metrics.md ("More INFO client fields"): each read as the
+/// capture has it, and present exactly on the versions the docs name.
+#[test]
+fn info_extras_are_where_docs_metrics_says() {
+    for c in CAPTURES {
+        let (product, version) = product_version(c);
+        let valkey = product == "valkey";
+        let v = major_minor(version);
+        let since = |redis: (u32, u32)| valkey || v >= redis;
+        for file in ["info.txt", "replica_info.txt"] {
+            let ctx = format!("{c}/{file}");
+            let text = read(c, file);
+            let w = info_words(&text);
+            let x = Info::parse(&text).extra;
+            for (field, got, present) in [
+                ("pubsub_clients", x.pubsub_clients, since((7, 4))),
+                ("watching_clients", x.watching_clients, since((7, 4))),
+                ("total_watched_keys", x.total_watched_keys, since((7, 4))),
+                ("clients_in_timeout_table", x.clients_in_timeout_table, true),
+                ("total_blocking_keys", x.total_blocking_keys, since((7, 2))),
+                ("evicted_clients", x.evicted_clients, since((7, 0))),
+                (
+                    "client_query_buffer_limit_disconnections",
+                    x.client_query_buffer_limit_disconnections,
+                    since((7, 4)),
+                ),
+                (
+                    "client_output_buffer_limit_disconnections",
+                    x.client_output_buffer_limit_disconnections,
+                    since((7, 4)),
+                ),
+                ("mem_clients_normal", x.mem_clients_normal, true),
+                ("mem_clients_slaves", x.mem_clients_slaves, true),
+                (
+                    "client_recent_max_input_buffer",
+                    x.client_recent_max_input_buffer,
+                    true,
+                ),
+                (
+                    "client_recent_max_output_buffer",
+                    x.client_recent_max_output_buffer,
+                    true,
+                ),
+            ] {
+                assert_eq!(got, info_num(&w, field), "{field} of {ctx}");
+                assert_eq!(got.is_some(), present, "{field} present in {ctx}");
+            }
+            assert_eq!(x.paused_reason.is_some(), valkey, "{ctx}");
+            assert_eq!(x.paused_reason.as_deref(), w.get("paused_reason").copied());
+        }
+        // The CLIENT LIST fields of docs/metrics.md, by version.
+        let s = summarize(&read(c, "client_list.txt"));
+        let d = &s.details;
+        let new = valkey || v >= (8, 0);
+        assert_eq!(d.net_output_bytes.is_some(), new, "tot-net-out in {c}");
+        assert_eq!(d.never_ran_command.is_some(), new, "tot-cmds in {c}");
+        assert_eq!(
+            d.multi_memory_bytes.is_some(),
+            since((7, 0)),
+            "multi-mem in {c}"
+        );
+        assert_eq!(d.has_lib_fields, since((7, 2)), "lib-name in {c}");
+        assert!(
+            d.query_buffer_bytes.is_some() && d.output_list_blocks.is_some(),
+            "{c}"
+        );
+        // Every primary was captured with its clients on one port.
+        assert_eq!(d.by_local_port.len(), 1, "{c}: {:?}", d.by_local_port);
+        assert_eq!(d.by_local_port[0].1, s.connections, "{c}");
     }
 }

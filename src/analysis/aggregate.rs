@@ -17,6 +17,8 @@ use crate::redis::client_list::{
 };
 use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
 
+pub mod details;
+
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
 
@@ -101,6 +103,11 @@ pub struct GroupStats {
     /// Output buffer memory (`omem`), and the largest single one.
     pub output_bytes: u64,
     pub max_output_bytes: u64,
+    /// Connections whose replies wait for a socket that does not drain
+    /// ([`crate::analysis::aggregate::details::output_stalled`]), and those of them idle at least the threshold
+    /// (left out of the idle pub/sub, blocked and unused counts: they are stuck readers).
+    pub output_stalled: u64,
+    pub idle_stalled: u64,
     /// Connections at most [`YOUNG_SECONDS`] old (our own left out).
     pub young: u64,
     /// The exporter's own connections (named [`CLIENT_NAME`]), and those of them idle at least
@@ -129,6 +136,8 @@ impl GroupStats {
         add(&mut self.idle_blocked, o.idle_blocked);
         add(&mut self.output_bytes, o.output_bytes);
         self.max_output_bytes = self.max_output_bytes.max(o.max_output_bytes);
+        add(&mut self.output_stalled, o.output_stalled);
+        add(&mut self.idle_stalled, o.idle_stalled);
         add(&mut self.young, o.young);
         add(&mut self.own, o.own);
         add(&mut self.own_idle, o.own_idle);
@@ -141,6 +150,7 @@ impl GroupStats {
         self.idle_connections
             .saturating_sub(self.idle_pubsub)
             .saturating_sub(self.idle_blocked)
+            .saturating_sub(self.idle_stalled)
             .saturating_sub(self.own_idle)
     }
 
@@ -156,12 +166,17 @@ impl GroupStats {
         self.memory_bytes = self.memory_bytes.saturating_add(l.memory);
         self.no_command += u64::from(l.no_command);
         self.pubsub += u64::from(l.pubsub);
-        self.idle_pubsub += u64::from(l.pubsub && l.is_idle);
+        // A stuck reader's idle clock runs too (nothing is read or written): it is counted
+        // as stalled, not as a stale subscriber or an idle blocked call.
+        let idle_live = l.is_idle && !l.stalled;
+        self.idle_pubsub += u64::from(l.pubsub && idle_live);
         self.subscriptions = self.subscriptions.saturating_add(l.subscriptions);
         self.blocked += u64::from(l.blocked);
-        self.idle_blocked += u64::from(l.blocked && l.is_idle);
+        self.idle_blocked += u64::from(l.blocked && idle_live);
         self.output_bytes = self.output_bytes.saturating_add(l.output);
         self.max_output_bytes = self.max_output_bytes.max(l.output);
+        self.output_stalled += u64::from(l.stalled);
+        self.idle_stalled += u64::from(l.stalled && l.is_idle);
         if l.own {
             self.own += 1;
             self.own_idle += u64::from(l.is_idle);
@@ -185,6 +200,7 @@ struct LineFacts {
     subscriptions: u64,
     blocked: bool,
     output: u64,
+    stalled: bool,
     young: bool,
 }
 
@@ -224,6 +240,8 @@ pub struct ClientListSummary {
     pub distinct_sources: u64,
     pub idle: Distribution,
     pub age: Distribution,
+    /// Libraries, local ports, buffers and totals (src/extras.rs).
+    pub details: crate::analysis::aggregate::details::ClientDetails,
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`] in this snapshot,
     /// counted under their bounded form (see [`crate::redis::label`]).
     pub truncated_values: u64,
@@ -334,7 +352,7 @@ pub struct Fleet {
 }
 
 /// Something counted per key, that can say whether the current snapshot saw it.
-trait Count: Copy + Default {
+pub(crate) trait Count: Copy + Default {
     fn weight(&self) -> u64;
     /// Adds the counts of the same key from another part of the snapshot.
     fn absorb(&mut self, o: &Self);
@@ -392,7 +410,7 @@ impl Count for SourceStats {
 
 /// Values per key, in slots so that the last key's slot can be found again without hashing:
 /// consecutive CLIENT LIST lines often share a user, a command or a pool's source.
-struct Counts<V> {
+pub(crate) struct Counts<V> {
     index: HashMap<Box<str>, usize>,
     slots: Vec<V>,
     last: Option<usize>,
@@ -412,7 +430,7 @@ impl<V> Default for Counts<V> {
 }
 
 impl<V: Count> Counts<V> {
-    fn entry(&mut self, key: &str) -> &mut V {
+    pub(crate) fn entry(&mut self, key: &str) -> &mut V {
         let i = self.slot(key);
         &mut self.slots[i]
     }
@@ -433,13 +451,13 @@ impl<V: Count> Counts<V> {
         i
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.slots.iter_mut().for_each(|v| *v = V::default());
         self.last = None;
     }
 
     /// Forgets the keys the snapshot did not see and packs the slots of the others.
-    fn prune(&mut self) {
+    pub(crate) fn prune(&mut self) {
         let Self {
             index, slots, last, ..
         } = self;
@@ -475,7 +493,7 @@ impl<V: Count> Counts<V> {
     }
 
     /// Adds the live keys of `other` (pruned first, so that it too forgets vanished keys).
-    fn absorb(&mut self, other: &mut Counts<V>) {
+    pub(crate) fn absorb(&mut self, other: &mut Counts<V>) {
         other.prune();
         for (k, v) in other.iter() {
             self.entry(k).absorb(v);
@@ -497,7 +515,7 @@ impl<V: Count> Counts<V> {
         map
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
         self.index.iter().map(|(k, &i)| (&**k, &self.slots[i]))
     }
 }
@@ -569,6 +587,7 @@ pub struct Aggregator {
     /// Where a value too long for a label is bounded before it is looked up: reused, so a
     /// long value costs no allocation per line either, and only its bounded form is stored.
     scratch: String,
+    details: crate::analysis::aggregate::details::Details,
 }
 
 impl Aggregator {
@@ -588,6 +607,7 @@ impl Aggregator {
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
             scratch: String::new(),
+            details: crate::analysis::aggregate::details::Details::default(),
         }
     }
 
@@ -701,6 +721,7 @@ impl Aggregator {
             distinct_sources: _,
             idle,
             age,
+            details: _,
             truncated_values,
         } = &o.scalars;
         let s = &mut self.scalars;
@@ -743,6 +764,7 @@ impl Aggregator {
         o.libs.prune();
         self.users.absorb(&mut o.users);
         self.commands.absorb(&mut o.commands);
+        self.details.absorb(&mut o.details);
     }
 
     /// Starts a snapshot: zeroes every count but keeps the keys (and so their allocations).
@@ -750,6 +772,7 @@ impl Aggregator {
         self.sources.reset();
         self.names.reset();
         self.libs.reset();
+        self.details.begin();
         for c in [&mut self.users, &mut self.commands] {
             c.reset();
         }
@@ -809,10 +832,12 @@ impl Aggregator {
             subscriptions,
             blocked: flags.contains(b'b'),
             output,
+            stalled: crate::analysis::aggregate::details::output_stalled(e),
             young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
         };
         let cut = &mut s.truncated_values;
         let scratch = &mut self.scratch;
+        self.details.add(e, flags, is_idle, scratch, cut);
         let name_slot = self.names.slot(bounded(name, scratch, cut));
         self.names.slots[name_slot].add(&facts);
         let lib_slot = match e.lib_name {
@@ -888,6 +913,7 @@ impl Aggregator {
         }
         out.by_user = fold(self.users.iter(), top_k, add);
         out.by_command = fold(self.commands.iter(), top_k, add);
+        out.details = self.details.finish(top_k);
         out
     }
 
@@ -1037,7 +1063,7 @@ fn fleet_of(kind: FleetKind, run: &[InstanceRow], pools: &mut Vec<u64>) -> Fleet
 /// `scratch`. Cut here, before the lookup, the maps never hold more than the bounded form:
 /// a 4 MiB client name costs 128 bytes of memory, not 4 MiB per poll.
 #[inline]
-fn bounded<'a>(value: &'a str, scratch: &'a mut String, cut: &mut u64) -> &'a str {
+pub(crate) fn bounded<'a>(value: &'a str, scratch: &'a mut String, cut: &mut u64) -> &'a str {
     if value.len() <= MAX_LABEL_BYTES {
         return value;
     }
@@ -1057,7 +1083,7 @@ fn split_in_half(reply: &str) -> Option<(&str, &str)> {
 /// Keeps the `k` largest entries (ties broken by key, so the output is stable from one poll
 /// to the next) and merges the rest, and any real key spelled `other`, into one `other` entry.
 /// Sorts references, not values: a `GroupStats` is ~150 bytes, and there may be thousands.
-fn fold<'a, V: Count + 'a>(
+pub(crate) fn fold<'a, V: Count + 'a>(
     counts: impl Iterator<Item = (&'a str, &'a V)>,
     k: usize,
     merge: impl Fn(&mut V, &V),

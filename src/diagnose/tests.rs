@@ -49,6 +49,7 @@ fn cfg(maxclients: f64) -> ConfigValues {
         maxclients: Some(maxclients),
         timeout: Some(300.0),
         tcp_keepalive: Some(300.0),
+        maxmemory_clients: None,
     }
 }
 
@@ -736,6 +737,54 @@ fn smoothstep_bounds() {
     assert_eq!(smoothstep(0.5, 0.6, 0.9), 0.0);
     assert_eq!(smoothstep(0.95, 0.6, 0.9), 1.0);
     assert!((smoothstep(0.75, 0.6, 0.9) - 0.5).abs() < 1e-9);
+}
+
+/// Valkey 9 queues replies of 16 KiB or more by reference and charges `omem` only their
+/// headers: two subscribers that do not read show ~80 kB each. Their sockets do not drain
+/// (`events=rw` with output pending): that is the evidence there, and they are stuck readers,
+/// not stale subscribers.
+#[test]
+fn valkey_9_stalled_readers_are_output_buffer_hogs_though_omem_is_small() {
+    let mut r = String::new();
+    for i in 0..20 {
+        r += &line(i, "10.0.0.2", "api", 500, 0, "N", "");
+    }
+    for i in 20..22 {
+        r += &line(
+            i,
+            "10.0.0.9",
+            "feed",
+            500,
+            300,
+            "P",
+            "sub=1 oll=1 omem=81994 events=rw",
+        );
+    }
+    r += &own(30, "10.0.0.5");
+    let valkey = |v: &str| {
+        format!(
+            "redis_version:7.2.4\nserver_name:valkey\nvalkey_version:{v}\nconnected_clients:23\n"
+        )
+    };
+    let nine = report(&r, &valkey("9.1.2"), cfg(30.0), &[]);
+    let f = finding(&nine, Cause::OutputBufferHogs).expect("stalled readers on Valkey 9");
+    assert_eq!(f.culprit.as_deref(), Some("source_ip 10.0.0.9"), "{f:?}");
+    assert!(
+        f.summary.contains("2 connection(s) do not read"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        finding(&nine, Cause::StalePubsub).is_none(),
+        "stuck readers are not stale subscribers"
+    );
+    // Valkey 8.1 charges every reply: 160 kB of omem is no hog there.
+    let eight = report(&r, &valkey("8.1.8"), cfg(30.0), &[]);
+    assert!(finding(&eight, Cause::OutputBufferHogs).is_none());
+    // A socket that drains (no `w` event) is no evidence either.
+    let drains = r.replace("events=rw", "events=r");
+    let rep = report(&drains, &valkey("9.1.2"), cfg(30.0), &[]);
+    assert!(finding(&rep, Cause::OutputBufferHogs).is_none());
 }
 
 /// A client name longer than a label is reported cut (start, `…`, hash); the selector built

@@ -194,6 +194,24 @@ pub struct ClientEntry<'a> {
     pub user: Option<&'a str>,
     pub resp: Option<u64>,
     pub lib_name: Option<&'a str>,
+    /// `lib-ver` (CLIENT SETINFO, Redis 7.2+ / Valkey).
+    pub lib_ver: Option<&'a str>,
+    /// Query buffer length, argument and MULTI queue memory (`qbuf`, `argv-mem`, `multi-mem`).
+    pub qbuf: Option<u64>,
+    pub argv_mem: Option<u64>,
+    pub multi_mem: Option<u64>,
+    /// Output static buffer length and reply list length (`obl`, `oll`).
+    pub obl: Option<u64>,
+    pub oll: Option<u64>,
+    /// Keys WATCHed (`watch`, Redis 7.4+ / Valkey).
+    pub watch: Option<u64>,
+    /// Totals of the connection's life (`tot-cmds`, `tot-net-in`, `tot-net-out`: Redis 8.0+,
+    /// Valkey 8.0+).
+    pub tot_cmds: Option<u64>,
+    pub tot_net_in: Option<u64>,
+    pub tot_net_out: Option<u64>,
+    /// File events (`r`, `w`, `rw`): `w` means replies are waiting for the socket to drain.
+    pub events: Option<&'a str>,
 }
 
 /// Checked decimal parse, for the rare 20-digit value that may not fit in a u64.
@@ -366,6 +384,12 @@ const K_TOT_MEM: u64 = key(b"tot-mem");
 const K_CMD: u64 = key(b"cmd");
 const K_USER: u64 = key(b"user");
 const K_RESP: u64 = key(b"resp");
+const K_LIB_VER: u64 = key(b"lib-ver");
+const K_QBUF: u64 = key(b"qbuf");
+const K_OBL: u64 = key(b"obl");
+const K_OLL: u64 = key(b"oll");
+const K_WATCH: u64 = key(b"watch");
+const K_EVENTS: u64 = key(b"events");
 
 /// What to do with a field, from its key: a field of the entry, or nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +412,17 @@ enum Field {
     User,
     Resp,
     LibName,
+    LibVer,
+    Qbuf,
+    ArgvMem,
+    MultiMem,
+    Obl,
+    Oll,
+    Watch,
+    TotCmds,
+    TotNetIn,
+    TotNetOut,
+    Events,
 }
 
 #[inline]
@@ -409,6 +444,12 @@ fn short_key(k: u64) -> Field {
         K_CMD => Field::Cmd,
         K_USER => Field::User,
         K_RESP => Field::Resp,
+        K_LIB_VER => Field::LibVer,
+        K_QBUF => Field::Qbuf,
+        K_OBL => Field::Obl,
+        K_OLL => Field::Oll,
+        K_WATCH => Field::Watch,
+        K_EVENTS => Field::Events,
         _ => Field::Skip,
     }
 }
@@ -584,6 +625,17 @@ impl Parser {
                 Field::Cmd => set(&mut e.cmd, text()),
                 Field::User => set(&mut e.user, text()),
                 Field::LibName => set(&mut e.lib_name, text()),
+                Field::LibVer => set(&mut e.lib_ver, text()),
+                Field::Events => set(&mut e.events, text()),
+                Field::Qbuf => set(&mut e.qbuf, num("qbuf")?),
+                Field::ArgvMem => set(&mut e.argv_mem, num("argv-mem")?),
+                Field::MultiMem => set(&mut e.multi_mem, num("multi-mem")?),
+                Field::Obl => set(&mut e.obl, num("obl")?),
+                Field::Oll => set(&mut e.oll, num("oll")?),
+                Field::Watch => set(&mut e.watch, num("watch")?),
+                Field::TotCmds => set(&mut e.tot_cmds, num("tot-cmds")?),
+                Field::TotNetIn => set(&mut e.tot_net_in, num("tot-net-in")?),
+                Field::TotNetOut => set(&mut e.tot_net_out, num("tot-net-out")?),
             };
             at = end + 1;
         }
@@ -621,6 +673,11 @@ fn generic_key(b: &[u8], at: usize) -> Result<(Field, usize), ParseError> {
         let eq = key_end(b, at + 8).ok_or(ParseError::FieldWithoutValue)?;
         let field = match &b[at..eq] {
             b"lib-name" => Field::LibName,
+            b"argv-mem" => Field::ArgvMem,
+            b"multi-mem" => Field::MultiMem,
+            b"tot-cmds" => Field::TotCmds,
+            b"tot-net-in" => Field::TotNetIn,
+            b"tot-net-out" => Field::TotNetOut,
             _ => Field::Skip,
         };
         Ok((field, eq))

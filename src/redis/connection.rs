@@ -17,6 +17,7 @@ use fred::types::Value;
 
 use crate::config::{Endpoint, Target};
 use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::info::extra::ClientMemoryLimit;
 use crate::redis::info::Info;
 
 /// Kinds of poll error, as the `kind` label of `redis_clients_exporter_poll_errors_total`.
@@ -62,6 +63,8 @@ pub struct ConfigValues {
     pub maxclients: Option<f64>,
     pub timeout: Option<f64>,
     pub tcp_keepalive: Option<f64>,
+    /// `maxmemory-clients` (Redis 7.0+, Valkey); `None` before 7.0 or when unreadable.
+    pub maxmemory_clients: Option<ClientMemoryLimit>,
 }
 
 /// Where the effective maxclients was read.
@@ -104,6 +107,7 @@ pub enum Stage {
     Ping,
     ClientNoEvict,
     ClientNoTouch,
+    ClientSetinfo,
     ClientId,
     Discovery,
 }
@@ -118,6 +122,7 @@ impl Stage {
             Self::Ping => "ping",
             Self::ClientNoEvict => "client_no_evict",
             Self::ClientNoTouch => "client_no_touch",
+            Self::ClientSetinfo => "client_setinfo",
             Self::ClientId => "client_id",
             Self::Discovery => "discovery",
         }
@@ -416,6 +421,7 @@ pub(crate) async fn read_client_list(
 /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
 /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
 pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
+    let timeout_d = timeout;
     let params = ["maxclients", "timeout", "tcp-keepalive"];
     let mut read = [None; 3];
     for (param, slot) in params.into_iter().zip(read.iter_mut()) {
@@ -457,7 +463,32 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
         maxclients,
         timeout,
         tcp_keepalive,
+        maxmemory_clients: read_maxmemory_clients(c, timeout_d).await?,
     })
+}
+
+/// `CONFIG GET maxmemory-clients` (Redis 7.0+, Valkey; an empty reply before): a value that is
+/// not a size or a percentage, or a refusal of this one parameter, leaves it absent (the
+/// three parameters above decided whether CONFIG is available at all).
+async fn read_maxmemory_clients(
+    c: &Client,
+    timeout: Duration,
+) -> Result<Option<ClientMemoryLimit>, PollError> {
+    let param = "maxmemory-clients";
+    match bounded(
+        Stage::Config,
+        timeout,
+        c.config_get::<Vec<String>, _>(param),
+    )
+    .await
+    {
+        Ok(r) => Ok(match r.as_slice() {
+            [name, value] if name.eq_ignore_ascii_case(param) => ClientMemoryLimit::parse(value),
+            _ => None,
+        }),
+        Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 /// INFO (the default sections), parsed, with its count of lines that were not UTF-8. Every

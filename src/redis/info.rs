@@ -6,6 +6,8 @@ use std::borrow::Cow;
 
 use crate::redis::label::bound;
 
+pub mod extra;
+
 /// The INFO fields the exporter uses.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Info {
@@ -26,6 +28,8 @@ pub struct Info {
     pub total_connections_received: Option<f64>,
     pub rejected_connections: Option<f64>,
     pub used_memory: Option<f64>,
+    /// The other client fields (src/info_extra.rs).
+    pub extra: crate::redis::info::extra::InfoExtra,
     /// String values longer than `label::MAX_LABEL_BYTES`, cut (they become labels).
     pub truncated_values: u64,
 }
@@ -68,7 +72,9 @@ impl Info {
                 "total_connections_received" => info.total_connections_received = num(),
                 "rejected_connections" => info.rejected_connections = num(),
                 "used_memory" => info.used_memory = num(),
-                _ => {}
+                _ => {
+                    info.extra.field(key, value);
+                }
             }
         }
         info

@@ -172,7 +172,8 @@ impl Poller {
     }
 
     /// Exempts the held connection from client eviction (`CLIENT NO-EVICT on`, Redis 7.0+) and
-    /// from updating the LRU/LFU clock of keys (`CLIENT NO-TOUCH on`, 7.2+), where the server
+    /// from updating the LRU/LFU clock of keys (`CLIENT NO-TOUCH on`, 7.2+), and names its
+    /// library (`CLIENT SETINFO LIB-NAME/LIB-VER`, 7.2+), where the server
     /// (by INFO's redis_version; Valkey reports 7.2.4 there and has both) knows them: under
     /// memory pressure `maxmemory-clients` must not evict the one connection that shows what
     /// is going on. A refusal (an ACL without `client`, a renamed CLIENT, a proxy) is logged
@@ -181,24 +182,46 @@ impl Poller {
         let Some(version) = info.version() else {
             return Ok(());
         };
-        let commands = [
-            ("NO-EVICT", (7, 0), Stage::ClientNoEvict),
-            ("NO-TOUCH", (7, 2), Stage::ClientNoTouch),
+        // The exporter names its library too (CLIENT SETINFO, 7.2+): it shows under its own
+        // name in redis_client_connections_by_library, not as `unset`. Sent only where the
+        // version has it, so older servers see no error and nothing is logged there.
+        let commands: [(&[&str], (u32, u32), Stage); 4] = [
+            (&["NO-EVICT", "on"], (7, 0), Stage::ClientNoEvict),
+            (&["NO-TOUCH", "on"], (7, 2), Stage::ClientNoTouch),
+            (
+                &[
+                    "SETINFO",
+                    "LIB-NAME",
+                    crate::redis::client_list::CLIENT_NAME,
+                ],
+                (7, 2),
+                Stage::ClientSetinfo,
+            ),
+            (
+                &["SETINFO", "LIB-VER", env!("CARGO_PKG_VERSION")],
+                (7, 2),
+                Stage::ClientSetinfo,
+            ),
         ];
-        for (sub, since, stage) in commands {
+        for (args, since, stage) in commands {
             if version < since {
                 continue;
             }
             let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
             let t = self.target.command_timeout;
-            match bounded(stage, t, c.custom::<Value, _>(cmd, vec![sub, "on"])).await {
+            match bounded(stage, t, c.custom::<Value, _>(cmd, args.to_vec())).await {
                 Ok(_) => {}
                 Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
                     return Err(e)
                 }
                 Err(e) => {
                     if self.logged_protect_error.changed(true) {
-                        tracing::warn!(target_label = %self.target.label, command = %format!("CLIENT {sub} on"), error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");
+                        let command = format!("CLIENT {}", args.join(" "));
+                        if args[0] == "SETINFO" {
+                            tracing::info!(target_label = %self.target.label, command = %command, error = %e, "the server refused CLIENT SETINFO; the exporter's connection shows as library unset");
+                        } else {
+                            tracing::warn!(target_label = %self.target.label, command = %command, error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");
+                        }
                     }
                 }
             }
@@ -345,7 +368,14 @@ impl Poller {
             self.store.actions.add_steps(&self.target.label, report);
         }
         if self.logged_up.changed(true) {
-            tracing::info!(target_label = %self.target.label, "target is up");
+            // The product and its own version (Valkey's redis_version says 7.2.4 whatever it is).
+            let (server, version) = self
+                .state
+                .info
+                .as_ref()
+                .and_then(|i| i.server())
+                .unwrap_or(("?", "?"));
+            tracing::info!(target_label = %self.target.label, server, version, "target is up");
         }
         self.store.publish(&self.target.label, self.state.clone());
     }

@@ -233,6 +233,7 @@ mod tests {
             maxclients: Some(maxclients),
             timeout: Some(300.0),
             tcp_keepalive: Some(300.0),
+            maxmemory_clients: None,
         };
         let obs = Observation {
             info: &info,

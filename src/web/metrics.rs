@@ -15,6 +15,8 @@ use crate::redis::client_list::{ClientType, Flag};
 use crate::redis::info::looks_fd_clamped;
 use crate::targets::state::{ErrorKind, Role, TargetState};
 
+mod extra;
+
 /// Collects families by name, in first-use order, so each family is emitted once with all its
 /// targets' series, written as text as they come (src/exposition.rs).
 struct Families {
@@ -254,7 +256,7 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         );
         f.gauge_opt(
             "redis_max_clients",
-            "maxclients as INFO reports it (Redis 7.0+).",
+            "maxclients as INFO reports it (Redis 6.2+, Valkey).",
             t,
             i.maxclients,
         );
@@ -286,11 +288,17 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
             t,
             i.used_memory,
         );
+        extra::info(f, t, target, &i.extra);
+        // `redis_version` stays INFO's word (Valkey keeps 7.2.4 there) for dashboards built on
+        // the Go exporter; `server_name` and `server_version` say what the server is.
+        let (server_name, server_version) = i.server().unwrap_or(("", ""));
         f.gauge(
             "redis_instance_info",
-            "Server identity (always 1).",
+            "Server identity (always 1): server_name (redis, valkey) and server_version are the product's own; redis_version is INFO's (7.2.4 on every Valkey).",
             &[
                 ("target", target),
+                ("server_name", server_name),
+                ("server_version", server_version),
                 ("redis_version", i.redis_version.as_deref().unwrap_or("")),
                 ("redis_mode", i.redis_mode.as_deref().unwrap_or("")),
                 ("role", i.role.as_deref().unwrap_or("")),
@@ -299,8 +307,10 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         );
     }
     add_limits(f, t, target, s);
+    extra::config(f, t, &s.config);
     if let Some(c) = &s.clients {
         add_client_list(f, t, target, c);
+        extra::client_list(f, t, target, &c.details);
     }
 }
 
