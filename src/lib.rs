@@ -4,6 +4,7 @@
 //! applies a new configuration without a restart.
 
 pub mod aggregate;
+pub mod chunked;
 pub mod client_list;
 pub mod config;
 pub mod diagnose;

@@ -331,6 +331,8 @@ pub struct Poller {
     state: TargetState,
     conn: Option<Conn>,
     last_client_list: Option<Instant>,
+    /// The chunked CLIENT LIST walk's state (src/chunked.rs).
+    listing: crate::chunked::ChunkedLister,
     /// What was last logged, so that logs say each state change once, not once per poll.
     logged_up: Option<bool>,
     logged_config_unavailable: bool,
@@ -348,6 +350,7 @@ impl Poller {
     ) -> Self {
         Self {
             redis_cli: diagnose::redis_cli_for(&target),
+            listing: crate::chunked::ChunkedLister::new(target.client_list.resync),
             target,
             store,
             top_k,
@@ -546,6 +549,8 @@ impl Poller {
             ));
         }
         if !conn.protected {
+            // A new connection: what the chunked walk knew may describe another server.
+            self.listing.reset();
             self.protect(&conn.client, &info).await?;
             conn.protected = true;
         }
@@ -562,6 +567,7 @@ impl Poller {
         let every = self.target.client_list.interval(
             self.target.poll_interval,
             info.connected_clients.unwrap_or(0.0),
+            self.listing.chunked_for(&info),
         );
         // Half a poll interval of slack, so that a poll arriving a few ms early still counts.
         let due = self
@@ -569,13 +575,23 @@ impl Poller {
             .is_none_or(|at| at.elapsed() + self.target.poll_interval / 2 >= every);
         let mut client_list_invalid_utf8 = 0;
         let (clients, t3) = if due {
-            // A valid reply shares fred's buffer, already checked as UTF-8: `String` would copy
-            // the whole reply (~15 MB at 50,000 clients) once more.
-            let (reply, invalid) = read_client_list(c, t).await?;
-            client_list_invalid_utf8 = invalid;
+            // In chunks of ids where the server allows (src/chunked.rs), each parsed into the
+            // aggregator as it arrives; so `client_list` includes that parse, `aggregate` the fold.
+            let listed = self
+                .listing
+                .list(c, t, &info, &mut self.aggregator)
+                .await
+                .map_err(list_error)?;
+            client_list_invalid_utf8 = listed.invalid_utf8_lines;
+            let counters = &mut self.state.counters;
+            counters.client_list_commands += listed.commands;
+            counters.client_list_last_commands = listed.commands;
+            if let Some(r) = listed.full {
+                counters.client_list_full[r as usize] += 1;
+            }
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
-            let summary = summarize_off_runtime(&mut self.aggregator, &reply, self.top_k);
+            let summary = self.aggregator.finish(self.top_k);
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
@@ -801,23 +817,13 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
     })
 }
 
-/// A reply at least this long (about 3,500 lines) takes milliseconds to aggregate (~30 ms at
-/// 50,000 clients): long enough that this worker's other tasks (other targets' polls, scrapes)
-/// should move to another worker meanwhile.
-const OFF_RUNTIME_MIN_BYTES: usize = 1 << 20;
-
-fn summarize_off_runtime(
-    agg: &mut Aggregator,
-    reply: &str,
-    top_k: usize,
-) -> crate::aggregate::ClientListSummary {
-    // `block_in_place` panics on a current-thread runtime; there the work simply stays inline.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread && reply.len() >= OFF_RUNTIME_MIN_BYTES {
-        tokio::task::block_in_place(|| agg.summarize(reply, top_k))
-    } else {
-        agg.summarize(reply, top_k)
+fn list_error(e: crate::chunked::ListError) -> PollError {
+    use crate::chunked::ListError;
+    match e {
+        ListError::Redis(e) => classify("client_list", &e),
+        ListError::Timeout(after) => timeout_error("client_list", after),
+        ListError::NotText => protocol("client_list", "the reply is not a string"),
+        ListError::Aborted => PollError::new(ErrorKind::Other, "client_list", e.to_string()),
     }
 }
 
