@@ -10,36 +10,42 @@
 //!
 //! # Finding the clients a poll has not seen
 //! Redis gives every connection the next value of one increasing counter (`next_client_id`,
-//! never reused while the process lives). Three numbers are kept between polls:
+//! never reused while the process lives). Kept between polls:
 //! - `known`: the ids the last listing returned;
-//! - `high`: the highest id ever seen alive. Every id at or below it had been handed out
-//!   before it was seen, so one of those ids that is neither known nor listed when asked for
-//!   is closed, for good;
+//! - `floor`: a lower bound of the counter when this poll's INFO ran: the last floor plus the
+//!   connections Redis accepted since (`total_connections_received`, INFO: each took an id
+//!   above every older one), or the highest id ever seen, whichever is higher. Every id at or
+//!   below it had been handed out, so one that is neither known nor returned when asked for is
+//!   closed, for good;
+//! - `ceiling`: the same counter estimated from above (the last ceiling plus the same count);
 //! - `frontier`: every id below it is either in `known` or closed for good.
 //!
 //! A walk lists the `known` ids, then probes the ids from `frontier` up that are not known, in
-//! chunks, in increasing order. A probed id at or below `high` (updated as replies arrive:
-//! Redis runs one connection's commands in order) that is not returned is closed; a probed id
-//! above `high` and not returned may simply not have been handed out yet, so the frontier
-//! stops before it and the next poll asks for it again. Probing goes on through empty chunks
-//! (gaps: connections that came and went between polls) up to a bound, `high` plus the
-//! connections Redis accepted since the last poll (`total_connections_received`, INFO) plus one
-//! chunk, and past the bound while chunks keep returning clients; it stops at the first empty
-//! chunk past the bound.
+//! chunks, in increasing order. A probed id above `floor` and above every id returned so far
+//! (Redis runs one connection's commands in order) that is not returned may simply not have
+//! been handed out yet, so the frontier stops before it and the next poll asks again. Probing
+//! goes on through empty chunks (gaps: connections that came and went between polls) up to the
+//! ceiling plus one chunk, and past it while chunks keep returning clients; it stops at the
+//! first empty chunk past it.
 //!
 //! So a client alive through a whole walk is listed: either the last poll saw it (a known id),
-//! or its id is at or above the frontier and at most the bound (ids are handed out in order,
+//! or its id is at or above the frontier and at most the ceiling (ids are handed out in order,
 //! one per accepted connection) or just above a returned one. Not counted by
 //! `total_connections_received` are ids Redis hands out without counting a connection (a
 //! connection refused by protected mode, a failed TLS handshake, module and Lua clients): a run
-//! of more than a chunk of those right past the bound could hide the clients above it. Three
-//! backstops make that short-lived:
-//! - a full CLIENT LIST when the walk lists clearly fewer clients than INFO's
-//!   `connected_clients + connected_slaves` said just before it (at most once a minute);
-//! - a full CLIENT LIST every `client_list_resync_seconds` (default 3600);
-//! - a full CLIENT LIST on every new connection, when the server restarted (`run_id` changed or
-//!   uptime went back: ids start again from 1), and when `total_connections_received` went
-//!   back (`CONFIG RESETSTAT`: the bound cannot be computed for this poll).
+//! of more than a chunk of those right past the ceiling could hide the clients above it until
+//! one of the resynchronisations below:
+//! - a *sweep*: every id from 1 up, in chunks, with nothing known; its floor is the held
+//!   connection's own id (`CLIENT ID`: every id below it was handed out before it), so on a new
+//!   connection a burst of more than a chunk of closed ids between its connect and its first
+//!   INFO, a few milliseconds, could hide the clients above it until the mismatch check. On every
+//!   new connection, when the server restarted (`run_id` changed or uptime went back: ids start
+//!   again from 1) and every `client_list_resync_seconds` (default 900). A sweep costs one
+//!   command per 500 ids ever handed out; above [`MAX_PROBES`] chunks it is a full listing.
+//! - a full CLIENT LIST (the stall, once) when two walks in a row listed clearly fewer clients
+//!   than INFO's `connected_clients + connected_slaves` said just before each (at most once a
+//!   minute), and when `total_connections_received` went back (`CONFIG RESETSTAT`: nothing
+//!   bounds the ids handed out since the last poll).
 //!
 //! Servers before 6.2 (by INFO's `redis_version`, or by an error reply to `CLIENT LIST ID`) get
 //! the full CLIENT LIST, as do servers with at most [`CHUNK_IDS`] clients (one command either
@@ -69,10 +75,11 @@ const MISMATCH_RESYNC_MIN: Duration = Duration::from_secs(60);
 /// Probe chunks allowed beyond the bound while they keep returning clients.
 const EXTRA_PROBES: u64 = 64;
 
-/// At most this many probe chunks per walk (500,000 ids), whatever INFO claims: a hostile or
+/// At most this many probe chunks per walk (1,000,000 ids), whatever INFO claims: a hostile or
 /// broken `total_connections_received` must not keep a poll busy. What is left is probed at the
-/// next poll (the frontier only moves over what was asked).
-const MAX_PROBES: u64 = 1000;
+/// next poll (the frontier only moves over what was asked). A sweep that would need more is a
+/// full listing instead.
+pub const MAX_PROBES: u64 = 2000;
 
 /// A reply at least this long (about 3,500 lines) takes milliseconds to aggregate: long enough
 /// that this worker's other tasks (other targets' polls, scrapes) should move to another worker
@@ -91,7 +98,7 @@ pub trait ChunkSink {
     fn add_chunk(&mut self, reply: &str, ids: &mut Vec<u64>);
 }
 
-/// Why a poll read the full CLIENT LIST instead of walking it in chunks.
+/// Why a poll read the full CLIENT LIST, or swept every id, instead of walking from what it knew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FullReason {
     /// The server has no `CLIENT LIST ID` (before 6.2, or it refused it).
@@ -104,7 +111,7 @@ pub enum FullReason {
     Resetstat,
     /// At most [`CHUNK_IDS`] clients: one command either way.
     Small,
-    /// The last walk listed clearly fewer clients than INFO counted.
+    /// Two walks in a row listed clearly fewer clients than INFO counted.
     Mismatch,
     /// `client_list_resync_seconds` since the last full listing.
     Periodic,
@@ -118,6 +125,14 @@ impl FullReason {
         FullReason::Resetstat,
         FullReason::Small,
         FullReason::Mismatch,
+        FullReason::Periodic,
+    ];
+
+    /// The reasons for a sweep (when it is cheap enough): a new connection, a restart, the
+    /// periodic resync.
+    pub const SWEEPS: [FullReason; 3] = [
+        FullReason::Connected,
+        FullReason::Restart,
         FullReason::Periodic,
     ];
 
@@ -150,8 +165,10 @@ pub enum ListError {
 /// What one listing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Listing {
-    /// `None` for a chunked walk.
+    /// Set for a full CLIENT LIST (one command for every client).
     pub full: Option<FullReason>,
+    /// Set for a sweep: every id from 1, in chunks.
+    pub sweep: Option<FullReason>,
     /// CLIENT LIST commands sent (1 for a full listing).
     pub commands: u64,
     /// Lines holding bytes that are not UTF-8 (decoded lossily).
@@ -171,16 +188,26 @@ pub struct ChunkedLister {
     /// Ids of the request being built (reused).
     request: Vec<u64>,
     frontier: u64,
+    /// The highest id ever seen alive.
     high: u64,
+    /// A lower bound of Redis' id counter when this poll's INFO ran: the last one plus the
+    /// connections accepted since (each took an id above every older one), or `high`.
+    floor: u64,
+    /// The same counter as estimated from above: where probing may stop.
+    ceiling: u64,
     /// Whether `known`, `frontier` and `high` describe this server (a full listing happened on
     /// this connection).
     synced: bool,
     unsupported: bool,
-    mismatch: bool,
+    /// Consecutive walks that listed clearly fewer clients than INFO counted.
+    mismatches: u32,
     last_tcr: Option<f64>,
     last_run_id: Option<String>,
     last_uptime: Option<f64>,
     last_list: Option<Instant>,
+    /// The last full listing or sweep.
+    last_resync: Option<Instant>,
+    /// The last full listing.
     last_full: Option<Instant>,
 }
 
@@ -194,13 +221,16 @@ impl ChunkedLister {
             request: Vec::with_capacity(CHUNK_IDS),
             frontier: 0,
             high: 0,
+            floor: 0,
+            ceiling: 0,
             synced: false,
             unsupported: false,
-            mismatch: false,
+            mismatches: 0,
             last_tcr: None,
             last_run_id: None,
             last_uptime: None,
             last_list: None,
+            last_resync: None,
             last_full: None,
         }
     }
@@ -253,7 +283,14 @@ impl ChunkedLister {
         }
         self.last_list = Some(now);
         let listing = match reason {
-            Some(r) => self.full(c, timeout, sink, r).await?,
+            Some(
+                r @ (FullReason::Unsupported
+                | FullReason::Small
+                | FullReason::Resetstat
+                | FullReason::Mismatch),
+            ) => self.full(c, timeout, sink, r).await?,
+            // Connected, Restart, Periodic: FullReason::SWEEPS.
+            Some(r) => self.sweep(c, timeout, sink, delta, r).await?,
             None => match self.chunked(c, timeout, sink, delta).await {
                 Ok(l) => l,
                 // An error reply to `CLIENT LIST ID` (a server or proxy without it): this
@@ -273,9 +310,59 @@ impl ChunkedLister {
         Ok(listing)
     }
 
+    /// Every id from 1 up, in chunks, as if nothing were known; a full listing if that would
+    /// take more than [`MAX_PROBES`] commands (or the server refuses `CLIENT ID`).
+    async fn sweep(
+        &mut self,
+        c: &Client,
+        timeout: Duration,
+        sink: &mut impl ChunkSink,
+        delta: u64,
+        reason: FullReason,
+    ) -> Result<Listing, ListError> {
+        let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+        let own = match tokio::time::timeout(timeout, c.custom::<Value, _>(cmd, vec!["ID"])).await
+        {
+            Ok(Ok(Value::Integer(id))) => u64::try_from(id).ok(),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) if refused(&e) => None,
+            Ok(Err(e)) => return Err(ListError::Redis(e)),
+            Err(_) => return Err(ListError::Timeout(timeout)),
+        };
+        let Some(own) = own else {
+            return self.full(c, timeout, sink, reason).await;
+        };
+        // Our own connection is alive, and every id below its own was handed out before it.
+        // After a restart (or on a new connection) the old ids say nothing about this server,
+        // nor does the counter's growth since the last poll.
+        let delta = if self.synced && reason == FullReason::Periodic {
+            self.high = self.high.max(own);
+            delta
+        } else {
+            (self.high, self.floor, self.ceiling) = (own, own, own);
+            0
+        };
+        if self.ceiling.max(self.high) / CHUNK_IDS as u64 + EXTRA_PROBES >= MAX_PROBES {
+            return self.full(c, timeout, sink, reason).await;
+        }
+        self.known.clear();
+        self.frontier = 1;
+        let mut listing = self.chunked(c, timeout, sink, delta).await?;
+        listing.commands += 1;
+        listing.sweep = Some(reason);
+        self.synced = true;
+        self.mismatches = 0;
+        self.last_resync = Some(Instant::now());
+        Ok(listing)
+    }
+
     fn full_reason(&self, info: &Info, now: Instant) -> Option<FullReason> {
         if !self.chunked_for(info) {
             return Some(FullReason::Unsupported);
+        }
+        // Before the resyncs: one command of at most a chunk's clients, whatever happened.
+        if connected(info).is_some_and(|n| n <= CHUNK_IDS as f64) {
+            return Some(FullReason::Small);
         }
         if !self.synced {
             return Some(FullReason::Connected);
@@ -289,13 +376,14 @@ impl ChunkedLister {
         {
             return Some(FullReason::Resetstat);
         }
-        if connected(info).is_some_and(|n| n <= CHUNK_IDS as f64) {
-            return Some(FullReason::Small);
-        }
-        if self.mismatch {
+        // Twice in a row: one mass disconnect between INFO and the walk is not a miss.
+        if self.mismatches >= 2 {
             return Some(FullReason::Mismatch);
         }
-        let due = |every: Duration| self.last_full.is_none_or(|at| now.duration_since(at) >= every);
+        let due = |every: Duration| {
+            self.last_resync
+                .is_none_or(|at| now.duration_since(at) >= every)
+        };
         if self.resync.is_some_and(due) {
             return Some(FullReason::Periodic);
         }
@@ -323,15 +411,18 @@ impl ChunkedLister {
         self.seen.sort_unstable();
         self.seen.dedup();
         // One snapshot: every id up to the highest listed had been handed out, so every
-        // other id below it is closed.
+        // other id below it is closed. (The listing ran after INFO: `floor` starts again.)
         self.high = self.seen.last().copied().unwrap_or(0);
+        (self.floor, self.ceiling) = (0, self.high);
         self.frontier = self.high.saturating_add(1);
         std::mem::swap(&mut self.known, &mut self.seen);
         self.synced = true;
-        self.mismatch = false;
+        self.mismatches = 0;
         self.last_full = Some(Instant::now());
+        self.last_resync = self.last_full;
         Ok(Listing {
             full: Some(reason),
+            sweep: None,
             commands: 1,
             invalid_utf8_lines: invalid,
             listed: self.known.len() as u64,
@@ -347,16 +438,19 @@ impl ChunkedLister {
     ) -> Result<Listing, ListError> {
         sink.begin();
         self.seen.clear();
+        // Every id seen before this poll's INFO, and `delta` more, had been handed out by then.
+        self.floor = self.floor.saturating_add(delta).max(self.high);
+        self.ceiling = self.ceiling.saturating_add(delta).max(self.floor);
         let bound = self
-            .high
+            .ceiling
             .max(self.frontier.saturating_sub(1))
-            .saturating_add(delta)
             .saturating_add(CHUNK_IDS as u64);
         let probes = (bound.saturating_sub(self.frontier) / CHUNK_IDS as u64)
             .saturating_add(1 + EXTRA_PROBES)
             .min(MAX_PROBES);
         let mut plan = Plan::new(&self.known, self.frontier, probes);
-        let mut high = self.high;
+        // Ids at or below `high` had been handed out before the command that asks for them.
+        let mut high = self.floor;
         let mut frontier = self.frontier;
         let mut advancing = true;
         let mut listing = Listing::default();
@@ -397,7 +491,8 @@ impl ChunkedLister {
         self.seen.sort_unstable();
         self.seen.dedup();
         std::mem::swap(&mut self.known, &mut self.seen);
-        self.high = high;
+        self.high = self.high.max(high);
+        self.ceiling = self.ceiling.max(self.high);
         self.frontier = frontier;
         listing.listed = self.known.len() as u64;
         Ok(listing)
@@ -428,7 +523,9 @@ impl ChunkedLister {
             .last_full
             .is_some_and(|at| now.duration_since(at) < MISMATCH_RESYNC_MIN);
         if (listing.listed as f64) + tolerance < expected && !recent_full {
-            self.mismatch = true;
+            self.mismatches += 1;
+        } else {
+            self.mismatches = 0;
         }
     }
 }

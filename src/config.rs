@@ -178,8 +178,9 @@ pub struct ClientListSchedule {
 pub const DEFAULT_BACKOFF_CLIENTS: u64 = 50_000;
 /// `client_list_full_backoff_clients`: a full CLIENT LIST of 5,000 clients holds Redis ~10 ms.
 pub const DEFAULT_FULL_BACKOFF_CLIENTS: u64 = 5000;
-/// `client_list_resync_seconds`.
-pub const DEFAULT_RESYNC_SECONDS: f64 = 3600.0;
+/// `client_list_resync_seconds`: a sweep (src/chunked.rs) at most every 15 minutes bounds how
+/// long a client the walk could not see stays uncounted.
+pub const DEFAULT_RESYNC_SECONDS: f64 = 900.0;
 
 impl Default for ClientListSchedule {
     fn default() -> Self {
@@ -1216,7 +1217,7 @@ mod tests {
         assert_eq!(s.interval(base, 50_000.0, true), base);
         assert_eq!(s.interval(base, 100_000.0, true), Duration::from_secs(30));
         assert_eq!(s.interval(base, 1e6, true), Duration::from_secs(60));
-        assert_eq!(s.resync, Some(Duration::from_secs(3600)));
+        assert_eq!(s.resync, Some(Duration::from_secs(900)));
     }
 
     #[test]

@@ -383,6 +383,15 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
             c.client_list_full[r as usize] as f64,
         );
     }
+    // Only the reasons a sweep can have: the others always list in full.
+    for r in crate::chunked::FullReason::SWEEPS {
+        f.counter(
+            "redis_clients_exporter_client_list_sweeps_total",
+            "CLIENT LIST sweeps of the target (every id from 1, in chunks), by reason.",
+            &[("target", target), ("reason", r.as_str())],
+            c.client_list_sweeps[r as usize] as f64,
+        );
+    }
     f.counter(
         "redis_clients_exporter_client_list_parse_errors_total",
         "CLIENT LIST lines that could not be parsed and were skipped.",

@@ -589,6 +589,9 @@ impl Poller {
             if let Some(r) = listed.full {
                 counters.client_list_full[r as usize] += 1;
             }
+            if let Some(r) = listed.sweep {
+                counters.client_list_sweeps[r as usize] += 1;
+            }
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
             let summary = self.aggregator.finish(self.top_k);

@@ -78,8 +78,9 @@ pub struct Counters {
     /// CLIENT LIST commands sent (chunks of a walk, src/chunked.rs), and those of the last listing.
     pub client_list_commands: u64,
     pub client_list_last_commands: u64,
-    /// Full CLIENT LIST listings, by `chunked::FullReason`.
+    /// Full CLIENT LIST listings and sweeps (every id from 1, in chunks), by `chunked::FullReason`.
     pub client_list_full: [u64; crate::chunked::FullReason::ALL.len()],
+    pub client_list_sweeps: [u64; crate::chunked::FullReason::ALL.len()],
 }
 
 /// Everything a scrape shows about one target: the last completed poll plus counters.

@@ -28,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Configuration: layering, targets, secrets, topology and `/scrape` settings.
     ("config", &["config", "topology_config", "relief_config"]),
     // Talking to Redis and reading its replies: TLS, INFO, CLIENT LIST parsing.
-    ("redis", &["label", "tls", "info", "client_list"]),
+    ("redis", &["label", "tls", "info", "client_list", "chunked"]),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
     ("analysis", &["aggregate", "history", "synthetic"]),
     ("diagnose", &["diagnose", "shell"]),

@@ -145,13 +145,16 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
         let c = connect(r.port).await;
         let mut lister = ChunkedLister::new(None);
         let mut agg = Aggregator::new(60);
-        let (first, _) = walk(&mut lister, &mut agg, &c).await;
-        let expected_first = if chunked_server() {
-            FullReason::Connected
+        // The first listing on a connection sweeps every id from 1 in chunks (a full
+        // CLIENT LIST where the server has no CLIENT LIST ID).
+        let (first, swept) = walk(&mut lister, &mut agg, &c).await;
+        assert_eq!(counts(&swept), counts(&full(&c).await));
+        if chunked_server() {
+            assert_eq!((first.full, first.sweep), (None, Some(FullReason::Connected)));
+            assert!(first.commands > 4001 / CHUNK_IDS as u64, "{first:?}");
         } else {
-            FullReason::Unsupported
-        };
-        assert_eq!(first.full, Some(expected_first));
+            assert_eq!(first.full, Some(FullReason::Unsupported));
+        }
 
         let (second, walked) = walk(&mut lister, &mut agg, &c).await;
         let listed = full(&c).await;
@@ -160,7 +163,7 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
         if !chunked_server() {
             return;
         }
-        assert_eq!(second.full, None, "the second poll walks in chunks");
+        assert_eq!((second.full, second.sweep), (None, None), "the second poll walks");
         // 4,001 known ids in chunks of 500, and at least one probe above them.
         assert!(second.commands > 4001 / CHUNK_IDS as u64, "{second:?}");
 
@@ -283,9 +286,9 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
         gap(&r, 2 * CHUNK_IDS);
         let _after = named(&r, 100, "after-reset");
         let (l, walked) = walk(&mut lister, &mut agg, &c).await;
-        assert_eq!(l.full, Some(FullReason::Resetstat));
         assert_eq!(name_count(&walked, "after-reset"), 100);
         assert_eq!(counts(&walked), counts(&full(&c).await));
+        assert_eq!(l.full, Some(FullReason::Resetstat));
         let (l, walked) = walk(&mut lister, &mut agg, &c).await;
         assert_eq!(l.full, None, "chunked again after the resync");
         assert_eq!(name_count(&walked, "after-reset"), 100);
@@ -299,10 +302,10 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
     // old ids and of the ids above them would find almost no one.
     let rt2 = runtime();
     let mut lister = ChunkedLister::new(None);
+    gap(&r, 3000);
+    let _old = named(&r, 800, "before-restart");
     rt2.block_on(async {
         let c = connect(r.port).await;
-        gap(&r, 3000);
-        let _old = named(&r, 800, "before-restart");
         let mut agg = Aggregator::new(60);
         walk(&mut lister, &mut agg, &c).await;
         let (l, s) = walk(&mut lister, &mut agg, &c).await;
@@ -318,9 +321,10 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
         let c = connect(r.port).await;
         let mut agg = Aggregator::new(60);
         let (l, walked) = walk(&mut lister, &mut agg, &c).await;
-        assert_eq!(l.full, Some(FullReason::Restart));
         assert_eq!(walked.connections, 1501);
         assert_eq!(counts(&walked), counts(&full(&c).await));
+        // Swept in chunks: the new server's ids are few.
+        assert_eq!((l.full, l.sweep), (None, Some(FullReason::Restart)));
         let (l, walked) = walk(&mut lister, &mut agg, &c).await;
         assert_eq!(l.full, None);
         assert_eq!(walked.connections, 1501);
@@ -354,7 +358,14 @@ fn the_exporter_polls_in_chunks_and_reports_it() {
         });
         // 1,501 known ids in chunks of 500 plus a probe.
         assert!(m.get("redis_clients_exporter_client_list_commands", &t) >= Some(5.0));
-        assert_eq!(full(&m, "connected"), Some(1.0));
+        assert_eq!(
+            m.get(
+                "redis_clients_exporter_client_list_sweeps_total",
+                &[("target", "t"), ("reason", "connected")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(full(&m, "connected"), Some(0.0));
         assert_eq!(m.get("redis_client_snapshot_connections", &t), Some(1501.0));
     } else {
         assert!(full(&m, "unsupported") >= Some(1.0));
