@@ -9,8 +9,10 @@
 #      by client id on Redis 6.2+; the first listing on its connection included);
 #   3. the Go redis_exporter scraped every POLL seconds, default mode;
 #   4. the same with --export-client-list.
-# Prints one Markdown row each (PING p99 / max, Redis' CLIENT LIST calls and usec per call from
-# INFO commandstats over the window, and for ours the commands per listing).
+# Prints one Markdown row each: the longest CLIENT LIST inside Redis (its SLOWLOG, which
+# times the command on the main thread: what every other client waits behind), PING p99 / max
+# (a round trip: on a busy machine the scheduler's noise adds to it), Redis' CLIENT LIST calls and
+# usec per call from INFO commandstats over the window, and for ours the commands per listing.
 #
 # Install step on a fresh Debian/Ubuntu machine:
 #   sudo apt-get install -y redis-server redis-tools prometheus-redis-exporter python3 curl
@@ -42,13 +44,17 @@ client_list_stats() {
         | awk -F'[:=,]' 'index($0, "cmdstat_client|list:") == 1 {print $3, $5; found = 1} END {if (!found) print 0, 0}'
 }
 # row LABEL EXTRA: waits for the probe started before, prints the row.
-probe_start() { python3 benches/latency_probe.py "$RP" 3600 > "$work/lat" & LP=$!; sleep 0.5; read -r calls0 usec0 < <(client_list_stats); }
+probe_start() {
+    python3 benches/slowlog_max.py "$RP" reset
+    python3 benches/latency_probe.py "$RP" 3600 > "$work/lat" & LP=$!; sleep 0.5; read -r calls0 usec0 < <(client_list_stats)
+}
 probe_row() {
     read -r calls1 usec1 < <(client_list_stats)
     kill -TERM "$LP" 2>/dev/null || true; wait "$LP" 2>/dev/null || true
     read -r _ p99 pmax samples < "$work/lat"
+    read -r slow_us _ slow50 slow99 < <(python3 benches/slowlog_max.py "$RP")
     local calls=$((calls1 - calls0)) usec=$((usec1 - usec0))
-    echo "| $1 | $N real | $p99 / $pmax | $samples | $calls | $(awk -v u="$usec" -v c="$calls" 'BEGIN {if (c > 0) printf "%.0f", u/c; else print "-"}') | $2 |"
+    echo "| $1 | $N real | $(awk -v a="$slow50" -v b="$slow99" -v u="$slow_us" 'BEGIN {printf "%.2f / %.2f / %.2f", a/1000, b/1000, u/1000}') | $p99 / $pmax | $samples | $calls | $(awk -v u="$usec" -v c="$calls" 'BEGIN {if (c > 0) printf "%.0f", u/c; else print "-"}') | $2 |"
 }
 
 RP=$(free_port)
@@ -56,6 +62,8 @@ redis-server --port "$RP" --bind 127.0.0.1 --protected-mode no --save "" --appen
     --maxclients $((N + 64)) --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$RP" CONFIG SET slowlog-log-slower-than 100 >/dev/null
+redis-cli -p "$RP" CONFIG SET slowlog-max-len 100000 >/dev/null
 per=$(( (N + PROCS - 1) / PROCS )); left=$N
 for k in $(seq 0 $((PROCS - 1))); do
     n=$(( left < per ? left : per )); left=$((left - n))
@@ -69,8 +77,8 @@ for k in $(seq 0 $((PROCS - 1))); do
 done
 echo "$(redis-cli -p "$RP" INFO clients | tr -d '\r' | grep connected_clients), $(redis-server --version | awk '{print $3}'), load average: $(uptime | sed 's/.*load average: //')"
 echo
-echo "| what | clients | PING p99 / max ms | PINGs | CLIENT LIST calls | Redis usec per call | notes |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| what | clients | CLIENT LIST in Redis ms, median / p99 / max (SLOWLOG) | PING p99 / max ms | PINGs | CLIENT LIST calls | Redis usec per call | notes |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 
 # 1. One full CLIENT LIST a second.
 probe_start
