@@ -16,9 +16,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use redis_clients_exporter::aggregate::Aggregator;
-use redis_clients_exporter::client_list::lines;
-use redis_clients_exporter::synthetic;
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::analysis::synthetic;
+use redis_clients_exporter::redis::client_list::lines;
 
 /// The reply shape of the load script and the real fixtures: 20 clients per source, 50 names.
 fn synthetic_reply(n: usize) -> String {

@@ -174,7 +174,7 @@ kept=$(awk -v m="$marker" 'found {print} index($0, m) == 1 {found = 1}' docs/per
     echo "\`cargo bench --bench client_list -- --warm-up-time 1 --measurement-time 5\`, run $RUNS times"
     echo "(load average at the start of each run: $(IFS=';'; echo "${crit_loads[*]}")). Lines per second are"
     echo "criterion's median of each run: the best run, and the range over the runs. The replies are"
-    echo "synthetic (src/synthetic.rs: Redis 7 lines, 20 clients per source, 50 names) except"
+    echo "synthetic (src/analysis/synthetic.rs: Redis 7 lines, 20 clients per source, 50 names) except"
     echo "\`real_fixture_x500\`, the real capture tests/fixtures/client_list_redis7.0.txt repeated."
     echo "\`client_list/*\` and \`parse_aggregate/synthetic_50k_one_thread\` run on one thread;"
     echo "\`parse_aggregate/synthetic_50k\` runs as the poller does: a reply of 8 MiB or more is aggregated"

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_clients_exporter::aggregate::Aggregator;
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::analysis::history::{History, Sample, MAX_SAMPLES, RETENTION};
+use redis_clients_exporter::analysis::synthetic;
 use redis_clients_exporter::diagnose::{diagnose, Observation};
-use redis_clients_exporter::history::{History, Sample, MAX_SAMPLES, RETENTION};
-use redis_clients_exporter::info::Info;
-use redis_clients_exporter::state::ConfigValues;
-use redis_clients_exporter::synthetic;
+use redis_clients_exporter::redis::info::Info;
+use redis_clients_exporter::targets::state::ConfigValues;
 
 fn bench(c: &mut Criterion) {
     let reply = synthetic::client_list(10_000, 500, 50);

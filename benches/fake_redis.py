@@ -2,10 +2,10 @@
 """A RESP2 server that answers like a Redis holding N clients, for end-to-end measurement above the
 machine's open-files limit (one real redis-server here holds at most ~19,968 clients).
 
-CLIENT LIST returns a synthetic reply built once at start in the format of src/synthetic.rs
+CLIENT LIST returns a synthetic reply built once at start in the format of src/analysis/synthetic.rs
 (Redis 7 lines, 20 clients per source, 50 names), so the server's own time per call is only the
 socket write; `CLIENT LIST ID id ...` returns those ids' lines (ids 10 .. CLIENTS + 9), and
-`CLIENT ID` an id above them all, as the chunked walk (src/chunked.rs) needs. INFO and CONFIG
+`CLIENT ID` an id above them all, as the chunked walk (src/redis/chunked.rs) needs. INFO and CONFIG
 GET answer what the exporter reads; anything else is +OK.
 
     python3 benches/fake_redis.py PORT CLIENTS      # prints "ready <bytes of CLIENT LIST>"

@@ -3,29 +3,13 @@
 //! ARCHITECTURE.md maps the modules; [`start`] wires them together and [`Running::reload`]
 //! applies a new configuration without a restart.
 
-pub mod aggregate;
-pub mod chunked;
-pub mod client_list;
+pub mod analysis;
 pub mod config;
 pub mod diagnose;
-pub mod discovery;
-pub mod dynamic;
-pub mod history;
-pub mod http;
-pub mod info;
-pub mod label;
-pub mod metrics;
-pub mod poller;
-pub mod reconcile;
+pub mod redis;
 pub mod relief;
-pub mod relief_config;
-pub mod render;
-pub mod shell;
-pub mod state;
-pub mod synthetic;
-pub mod tls;
-pub mod topology_config;
-pub mod triage;
+pub mod targets;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,7 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::reconcile::{PollerSpec, TaskSet};
+use crate::redis::tls;
+use crate::targets::reconcile::{PollerSpec, TaskSet};
+use crate::targets::{discovery, dynamic, reconcile, state};
+use crate::web::http;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -53,6 +40,9 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Arc<state::Store>,
+    /// Relief's state (src/relief): configuration, tokens, counts; the pollers know it as
+    /// the store's `actions`.
+    pub relief: Arc<relief::Hub>,
     listen: SocketAddr,
     shutdown: CancellationToken,
     pollers: Mutex<TaskSet<PollerSpec>>,
@@ -90,7 +80,7 @@ impl Running {
         if cfg.listen != self.listen {
             tracing::warn!(old = %self.listen, new = %cfg.listen, "a new listen address needs a restart; keeping the old one");
         }
-        if cfg.relief != self.store.relief.config() {
+        if cfg.relief != self.relief.config() {
             tracing::warn!("changed [relief] settings need a restart; keeping the running ones");
         }
         let mut pollers = self.pollers.lock().await;
@@ -148,10 +138,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         addr: cfg.listen,
         source,
     })?;
-    let store = Arc::new(state::Store::default());
-    store
-        .relief
-        .configure(cfg.relief.clone(), exporter_url(addr, &cfg));
+    let relief = Arc::new(relief::Hub::default());
+    relief.configure(cfg.relief.clone(), exporter_url(addr, &cfg));
+    let store = Arc::new(state::Store::new(relief.clone()));
     if cfg.relief.enabled {
         tracing::warn!(users = ?cfg.relief.users, bounds = ?cfg.relief.bounds, "relief actions are enabled: these users may close connections and CONFIG SET through the held connections (docs/relief.md)");
     }
@@ -170,6 +159,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         Arc::clone(&store),
         cfg.web.basic_auth_users.clone(),
         Arc::clone(&dynamic),
+        Arc::clone(&relief),
     );
     let acceptor = cfg
         .web
@@ -187,6 +177,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         store,
+        relief,
         listen: cfg.listen,
         shutdown,
         pollers: Mutex::new(pollers),

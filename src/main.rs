@@ -253,7 +253,8 @@ fn seconds(what: &str, v: f64) -> Result<std::time::Duration, String> {
 }
 
 fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
-    use redis_clients_exporter::{render, triage};
+    use redis_clients_exporter::targets::triage;
+    use redis_clients_exporter::web::render;
     let overrides = Overrides {
         targets: vec![args.url.clone()],
         password_file: args.password_file.clone(),

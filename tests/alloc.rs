@@ -8,10 +8,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use redis_clients_exporter::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
-use redis_clients_exporter::chunked::ChunkSink;
-use redis_clients_exporter::client_list::lines;
-use redis_clients_exporter::synthetic;
+use redis_clients_exporter::analysis::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
+use redis_clients_exporter::analysis::synthetic;
+use redis_clients_exporter::redis::chunked::ChunkSink;
+use redis_clients_exporter::redis::client_list::lines;
 
 struct Counting;
 
@@ -135,7 +135,7 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
         "parse + aggregate of 5,000 warm lines with long values allocated {per_line} times"
     );
 
-    // The chunked walk (src/chunked.rs) feeds replies of up to 500 lines and collects their ids
+    // The chunked walk (src/redis/chunked.rs) feeds replies of up to 500 lines and collects their ids
     // into a vector kept between polls: nothing per line either once warm.
     let chunk = synthetic::client_list(500, 50, 40);
     let mut agg = Aggregator::new(60);

@@ -1,4 +1,4 @@
-//! CLIENT LIST in chunks of client ids (src/chunked.rs) against real redis-server: the chunked
+//! CLIENT LIST in chunks of client ids (src/redis/chunked.rs) against real redis-server: the chunked
 //! walk and a full CLIENT LIST give the same aggregates on a static population; under churn
 //! every client alive through a whole walk is counted; after CONFIG RESETSTAT and after a
 //! restart of Redis (ids handed out from 1 again) the counts are right at the next poll.
@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::{server_version, Exporter, Redis, RespConn};
 use fred::prelude::{Builder, Client, ClientInterface, ClientLike, Config, ServerInterface};
 use redis_clients_exporter::aggregate::{Aggregator, ClientListSummary, GroupStats};
-use redis_clients_exporter::chunked::{ChunkedLister, FullReason, Listing, CHUNK_IDS};
 use redis_clients_exporter::info::Info;
+use redis_clients_exporter::redis::chunked::{ChunkedLister, FullReason, Listing, CHUNK_IDS};
 
 const TOP_K: usize = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,7 +79,13 @@ fn counts(s: &ClientListSummary) -> Counts {
             .map(|(k, g)| {
                 (
                     k.clone(),
-                    [g.connections, g.no_command, g.pubsub, g.subscriptions, g.own],
+                    [
+                        g.connections,
+                        g.no_command,
+                        g.pubsub,
+                        g.subscriptions,
+                        g.own,
+                    ],
                 )
             })
             .collect()
@@ -150,7 +156,10 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
         let (first, swept) = walk(&mut lister, &mut agg, &c).await;
         assert_eq!(counts(&swept), counts(&full(&c).await));
         if chunked_server() {
-            assert_eq!((first.full, first.sweep), (None, Some(FullReason::Connected)));
+            assert_eq!(
+                (first.full, first.sweep),
+                (None, Some(FullReason::Connected))
+            );
             assert!(first.commands > 4001 / CHUNK_IDS as u64, "{first:?}");
         } else {
             assert_eq!(first.full, Some(FullReason::Unsupported));
@@ -163,7 +172,11 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
         if !chunked_server() {
             return;
         }
-        assert_eq!((second.full, second.sweep), (None, None), "the second poll walks");
+        assert_eq!(
+            (second.full, second.sweep),
+            (None, None),
+            "the second poll walks"
+        );
         // 4,001 known ids in chunks of 500, and at least one probe above them.
         assert!(second.commands > 4001 / CHUNK_IDS as u64, "{second:?}");
 
@@ -216,8 +229,7 @@ fn every_client_alive_through_a_walk_is_counted_under_churn() {
             std::thread::spawn(move || {
                 let mut held = std::collections::VecDeque::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let c = RespConn::connect(port, &format!("127.0.2.{}", 1 + t))
-                        .named("churn");
+                    let c = RespConn::connect(port, &format!("127.0.2.{}", 1 + t)).named("churn");
                     opened.fetch_add(1, Ordering::Relaxed);
                     held.push_back(c);
                     if held.len() > 50 {
@@ -257,7 +269,10 @@ fn every_client_alive_through_a_walk_is_counted_under_churn() {
     for t in churn {
         t.join().unwrap();
     }
-    assert!(chunked_walks >= 3, "only {chunked_walks} walks were chunked");
+    assert!(
+        chunked_walks >= 3,
+        "only {chunked_walks} walks were chunked"
+    );
     assert!(opened.load(Ordering::Relaxed) > 100);
 }
 

@@ -598,7 +598,7 @@ fn a_reply_over_a_mebibyte_is_aggregated_off_the_runtime_and_counted_exactly() {
     let by_name = m.by("redis_client_connections_by_name", T, "name");
     for n in &names {
         // Names this long are labelled by their bounded form (docs/metrics.md).
-        let label = redis_clients_exporter::label::bound(n);
+        let label = redis_clients_exporter::redis::label::bound(n);
         assert_eq!(by_name.get(&*label), Some(&200.0), "{by_name:?}");
     }
     assert_eq!(

@@ -1,9 +1,9 @@
 //! The parsers against real captures from redis-server 7.0.15 (copied from shared/fixtures).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use redis_clients_exporter::aggregate::Aggregator;
-use redis_clients_exporter::client_list::{lines, ClientType};
-use redis_clients_exporter::info::{looks_fd_clamped, Info};
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::redis::client_list::{lines, ClientType, Flag};
+use redis_clients_exporter::redis::info::{looks_fd_clamped, Info};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -29,9 +29,9 @@ fn aggregates_of_a_real_primary() {
         .map(|(k, v)| (k.as_str(), v.connections))
         .collect();
     assert_eq!(src, vec![("127.0.0.1", 17), ("::1", 1), ("unix", 1)]);
-    assert_eq!(s.by_type[ClientType::Replica as usize], 1);
-    assert_eq!(s.by_type[ClientType::Pubsub as usize], 2);
-    assert_eq!(s.by_type[ClientType::Normal as usize], 16);
+    assert_eq!(s.by_type[ClientType::Replica], 1);
+    assert_eq!(s.by_type[ClientType::Pubsub], 2);
+    assert_eq!(s.by_type[ClientType::Normal], 16);
     assert_eq!(s.subscriptions, [1, 1, 0]);
     let unnamed = s
         .by_name
@@ -58,13 +58,15 @@ fn aggregates_of_a_real_primary() {
     assert_eq!(s.idle.count, 19);
     assert_eq!(s.idle.sum, 17 * 2 + 4);
     // flags b, x, t, U once each
-    assert_eq!(&s.by_flag[..4], &[1, 1, 1, 1]);
+    for flag in [Flag::Blocked, Flag::Multi, Flag::Tracking, Flag::UnixSocket] {
+        assert_eq!(s.by_flag[flag], 1, "{flag:?}");
+    }
 }
 
 #[test]
 fn replica_view_has_its_master_link() {
     let s = Aggregator::new(60).summarize(&fixture("client_list_redis7.0_replica.txt"), 50);
-    assert_eq!(s.by_type[ClientType::Master as usize], 1);
+    assert_eq!(s.by_type[ClientType::Master], 1);
     assert!(
         s.by_user.iter().any(|(k, v)| k == "(superuser)" && *v == 1),
         "{:?}",

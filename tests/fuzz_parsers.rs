@@ -24,9 +24,9 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
-use redis_clients_exporter::aggregate::{Aggregator, ClientListSummary, OTHER};
-use redis_clients_exporter::client_list::{lines, ClientEntry, ParseError, Parser};
-use redis_clients_exporter::info::{looks_fd_clamped, Info};
+use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary, OTHER};
+use redis_clients_exporter::redis::client_list::{lines, ClientEntry, ParseError, Parser};
+use redis_clients_exporter::redis::info::{looks_fd_clamped, Info};
 
 const CASES: u32 = 2000;
 const SEED: [u8; 32] = *b"redis-clients-exporter fuzz seed";
@@ -356,8 +356,8 @@ fn check_line(line: &str) -> Result<(), TestCaseError> {
         {
             let _ = e.client_type();
         }
-        for (flag, _) in redis_clients_exporter::client_list::FLAGS {
-            let _ = e.has_flag(flag);
+        for flag in redis_clients_exporter::redis::client_list::Flag::ALL {
+            let _ = e.has_flag(flag.letter());
         }
     }
     Ok(())
@@ -539,7 +539,7 @@ fn check_summary(reply: &str, k: usize, s: &ClientListSummary) -> Result<(), Tes
     );
     let ok: Vec<&ClientEntry<'_>> = parsed.iter().filter_map(|r| r.as_ref().ok()).collect();
     prop_assert_eq!(s.connections, ok.len() as u64);
-    prop_assert_eq!(s.by_type.iter().sum::<u64>(), s.connections);
+    prop_assert_eq!(s.by_type.counts().iter().sum::<u64>(), s.connections);
 
     let mut sources = BTreeMap::new();
     let mut names = BTreeMap::new();
@@ -640,14 +640,17 @@ fn summarize_is_repeatable_and_threshold_only_moves_idle_counts() {
         let other = Aggregator::new(threshold + 1).summarize(&r, k);
         prop_assert_eq!(a.connections, other.connections);
         prop_assert_eq!(a.by_type, other.by_type);
-        let conns = |s: &redis_clients_exporter::aggregate::ClientListSummary| {
+        let conns = |s: &redis_clients_exporter::analysis::aggregate::ClientListSummary| {
             s.by_name
                 .iter()
                 .map(|(k, v)| (k.clone(), v.connections))
                 .collect::<Vec<_>>()
         };
         prop_assert_eq!(conns(&a), conns(&other));
-        prop_assert!(other.idle_by_type.iter().sum::<u64>() <= a.idle_by_type.iter().sum::<u64>());
+        prop_assert!(
+            other.idle_by_type.counts().iter().sum::<u64>()
+                <= a.idle_by_type.counts().iter().sum::<u64>()
+        );
         Ok(())
     });
 }
@@ -815,7 +818,7 @@ fn the_seed_is_fixed() {
 /// client typed `normal`). Saturating is the expected behaviour.
 #[test]
 fn summarize_does_not_overflow_on_huge_values() {
-    use redis_clients_exporter::client_list::ClientType;
+    use redis_clients_exporter::redis::client_list::ClientType;
     let max = u64::MAX;
     type Check = fn(&ClientListSummary) -> bool;
     let cases: [(&str, String, Check); 7] = [
@@ -832,7 +835,7 @@ fn summarize_does_not_overflow_on_huge_values() {
         (
             "client type from sub + psub",
             format!("addr=1.1.1.1:1 sub={max} psub=1"),
-            |s| s.by_type[ClientType::Pubsub as usize] == 1,
+            |s| s.by_type[ClientType::Pubsub] == 1,
         ),
         (
             "subscriptions",

@@ -17,16 +17,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redis_clients_exporter::aggregate::Aggregator;
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::analysis::history::{History, RETENTION};
 use redis_clients_exporter::config::{self, Overrides};
 use redis_clients_exporter::diagnose::redis_cli_for;
-use redis_clients_exporter::history::{History, RETENTION};
-use redis_clients_exporter::info::Info;
-use redis_clients_exporter::poller::{PollError, PollResult, Poller};
-use redis_clients_exporter::state::{
+use redis_clients_exporter::redis::connection::{PollError, Stage};
+use redis_clients_exporter::redis::info::Info;
+use redis_clients_exporter::targets::poller::{PollResult, Poller};
+use redis_clients_exporter::targets::state::{
     ConfigValues, ErrorKind, Role, StageDurations, Store, TargetState, Topology,
 };
-use redis_clients_exporter::{metrics, render};
+use redis_clients_exporter::web::{metrics, render};
 
 /// When the last poll of every case happens (2027-01-15 08:00:00 UTC); earlier polls are
 /// offsets from it.
@@ -285,7 +286,7 @@ fn outputs() -> Outputs {
                     ConfigValues::default(),
                     Some(PollError {
                         kind: ErrorKind::ConfigUnavailable,
-                        stage: "config",
+                        stage: Stage::Config,
                         message: "Unknown: ERR unknown command 'CONFIG'".into(),
                     }),
                 ),
@@ -324,7 +325,7 @@ fn outputs() -> Outputs {
         let Some(report) = &state.diagnosis else {
             continue;
         };
-        // The bytes of `/diagnose?format=json` (src/http.rs: `serde_json::to_vec_pretty`).
+        // The bytes of `/diagnose?format=json` (src/web/http.rs: `serde_json::to_vec_pretty`).
         let json = serde_json::to_vec_pretty(report.as_ref()).expect("report serialises");
         let json = String::from_utf8(json).expect("JSON is UTF-8");
         out.insert(format!("diagnose/{label}.json"), json);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{config, http_get, Exporter, Metrics, Redis};
-use redis_clients_exporter::label::{bound, MAX_LABEL_BYTES};
+use redis_clients_exporter::redis::label::{bound, MAX_LABEL_BYTES};
 
 const WAIT: Duration = Duration::from_secs(20);
 const OUR_NAME: &str = "redis-clients-exporter";

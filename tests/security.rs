@@ -11,8 +11,8 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::{config, free_port, Exporter, Redis};
+use redis_clients_exporter::config::topology::Allowlist;
 use redis_clients_exporter::config::{Endpoint, TlsOptions, WebConfig, WebTls};
-use redis_clients_exporter::topology_config::Allowlist;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
 const WAIT: Duration = Duration::from_secs(15);

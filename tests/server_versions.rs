@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Redis, Reply, RespConn};
-use redis_clients_exporter::aggregate::Aggregator;
-use redis_clients_exporter::client_list::{lines, ClientType, FLAGS};
-use redis_clients_exporter::info::Info;
+use redis_clients_exporter::analysis::aggregate::Aggregator;
+use redis_clients_exporter::redis::client_list::{lines, ClientType, Flag};
+use redis_clients_exporter::redis::info::Info;
 
 fn info(c: &mut RespConn, section: &str) -> Info {
     let reply = c.cmd(&["INFO", section]);
@@ -175,17 +175,11 @@ fn a_live_client_list_of_every_kind_parses_and_counts() {
     let s = Aggregator::new(60).summarize(text, 100);
     assert_eq!(s.parse_errors, 0);
     assert_eq!(s.connections, want as u64);
-    assert_eq!(s.by_type[ClientType::Pubsub as usize], subs as u64);
-    assert_eq!(s.by_type[ClientType::Normal as usize], (want - subs) as u64);
+    assert_eq!(s.by_type[ClientType::Pubsub], subs as u64);
+    assert_eq!(s.by_type[ClientType::Normal], (want - subs) as u64);
     assert_eq!(s.subscriptions, [2, 1, u64::from(has_shard)]);
-    for (label, count) in [
-        ("blocked", 1),
-        ("multi", 1),
-        ("tracking", 1),
-        ("unix_socket", 1),
-    ] {
-        let i = FLAGS.iter().position(|(_, l)| *l == label).expect(label);
-        assert_eq!(s.by_flag[i], count, "{label}: {text}");
+    for flag in [Flag::Blocked, Flag::Multi, Flag::Tracking, Flag::UnixSocket] {
+        assert_eq!(s.by_flag[flag], 1, "{}: {text}", flag.as_str());
     }
     let names: BTreeMap<&str, u64> = s
         .by_name

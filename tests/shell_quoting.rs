@@ -512,7 +512,7 @@ fn on_a_full_server_the_daemons_pipelines_fail_loudly_and_the_report_says_what_w
     assert_pipelines_fail_loudly(&commands(Format::Text, &text), dir.path(), &text);
     // Plainly: no new connection can run the commands, and what works: the culprit's service,
     // named and quoted, and the exporter's relief action.
-    let quoted = redis_clients_exporter::shell::quote(name);
+    let quoted = redis_clients_exporter::diagnose::shell::quote(name);
     for body in [&json, &text] {
         assert!(body.contains("no new connection can be opened"), "{body}");
     }

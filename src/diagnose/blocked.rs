@@ -1,11 +1,11 @@
 //! `blocked_clients`: connections waiting in blocking commands (BLPOP, XREAD BLOCK, WAIT...)
 //! hold their slots while they wait; with no timeout on the call, they wait forever.
 
-use super::{blame, culprit, ev, Cause, Ctx, Finding};
+use super::{blame, culprit, ev, Cause, Ctx, Finding, Only};
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let c = ctx.obs.clients;
-    let from_list = c.by_flag[0] as f64;
+    let from_list = c.by_flag[crate::redis::client_list::Flag::Blocked] as f64;
     let n = ctx.obs.info.blocked_clients.unwrap_or(0.0).max(from_list);
     if n < 5.0 {
         return None;
@@ -15,7 +15,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let b = blame(
         ctx,
         who,
-        "blocked",
+        Only::Blocked,
         "blocked clients piling up",
         |key| format!("Unblock or close the blocked connections of {key}"),
         "Give blocking commands a timeout (BLPOP key 5, not 0) and size the pool for them separately: every blocked call holds a connection.",

@@ -41,7 +41,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         ev(
             format!(
                 "connections at most {} s old now",
-                crate::aggregate::YOUNG_SECONDS
+                crate::analysis::aggregate::YOUNG_SECONDS
             ),
             young,
         ),

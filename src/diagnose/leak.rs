@@ -4,14 +4,15 @@
 //! instances is seen as one.
 
 use super::{
-    advice, companion, ev, healing_steps, kill_steps, pct, Cause, Ctx, Evidence, Finding, Selector,
+    advice, companion, ev, healing_steps, kill_steps, pct, Cause, Ctx, Evidence, Finding, Only,
+    Selector,
 };
-use crate::aggregate::{Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
-use crate::poller::CLIENT_NAME;
+use crate::analysis::aggregate::{Dimension, Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
+use crate::redis::client_list::CLIENT_NAME;
 
 /// A group that may hold the leak.
 struct Candidate<'a> {
-    kind: &'static str,
+    kind: Dimension,
     /// The summary's key (`unnamed` for connections without a name).
     key: &'a str,
     g: &'a GroupStats,
@@ -31,7 +32,7 @@ impl Candidate<'_> {
     }
 
     fn selector_key(&self) -> String {
-        if self.kind == "client_name" && self.key == UNNAMED {
+        if self.kind == Dimension::ClientName && self.key == UNNAMED {
             String::new()
         } else {
             self.key.to_string()
@@ -49,7 +50,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     for (k, g) in &c.by_source {
         if k != OTHER && g.clients() > 0 {
             out.push(Candidate {
-                kind: "source_ip",
+                kind: Dimension::SourceIp,
                 key: k,
                 g,
                 fleet: None,
@@ -59,7 +60,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     for (k, g) in &c.by_name {
         if k != OTHER && k != CLIENT_NAME && k != UNNAMED {
             out.push(Candidate {
-                kind: "client_name",
+                kind: Dimension::ClientName,
                 key: k,
                 g,
                 fleet: fleet(FleetKind::Name, k),
@@ -68,8 +69,8 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     }
     // Libraries and /24 prefixes: every group but the folded rest is a candidate service.
     for (kind, groups, fleet_kind) in [
-        ("lib_name", &c.by_lib, FleetKind::Lib),
-        ("address_prefix", &c.by_prefix, FleetKind::Prefix),
+        (Dimension::LibName, &c.by_lib, FleetKind::Lib),
+        (Dimension::AddressPrefix, &c.by_prefix, FleetKind::Prefix),
     ] {
         for (k, g) in groups.iter().filter(|(k, _)| k != OTHER) {
             out.push(Candidate {
@@ -83,7 +84,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     for (k, g) in &c.by_name {
         if k == UNNAMED {
             out.push(Candidate {
-                kind: "client_name",
+                kind: Dimension::ClientName,
                 key: k,
                 g,
                 fleet: fleet(FleetKind::Name, k),
@@ -188,9 +189,9 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     // The other dimension's dominant group says something only of a group on one address, or
     // an address: across a fleet it would name one instance of many.
     let spread = cand.fleet.is_some_and(|f| f.instances >= 2);
-    if matches!(cand.kind, "source_ip" | "client_name") && !spread {
+    if matches!(cand.kind, Dimension::SourceIp | Dimension::ClientName) && !spread {
         head.push(ev(
-            if cand.kind == "client_name" {
+            if cand.kind == Dimension::ClientName {
                 "dominant source IP"
             } else {
                 "dominant client name"
@@ -203,7 +204,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let sel = Selector {
         group: cand.kind,
         key: cand.selector_key(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: t,
     };
     let who = sel.describe();

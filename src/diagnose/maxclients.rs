@@ -8,13 +8,13 @@ use super::{ev, pct, raise_maxclients, smoothstep, Cause, Ctx, Finding};
 /// `recent`: connections a scale-out added, weighted by its confidence.
 pub(super) fn detect(ctx: &Ctx<'_>, recent: f64) -> Option<Finding> {
     let m = ctx.maxclients?;
-    let clamped = crate::info::looks_fd_clamped(m);
+    let clamped = crate::redis::info::looks_fd_clamped(m);
     let low = m < ctx.th.default_maxclients;
     if !clamped && !low {
         return None;
     }
     let c = ctx.obs.clients;
-    let sum = |f: fn(&crate::aggregate::GroupStats) -> u64| -> f64 {
+    let sum = |f: fn(&crate::analysis::aggregate::GroupStats) -> u64| -> f64 {
         c.by_source.iter().map(|(_, g)| f(g)).sum::<u64>() as f64
     };
     let idle = sum(|g| g.idle_unused());

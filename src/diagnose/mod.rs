@@ -24,22 +24,22 @@ mod remediation;
 mod risky_config;
 mod scale_out;
 mod selector;
+pub mod shell;
 #[cfg(test)]
 mod tests;
 
 use serde::Serialize;
 
-use crate::aggregate::{ClientListSummary, GroupStats, OTHER, UNNAMED};
+use crate::analysis::aggregate::{ClientListSummary, Dimension, GroupStats, OTHER, UNNAMED};
+use crate::analysis::history::Sample;
 use crate::config::{Endpoint, Target};
-use crate::history::Sample;
-use crate::info::Info;
-use crate::poller::CLIENT_NAME;
-use crate::shell;
-use crate::state::ConfigValues;
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::connection::{ConfigValues, MaxclientsSource};
+use crate::redis::info::Info;
 
 pub use remediation::FULL_NOTICE;
 pub(crate) use remediation::{blame, healing_steps, kill_steps, raise_maxclients};
-pub use selector::Selector;
+pub use selector::{Only, Selector};
 
 /// The causes the diagnosis knows, as the `cause` label of `redis_client_diagnosis`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,7 +213,7 @@ pub struct ServerFacts {
     pub role: Option<String>,
     pub maxclients: Option<f64>,
     /// `config` or `info`.
-    pub maxclients_source: Option<&'static str>,
+    pub maxclients_source: Option<MaxclientsSource>,
     /// Everything Redis counts against maxclients (clients + replicas + cluster bus).
     pub limit_connections: Option<f64>,
     pub utilisation_ratio: Option<f64>,
@@ -419,16 +419,16 @@ pub(crate) fn smoothstep(x: f64, lo: f64, hi: f64) -> f64 {
 pub(crate) fn culprit<'a>(
     c: &'a ClientListSummary,
     score: impl Fn(&GroupStats) -> u64,
-) -> Option<(&'static str, &'a str, &'a GroupStats)> {
-    let best = |groups: &'a [(String, GroupStats)], kind: &'static str| {
+) -> Option<(Dimension, &'a str, &'a GroupStats)> {
+    let best = |groups: &'a [(String, GroupStats)], kind: Dimension| {
         groups
             .iter()
             .filter(|(k, _)| k != OTHER && k != CLIENT_NAME && k != UNNAMED)
             .max_by_key(|(_, v)| score(v))
             .map(|(k, v)| (kind, k.as_str(), v))
     };
-    let s = best(&c.by_source, "source_ip");
-    let n = best(&c.by_name, "client_name");
+    let s = best(&c.by_source, Dimension::SourceIp);
+    let n = best(&c.by_name, Dimension::ClientName);
     match (s, n) {
         (Some(s), Some(n)) if score(n.2) > score(s.2) => Some(n),
         (Some(s), _) => Some(s),
@@ -441,10 +441,10 @@ pub(crate) fn culprit<'a>(
 /// source, the dominant client name, and the other way round.
 pub(crate) fn companion(
     c: &ClientListSummary,
-    kind: &str,
+    kind: Dimension,
     score: impl Fn(&GroupStats) -> u64,
 ) -> String {
-    let groups = if kind == "source_ip" {
+    let groups = if kind == Dimension::SourceIp {
         &c.by_name
     } else {
         &c.by_source
@@ -609,11 +609,8 @@ pub fn diagnose(
     redis_cli: &str,
 ) -> Report {
     let th = Thresholds::default();
-    let (maxclients, source) = match (obs.config.maxclients, obs.info.maxclients) {
-        (Some(m), _) => (Some(m), Some("config")),
-        (None, Some(m)) => (Some(m), Some("info")),
-        _ => (None, None),
-    };
+    let effective = obs.config.effective_maxclients(Some(obs.info));
+    let (maxclients, source) = (effective.map(|(m, _)| m), effective.map(|(_, s)| s));
     let limit = obs.info.limit_connections();
     let utilisation = match (limit, maxclients) {
         (Some(l), Some(m)) if m > 0.0 => Some(l / m),

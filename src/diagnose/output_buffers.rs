@@ -2,7 +2,7 @@
 //! replies in Redis' memory. A threat to memory more than to connection slots: the severity
 //! counts the buffers' size besides the server's utilisation.
 
-use super::{blame, culprit, ev, smoothstep, Cause, Ctx, Finding};
+use super::{blame, culprit, ev, smoothstep, Cause, Ctx, Finding, Only};
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     const MIB: f64 = 1024.0 * 1024.0;
@@ -16,7 +16,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let b = blame(
         ctx,
         who,
-        "output_buffer",
+        Only::OutputBuffer,
         "output-buffer hogs",
         |key| format!("Close the connections of {key} with pending output"),
         "The client reads slower than Redis answers (or not at all): fix the reader, and bound it with client-output-buffer-limit (normal / pubsub classes).",

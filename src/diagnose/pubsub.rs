@@ -2,7 +2,9 @@
 //! is not idle), typically one new subscription connection per request or per reconnect,
 //! never closed. Redis' `timeout` does not close them.
 
-use super::{advice, culprit, ev, healing_steps, kill_steps, pct, Cause, Ctx, Finding, Selector};
+use super::{
+    advice, culprit, ev, healing_steps, kill_steps, pct, Cause, Ctx, Finding, Only, Selector,
+};
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let c = ctx.obs.clients;
@@ -15,7 +17,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let sel = Selector {
         group: kind,
         key: key.to_string(),
-        only: "idle_pubsub",
+        only: Only::IdlePubsub,
         idle_seconds: t,
     };
     let mut remediation = kill_steps(ctx, &sel, &format!("the stale subscribers of {key}"));
@@ -45,7 +47,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         ev("oldest idle", format!("{} s", g.oldest_idle_seconds)),
         ev(
             "pub/sub connections on the server",
-            c.by_type[crate::client_list::ClientType::Pubsub as usize],
+            c.by_type[crate::redis::client_list::ClientType::Pubsub],
         ),
     ];
     f.remediation = remediation;

@@ -3,8 +3,9 @@
 //! (and when that works), and what to do while the server is full. Every printed command
 //! fails loudly when Redis refuses it (see `shell`).
 
-use super::{advice, run, Ctx, Finding, Selector, Step};
-use crate::shell;
+use super::shell;
+use super::{advice, run, Ctx, Finding, Only, Selector, Step};
+use crate::analysis::aggregate::Dimension;
 
 /// How every "server is full" step begins; the one-shot command puts its by-id step after it.
 pub const FULL_NOTICE: &str = "The server is full:";
@@ -12,14 +13,20 @@ pub const FULL_NOTICE: &str = "The server is full:";
 /// Remediation steps that kill a selector's connections, by the filters the server has.
 pub(crate) fn kill_steps(ctx: &Ctx<'_>, sel: &Selector, what: &str) -> Vec<Step> {
     let filter = match sel.group {
-        "source_ip" => Some("IP"),
-        "client_name" => Some("NAME"),
-        "lib_name" => Some("LIB-NAME"),
-        _ => None,
+        Dimension::SourceIp => Some("IP"),
+        Dimension::ClientName => Some("NAME"),
+        Dimension::LibName => Some("LIB-NAME"),
+        Dimension::AddressPrefix | Dimension::AllSources => None,
     };
     // Valkey 9 filters by IP, NAME, LIB-NAME and IDLE itself; every other server needs ids.
     match filter {
-        Some(filter) if ctx.server.kills_by_idle() && sel.only == "idle" && !sel.key.is_empty() => {
+        // A cut key is not the value itself: no server-side filter can take it.
+        Some(filter)
+            if ctx.server.kills_by_idle()
+                && sel.only == Only::Idle
+                && !sel.key.is_empty()
+                && sel.cut_key().is_none() =>
+        {
             vec![run(
                 format!("Close {what} now (server-side filter)"),
                 shell::checked(&format!(
@@ -159,8 +166,8 @@ pub(crate) struct Blame {
 
 pub(crate) fn blame(
     ctx: &Ctx<'_>,
-    who: Option<(&'static str, &str, &crate::aggregate::GroupStats)>,
-    only: &'static str,
+    who: Option<(Dimension, &str, &crate::analysis::aggregate::GroupStats)>,
+    only: Only,
     title: &str,
     kill_why: impl Fn(&str) -> String,
     fix: &str,

@@ -2,8 +2,8 @@
 //! connection, stay until maxclients. A risk, not a cause: it ranks above noise only when idle
 //! connections are already a large share.
 
+use super::shell;
 use super::{ev, run, Cause, Ctx, Finding};
-use crate::shell;
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let cfg = ctx.obs.config;

@@ -5,7 +5,7 @@
 //! refutes it when it reaches back before the jump; its first sample alone is never "before".
 
 use super::{advice, ev, pct, raise_maxclients, Cause, Ctx, Finding};
-use crate::aggregate::{Fleet, FleetKind, UNNAMED};
+use crate::analysis::aggregate::{Fleet, FleetKind, UNNAMED};
 
 /// A sample from before the jump: its instance count and time.
 type Before = Option<(u64, f64)>;
@@ -137,7 +137,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
             remediation.extend(raise_maxclients(
                 ctx,
                 wanted,
-                crate::info::looks_fd_clamped(m),
+                crate::redis::info::looks_fd_clamped(m),
             ));
         }
     }

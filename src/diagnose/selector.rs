@@ -5,22 +5,47 @@
 
 use serde::Serialize;
 
-use crate::aggregate::ipv4_prefix;
-use crate::client_list::ClientEntry;
-use crate::poller::CLIENT_NAME;
-use crate::shell;
+use super::shell;
+use crate::analysis::aggregate::{ipv4_prefix, Dimension};
+use crate::redis::client_list::ClientEntry;
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::label::{bound, kept_prefix, MAX_LABEL_BYTES};
+
+/// Which of a group's connections a selector means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Only {
+    /// Idle at least the selector's `idle_seconds`, not pub/sub, not blocked.
+    Idle,
+    /// Idle pub/sub subscribers.
+    IdlePubsub,
+    /// In a blocking command.
+    Blocked,
+    /// With output buffer memory.
+    OutputBuffer,
+}
+
+impl Only {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::IdlePubsub => "idle_pubsub",
+            Self::Blocked => "blocked",
+            Self::OutputBuffer => "output_buffer",
+        }
+    }
+}
 
 /// Which connections a remediation acts on: the finding's culprit group plus a predicate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Selector {
-    /// `source_ip`, `client_name`, `lib_name` or `address_prefix`.
-    pub group: &'static str,
+    /// `source_ip`, `client_name`, `lib_name` or `address_prefix` (never `all_sources`: that
+    /// selects nothing).
+    pub group: Dimension,
     /// The source address, the client name (empty: connections without a name), the library,
     /// or `a.b.c.0/24`.
     pub key: String,
-    /// `idle` (idle ≥ threshold, not pub/sub, not blocked), `idle_pubsub`, `blocked` or
-    /// `output_buffer`.
-    pub only: &'static str,
+    pub only: Only,
     pub idle_seconds: u64,
 }
 
@@ -40,39 +65,58 @@ impl Selector {
         p.ends_with('.').then_some(p)
     }
 
+    /// Whether a value from CLIENT LIST is this selector's key. The key is a label value: a
+    /// value longer than a label may be was cut (its start, `…`, a hash of the whole), so a
+    /// long value is compared in its bounded form, which names it exactly.
+    fn is_key(&self, value: &str) -> bool {
+        if value.len() > MAX_LABEL_BYTES {
+            bound(value) == self.key.as_str()
+        } else {
+            value == self.key
+        }
+    }
+
+    /// The start of the original values a cut key stands for (see [`crate::redis::label::kept_prefix`]).
+    pub(crate) fn cut_key(&self) -> Option<&str> {
+        match self.group {
+            Dimension::AddressPrefix | Dimension::AllSources => None,
+            _ => kept_prefix(&self.key),
+        }
+    }
+
     /// True when a CLIENT LIST line is one of the connections this selector means.
     pub fn matches(&self, e: &ClientEntry<'_>) -> bool {
         let in_group = match self.group {
-            "source_ip" => e.source_ip() == self.key,
-            "client_name" => e.name.unwrap_or("") == self.key,
-            "lib_name" => e.lib_name.unwrap_or("") == self.key,
-            "address_prefix" => match (ipv4_prefix(e.source_ip()), self.prefix()) {
+            Dimension::SourceIp => self.is_key(e.source_ip()),
+            Dimension::ClientName => self.is_key(e.name.unwrap_or("")),
+            Dimension::LibName => self.is_key(e.lib_name.unwrap_or("")),
+            Dimension::AddressPrefix => match (ipv4_prefix(e.source_ip()), self.prefix()) {
                 (Some(p), Some(k)) => k.strip_suffix('.') == Some(p),
                 _ => false,
             },
-            _ => false,
+            // Never built: a selector of every connection would close every connection.
+            Dimension::AllSources => false,
         };
         if !in_group || e.name == Some(CLIENT_NAME) {
             return false;
         }
-        let pubsub = e.client_type() == crate::client_list::ClientType::Pubsub
+        let pubsub = e.client_type() == crate::redis::client_list::ClientType::Pubsub
             || e.sub.unwrap_or(0) + e.psub.unwrap_or(0) + e.ssub.unwrap_or(0) > 0;
         let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
         match self.only {
-            "idle" => idle && !pubsub && !e.has_flag(b'b'),
-            "idle_pubsub" => idle && pubsub,
-            "blocked" => e.has_flag(b'b'),
-            "output_buffer" => e.omem.unwrap_or(0) > 0,
-            _ => false,
+            Only::Idle => idle && !pubsub && !e.has_flag(b'b'),
+            Only::IdlePubsub => idle && pubsub,
+            Only::Blocked => e.has_flag(b'b'),
+            Only::OutputBuffer => e.omem.unwrap_or(0) > 0,
         }
     }
 
-    /// The value the awk program compares with (`ENVIRON["K"]`): the key, or for a prefix
-    /// `a.b.c.`.
+    /// The value the awk program compares with (`ENVIRON["K"]`): the key, for a prefix
+    /// `a.b.c.`, for a cut key the start of the values it stands for.
     pub(crate) fn env_key(&self) -> &str {
         match self.group {
-            "address_prefix" => self.prefix().unwrap_or("-"),
-            _ => &self.key,
+            Dimension::AddressPrefix => self.prefix().unwrap_or("-"),
+            _ => self.cut_key().unwrap_or(&self.key),
         }
     }
 
@@ -80,25 +124,34 @@ impl Selector {
     /// [`matches`](Self::matches) for a live CLIENT LIST line; the key is read from
     /// `ENVIRON["K"]`, never written into the program.
     pub(crate) fn awk_condition(&self) -> String {
+        let value = match self.group {
+            Dimension::SourceIp => "a",
+            Dimension::ClientName => "f[\"name\"]",
+            Dimension::LibName => "f[\"lib-name\"]",
+            Dimension::AddressPrefix | Dimension::AllSources => "",
+        };
         let group = match self.group {
-            "source_ip" => "(a \"\")==(ENVIRON[\"K\"] \"\")",
-            "client_name" => "(f[\"name\"] \"\")==(ENVIRON[\"K\"] \"\")",
-            "lib_name" => "(f[\"lib-name\"] \"\")==(ENVIRON[\"K\"] \"\")",
-            "address_prefix" => {
-                "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
+            Dimension::AddressPrefix => {
+                "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]".to_string()
             }
-            _ => "0",
+            Dimension::AllSources => "0".to_string(),
+            // A cut key: the values longer than a label that start as it does (awk has no
+            // FNV-1a to check the hash; values that long sharing their first 117 bytes are
+            // one service's).
+            _ if self.cut_key().is_some() => format!(
+                "length({value})>{MAX_LABEL_BYTES}&&substr({value},1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]"
+            ),
+            _ => format!("({value} \"\")==(ENVIRON[\"K\"] \"\")"),
         };
         let pubsub = "(f[\"flags\"]~/P/||f[\"sub\"]+f[\"psub\"]+f[\"ssub\"]>0)";
         // `+0`: substr() gives strings, and awk compares a string with a number as strings
         // ("9" >= "10").
         let idle = format!("f[\"idle\"]+0>={}", self.idle_seconds);
         let only = match self.only {
-            "idle" => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
-            "idle_pubsub" => format!("{idle}&&{pubsub}"),
-            "blocked" => "f[\"flags\"]~/b/".to_string(),
-            "output_buffer" => "f[\"omem\"]+0>0".to_string(),
-            _ => "0".to_string(),
+            Only::Idle => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
+            Only::IdlePubsub => format!("{idle}&&{pubsub}"),
+            Only::Blocked => "f[\"flags\"]~/b/".to_string(),
+            Only::OutputBuffer => "f[\"omem\"]+0>0".to_string(),
         };
         // Our own name is a constant of safe characters: it can sit in the program.
         debug_assert!(CLIENT_NAME

@@ -1,6 +1,6 @@
 use super::*;
-use crate::aggregate::Aggregator;
-use crate::client_list::ClientEntry;
+use crate::analysis::aggregate::Aggregator;
+use crate::redis::client_list::ClientEntry;
 
 fn line(id: u32, ip: &str, name: &str, age: u64, idle: u64, flags: &str, extra: &str) -> String {
     format!("id={id} addr={ip}:{} fd=8 name={name} age={age} idle={idle} flags={flags} db=0 omem=0 tot-mem=1000 cmd=get user=default {extra}\n", 40000 + id)
@@ -142,7 +142,7 @@ fn a_leak_spread_over_a_fleet_is_one_leak() {
     let sel = leak.selector.as_ref().expect("a selector");
     assert_eq!(
         (sel.group, sel.key.as_str()),
-        ("address_prefix", "10.1.2.0/24")
+        (Dimension::AddressPrefix, "10.1.2.0/24")
     );
     let hit = |l: String| ClientEntry::parse(l.trim_end()).is_ok_and(|e| sel.matches(&e));
     assert!(hit(null(1, "10.1.2.7", "", 900, 895)));
@@ -511,9 +511,9 @@ fn valkey_is_reported_as_valkey_and_its_filters_are_used() {
 #[test]
 fn selector_matches_only_its_connections() {
     let s = Selector {
-        group: "source_ip",
+        group: Dimension::SourceIp,
         key: "10.0.0.9".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 60,
     };
     let yes = line(1, "10.0.0.9", "", 900, 800, "N", "");
@@ -602,18 +602,23 @@ fn the_printed_selection_is_the_selector() {
     };
     let mut selected = 0;
     for (group, key) in [
-        ("client_name", "0123"),
-        ("client_name", "a=b"),
-        ("client_name", ""),
-        ("source_ip", "10.0.0.9"),
-        ("source_ip", "::1"),
-        ("source_ip", "unix"),
-        ("lib_name", "0123"),
-        ("lib_name", "123"),
-        ("address_prefix", "10.0.0.0/24"),
-        ("address_prefix", "10.0.1.0/24"),
+        (Dimension::ClientName, "0123"),
+        (Dimension::ClientName, "a=b"),
+        (Dimension::ClientName, ""),
+        (Dimension::SourceIp, "10.0.0.9"),
+        (Dimension::SourceIp, "::1"),
+        (Dimension::SourceIp, "unix"),
+        (Dimension::LibName, "0123"),
+        (Dimension::LibName, "123"),
+        (Dimension::AddressPrefix, "10.0.0.0/24"),
+        (Dimension::AddressPrefix, "10.0.1.0/24"),
     ] {
-        for only in ["idle", "idle_pubsub", "blocked", "output_buffer"] {
+        for only in [
+            Only::Idle,
+            Only::IdlePubsub,
+            Only::Blocked,
+            Only::OutputBuffer,
+        ] {
             let s = Selector {
                 group,
                 key: key.into(),
@@ -627,16 +632,16 @@ fn the_printed_selection_is_the_selector() {
     }
     assert!(selected >= 20, "the cases select something: {selected}");
     let s = Selector {
-        group: "client_name",
+        group: Dimension::ClientName,
         key: "0123".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 10,
     };
     assert_eq!(rust(&s), vec![1, 5, 10], "only the exact name, idle ≥ 10");
     let s = Selector {
-        group: "address_prefix",
+        group: Dimension::AddressPrefix,
         key: "10.0.0.0/24".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 10,
     };
     assert_eq!(
@@ -713,9 +718,9 @@ fn a_full_server_says_commands_cannot_run_and_what_works() {
 #[test]
 fn kill_commands_quote_the_culprit() {
     let s = Selector {
-        group: "client_name",
+        group: Dimension::ClientName,
         key: "x';touch${IFS}/tmp/P;echo'".into(),
-        only: "idle",
+        only: Only::Idle,
         idle_seconds: 60,
     };
     let kill = s.pipeline("redis-cli -p 1");
@@ -731,4 +736,47 @@ fn smoothstep_bounds() {
     assert_eq!(smoothstep(0.5, 0.6, 0.9), 0.0);
     assert_eq!(smoothstep(0.95, 0.6, 0.9), 1.0);
     assert!((smoothstep(0.75, 0.6, 0.9) - 0.5).abs() < 1e-9);
+}
+
+/// A client name longer than a label is reported cut (start, `…`, hash); the selector built
+/// from that label must still mean the connections holding the long name, in Rust (relief,
+/// the one-shot command's ids) and in the printed awk re-selection, and no server-side
+/// `CLIENT KILL NAME` is printed for it (it would match nothing).
+#[test]
+fn a_cut_name_still_selects_its_connections() {
+    let long = format!("svc-{}", "x".repeat(300));
+    let other_long = format!("svc-{}y", "x".repeat(300));
+    let mut r = String::new();
+    r += &line(1, "10.0.0.9", &long, 900, 800, "N", "");
+    r += &line(2, "10.0.0.9", &long, 900, 800, "N", "");
+    r += &line(3, "10.0.0.9", &long[..100], 900, 800, "N", "");
+    r += &line(4, "10.0.0.9", &long, 900, 1, "N", "");
+    r += &line(5, "10.0.0.9", &other_long, 900, 800, "N", "");
+    let summary = Aggregator::new(60).summarize(&r, 20);
+    let key = summary
+        .by_name
+        .iter()
+        .map(|(k, _)| k.clone())
+        .find(|k| {
+            k.len() <= crate::redis::label::MAX_LABEL_BYTES
+                && crate::redis::label::bound(&long) == k.as_str()
+        })
+        .expect("the long name's label");
+    let s = Selector {
+        group: Dimension::ClientName,
+        key,
+        only: Only::Idle,
+        idle_seconds: 10,
+    };
+    let rust: Vec<u64> = r
+        .lines()
+        .filter_map(|l| ClientEntry::parse(l).ok())
+        .filter(|e| s.matches(e))
+        .filter_map(|e| e.id)
+        .collect();
+    // Exactly the long name's idle connections: not its 100-byte start, not the other long
+    // name (another hash).
+    assert_eq!(rust, vec![1, 2]);
+    // awk cannot check the hash: every idle name longer than a label with the same start.
+    assert_eq!(awk_selects(&s, &r), vec![1, 2, 5]);
 }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::shell::visible;
+use crate::diagnose::shell::visible;
 
 /// The whole exchange with the exporter, response included (an execute waits for the poller).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,7 +78,7 @@ impl Exporter {
                 ca_file: ca_file.cloned(),
                 ..Default::default()
             };
-            let cfg = crate::tls::client_config(&opts)
+            let cfg = crate::redis::tls::client_config(&opts)
                 .map_err(|e| ClientError::Usage(format!("--ca-file: {e}")))?;
             Some(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
         } else {

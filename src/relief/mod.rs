@@ -7,7 +7,7 @@
 //! selector names and/or to set `timeout`, `tcp-keepalive` or `maxclients`.
 //!
 //! No HTTP handler talks to Redis: a handler sends a [`Job`] to the target's poller
-//! (src/poller.rs serves its queue between polls, on its held connection) and waits a bounded
+//! (src/targets/poller.rs serves its queue between polls, on its held connection) and waits a bounded
 //! time for the job's answer. Off unless `[relief] enabled`; only listed basic-auth users;
 //! a preview first (a fresh CLIENT LIST: the exact connections), then an execute within the
 //! token's short life that re-checks every connection before closing it; bounded in
@@ -17,7 +17,7 @@
 pub mod client;
 mod select;
 
-pub use crate::relief_config::{Param, RawRelief, ReliefConfig};
+pub use crate::config::relief::{Param, RawRelief, ReliefConfig};
 
 /// The basic-auth user a request authenticated as (a request extension): relief acts only
 /// for the users `relief.users` lists.
@@ -29,13 +29,13 @@ pub use select::{Addr, Criteria, Protected, Select, Verdict};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine;
 use fred::prelude::{Client, ClientLike};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -43,18 +43,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client_list::{raw_lines, ClientEntry, Parser};
 use crate::config::Target;
-use crate::diagnose::{Cause, Finding, Report, Step};
-use crate::poller::{bounded, PollError};
-use crate::shell::quote;
-use crate::state::{ErrorKind, Store};
+use crate::diagnose::shell::quote;
+use crate::diagnose::{Cause, Finding, Only, Report, Step};
+use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
+use crate::redis::connection::ErrorKind;
+use crate::redis::connection::{bounded, PollError, Stage};
+use crate::targets::state::Store;
 
-/// Jobs queued per poller; past it a request is refused as busy instead of piling up.
-pub const QUEUE: usize = 4;
-/// How long a request waits for its poller to run the job (a poll of a slow server may be in
-/// progress: up to a few command timeouts). A job that has not started by then never does.
-pub const POLLER_WAIT: Duration = Duration::from_secs(30);
 /// Tokens (used or not) remembered at once; the oldest go first.
 const MAX_TOKENS: usize = 256;
 /// Strings from Redis in a preview (names, users, libraries) are cut to this many bytes: a
@@ -63,32 +59,7 @@ const MAX_SHOWN: usize = 200;
 /// Longest request body read.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Work for a poller: run on its held connection (`None` when it holds none right now).
-pub type Job = Box<dyn FnOnce(Option<Client>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
-
-/// Waits `wait`, meanwhile running the jobs sent to this poller on its held connection
-/// (`client`). A poller calls this between polls, so a job never overlaps a poll.
-pub async fn idle(wait: Duration, jobs: &mut Option<mpsc::Receiver<Job>>, client: Option<&Client>) {
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        let Some(rx) = jobs.as_mut() else {
-            return tokio::time::sleep_until(until).await;
-        };
-        let job = tokio::select! {
-            // Jobs first: a poller whose polls overrun its interval still serves its queue.
-            biased;
-            job = rx.recv() => job,
-            _ = tokio::time::sleep_until(until) => return,
-        };
-        match job {
-            // Each job bounds its own commands; this bounds the job against a bug.
-            Some(job) => {
-                let _ = tokio::time::timeout(POLLER_WAIT, job(client.cloned())).await;
-            }
-            None => *jobs = None,
-        }
-    }
-}
+pub use crate::targets::jobs::{idle, Job, POLLER_WAIT, QUEUE};
 
 /// What a request did, as the `action` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -252,7 +223,7 @@ impl Hub {
     }
 
     /// A poller announces its job queue (replacing a stopped predecessor's).
-    pub fn register(&self, target: &Target, jobs: mpsc::Sender<Job>) {
+    fn register_queue(&self, target: &Target, jobs: mpsc::Sender<Job>) {
         self.lock().pollers.insert(
             target.label.clone(),
             Handle {
@@ -264,7 +235,7 @@ impl Hub {
     }
 
     /// The target is gone: nothing can act on it any more.
-    pub fn forget(&self, target: &str) {
+    fn forget_queue(&self, target: &str) {
         self.lock().pollers.remove(target);
     }
 
@@ -411,7 +382,7 @@ impl Hub {
     /// the `relieve` command that does it through the exporter's held connection, right after
     /// the finding's first command. Only when relief is enabled and the target is one relief
     /// can act on; the daemon's poller calls this on each new report.
-    pub fn add_steps(&self, target: &str, report: &mut Report) {
+    fn add_relieve_steps(&self, target: &str, report: &mut Report) {
         let (url, bounds) = {
             let i = self.lock();
             if !i.config.enabled || !i.pollers.contains_key(target) {
@@ -429,6 +400,18 @@ impl Hub {
                 f.remediation.insert(at, step);
             }
         }
+    }
+}
+
+impl crate::targets::jobs::Actions for Hub {
+    fn register(&self, target: &Target, jobs: mpsc::Sender<Job>) {
+        self.register_queue(target, jobs);
+    }
+    fn forget(&self, target: &str) {
+        self.forget_queue(target);
+    }
+    fn add_steps(&self, target: &str, report: &mut Report) {
+        self.add_relieve_steps(target, report);
     }
 }
 
@@ -450,9 +433,9 @@ pub fn step(
     if let Some(sel) = &f.selector {
         cmd.push_str(&format!(" --finding {}", f.cause.as_str()));
         match sel.only {
-            "idle_pubsub" => cmd.push_str(" --include-pubsub"),
-            "blocked" => cmd.push_str(" --include-blocked"),
-            _ => {}
+            Only::IdlePubsub => cmd.push_str(" --include-pubsub"),
+            Only::Blocked => cmd.push_str(" --include-blocked"),
+            Only::Idle | Only::OutputBuffer => {}
         }
         does.push("lists the exact connections this finding blames".to_string());
     }
@@ -598,25 +581,29 @@ fn gate(hub: &Hub, who: &Who, target: &str) -> Result<(ReliefConfig, Handle), Re
 
 /// `POST /relief/preview`: what an action would close and set, from a fresh CLIENT LIST on the
 /// held connection, and the token that lets it run. Changes nothing in Redis.
-pub async fn preview(State(store): State<Arc<Store>>, req: Request) -> Response {
+pub async fn preview(
+    State(store): State<Arc<Store>>,
+    Extension(hub): Extension<Arc<Hub>>,
+    req: Request,
+) -> Response {
     let (who, body) = read(req).await;
     let mut rec = Record::default();
     let r = match body {
-        Ok(b) => do_preview(&store, &who, &b, &mut rec).await,
+        Ok(b) => do_preview(&store, &hub, &who, &b, &mut rec).await,
         Err(e) => Err(e),
     };
-    finish(&store.relief, Action::Preview, &who, rec, r)
+    finish(&hub, Action::Preview, &who, rec, r)
 }
 
 /// `POST /relief/execute`: runs a previewed action, once, within the token's life.
-pub async fn execute(State(store): State<Arc<Store>>, req: Request) -> Response {
+pub async fn execute(Extension(hub): Extension<Arc<Hub>>, req: Request) -> Response {
     let (who, body) = read(req).await;
     let mut rec = Record::default();
     let r = match body {
-        Ok(b) => do_execute(&store, &who, &b, &mut rec).await,
+        Ok(b) => do_execute(&hub, &who, &b, &mut rec).await,
         Err(e) => Err(e),
     };
-    finish(&store.relief, Action::Execute, &who, rec, r)
+    finish(&hub, Action::Execute, &who, rec, r)
 }
 
 /// Counts, audits and answers one request.
@@ -855,7 +842,7 @@ where
 async fn command(
     c: &Client,
     t: Duration,
-    stage: &'static str,
+    stage: Stage,
     name: &'static str,
     args: Vec<String>,
 ) -> Result<Value, PollError> {
@@ -878,19 +865,19 @@ async fn client_list(c: &Client, t: Duration, ids: Option<&[u64]>) -> Result<Str
         args.push("ID".to_string());
         args.extend(ids.iter().map(u64::to_string));
     }
-    let v = command(c, t, "client_list", "CLIENT", args).await?;
+    let v = command(c, t, Stage::ClientList, "CLIENT", args).await?;
     match v.as_bytes() {
         Some(b) => Ok(String::from_utf8_lossy(b).into_owned()),
         None => Err(PollError::new(
             ErrorKind::Protocol,
-            "client_list",
+            Stage::ClientList,
             "CLIENT LIST did not answer text",
         )),
     }
 }
 
 async fn own_id(c: &Client, t: Duration) -> Result<Option<u64>, PollError> {
-    let v = command(c, t, "client_id", "CLIENT", vec!["ID".into()]).await?;
+    let v = command(c, t, Stage::ClientId, "CLIENT", vec!["ID".into()]).await?;
     Ok(v.as_u64())
 }
 
@@ -899,7 +886,7 @@ async fn config_get(c: &Client, t: Duration, p: Param) -> Result<Option<i64>, St
     let v = command(
         c,
         t,
-        "config",
+        Stage::Config,
         "CONFIG",
         vec!["GET".into(), p.redis_name().into()],
     )
@@ -913,7 +900,7 @@ async fn config_set(c: &Client, t: Duration, p: Param, v: i64) -> Result<(), Pol
     command(
         c,
         t,
-        "config",
+        Stage::Config,
         "CONFIG",
         vec!["SET".into(), p.redis_name().into(), v.to_string()],
     )
@@ -942,11 +929,11 @@ fn shown(s: &str) -> String {
 
 async fn do_preview(
     store: &Store,
+    hub: &Hub,
     who: &Who,
     body: &[u8],
     rec: &mut Record,
 ) -> Result<(Outcome, serde_json::Value), Refusal> {
-    let hub = &store.relief;
     let req: PreviewRequest = parse(body, rec)?;
     rec.target = Some(req.target.clone());
     rec.select = serde_json::to_string(&req.select).ok();
@@ -1297,7 +1284,7 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
         }
     }
     if let Ok(info) = bounded(
-        "info",
+        Stage::Info,
         t,
         c.custom::<String, String>(
             CustomCommand::new_static("INFO", ClusterHash::FirstKey, false),
@@ -1306,7 +1293,7 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
     )
     .await
     {
-        x.connected_clients_after = crate::info::Info::parse(&info)
+        x.connected_clients_after = crate::redis::info::Info::parse(&info)
             .connected_clients
             .map(|v| v as u64);
     }
@@ -1314,12 +1301,11 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
 }
 
 async fn do_execute(
-    store: &Store,
+    hub: &Hub,
     who: &Who,
     body: &[u8],
     rec: &mut Record,
 ) -> Result<(Outcome, serde_json::Value), Refusal> {
-    let hub = &store.relief;
     let req: ExecuteRequest = parse(body, rec)?;
     rec.target = Some(req.target.clone());
     rec.token = Some(req.token.clone());
@@ -1372,7 +1358,7 @@ mod tests {
     use super::*;
     use crate::diagnose::{Evidence, Selector};
 
-    fn finding(cause: Cause, only: &'static str, commands: &[&str]) -> Finding {
+    fn finding(cause: Cause, only: Option<Only>, commands: &[&str]) -> Finding {
         Finding {
             cause,
             title: "t".into(),
@@ -1393,8 +1379,8 @@ mod tests {
                     command: Some(c.to_string()),
                 })
                 .collect(),
-            selector: (!only.is_empty()).then(|| Selector {
-                group: "client_name",
+            selector: only.map(|only| Selector {
+                group: crate::analysis::aggregate::Dimension::ClientName,
                 key: "x".into(),
                 only,
                 idle_seconds: 60,
@@ -1409,7 +1395,7 @@ mod tests {
             [(Param::Timeout, (30, 3600))].into_iter().collect();
         let f = finding(
             Cause::ConnectionLeak,
-            "idle",
+            Some(Only::Idle),
             &[
                 "redis-cli -p 1 CLIENT KILL ...",
                 "redis-cli -p 1 CONFIG SET timeout 300",
@@ -1429,13 +1415,17 @@ mod tests {
         // Out of bounds or without bounds: not offered. Nothing to do: no step.
         let f = finding(
             Cause::MaxclientsTooLow,
-            "",
+            None,
             &["redis-cli CONFIG SET maxclients 20000"],
         );
         assert!(step("u", "t", &f, &bounds).is_none());
-        let f = finding(Cause::RiskyConfig, "", &["redis-cli CONFIG SET timeout 5"]);
+        let f = finding(
+            Cause::RiskyConfig,
+            None,
+            &["redis-cli CONFIG SET timeout 5"],
+        );
         assert!(step("u", "t", &f, &bounds).is_none());
-        let f = finding(Cause::StalePubsub, "idle_pubsub", &[]);
+        let f = finding(Cause::StalePubsub, Some(Only::IdlePubsub), &[]);
         let cmd = step("u", "t", &f, &bounds)
             .and_then(|s| s.command)
             .expect("cmd");
@@ -1443,7 +1433,7 @@ mod tests {
             cmd.ends_with("--finding stale_pubsub --include-pubsub"),
             "{cmd}"
         );
-        let f = finding(Cause::BlockedClients, "blocked", &[]);
+        let f = finding(Cause::BlockedClients, Some(Only::Blocked), &[]);
         let cmd = step("u", "t", &f, &bounds)
             .and_then(|s| s.command)
             .expect("cmd");

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client_list::{ClientEntry, ClientType};
 use crate::diagnose::{Cause, Selector};
-use crate::poller::CLIENT_NAME;
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::client_list::{ClientEntry, ClientType};
 
 /// Longest string accepted in a selector (a client name can be megabytes; a selector that
 /// long is a mistake or an attack).

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Target;
-use crate::state::{Store, Topology};
+use crate::targets::state::{Store, Topology};
 
 /// What a reconciliation changed, for the log line.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -61,6 +61,11 @@ impl<S: PartialEq> TaskSet<S> {
 
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+
+    /// The spec `label` runs, if it runs.
+    pub fn spec(&self, label: &str) -> Option<&S> {
+        self.tasks.get(label).map(|e| &e.spec)
     }
 
     pub fn labels(&self) -> impl Iterator<Item = &str> {
@@ -191,7 +196,7 @@ impl PartialEq for PollerSpec {
 
 impl PollerSpec {
     pub fn spawn(&self, store: &Arc<Store>, stop: CancellationToken) -> JoinHandle<()> {
-        let mut poller = crate::poller::Poller::new(
+        let mut poller = crate::targets::poller::Poller::new(
             self.target.clone(),
             Arc::clone(store),
             self.top_k,
@@ -201,8 +206,8 @@ impl PollerSpec {
             poller = poller.with_topology(Arc::clone(t));
         }
         // Relief reaches a target only through its poller's queue (src/relief).
-        let (jobs, queue) = tokio::sync::mpsc::channel(crate::relief::QUEUE);
-        store.relief.register(&self.target, jobs);
+        let (jobs, queue) = tokio::sync::mpsc::channel(crate::targets::jobs::QUEUE);
+        store.actions.register(&self.target, jobs);
         poller = poller.with_relief(queue);
         tokio::spawn(poller.run(stop))
     }

@@ -43,17 +43,109 @@ impl ClientType {
     }
 }
 
-/// Connection states worth counting, from single-letter flags.
-/// Each entry: (flag letter, label value).
-pub const FLAGS: [(u8, &str); 7] = [
-    (b'b', "blocked"),
-    (b'x', "multi"),
-    (b't', "tracking"),
-    (b'U', "unix_socket"),
-    (b'r', "readonly"),
-    (b'A', "close_asap"),
-    (b'e', "no_evict"),
-];
+/// Connection states worth counting, from single-letter flags. Ordered for use as an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Blocked = 0,
+    Multi = 1,
+    Tracking = 2,
+    UnixSocket = 3,
+    Readonly = 4,
+    CloseAsap = 5,
+    NoEvict = 6,
+}
+
+impl Flag {
+    pub const ALL: [Flag; 7] = [
+        Self::Blocked,
+        Self::Multi,
+        Self::Tracking,
+        Self::UnixSocket,
+        Self::Readonly,
+        Self::CloseAsap,
+        Self::NoEvict,
+    ];
+
+    /// The letter in CLIENT LIST's `flags=`.
+    pub fn letter(self) -> u8 {
+        match self {
+            Self::Blocked => b'b',
+            Self::Multi => b'x',
+            Self::Tracking => b't',
+            Self::UnixSocket => b'U',
+            Self::Readonly => b'r',
+            Self::CloseAsap => b'A',
+            Self::NoEvict => b'e',
+        }
+    }
+
+    /// The `flag` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Multi => "multi",
+            Self::Tracking => "tracking",
+            Self::UnixSocket => "unix_socket",
+            Self::Readonly => "readonly",
+            Self::CloseAsap => "close_asap",
+            Self::NoEvict => "no_evict",
+        }
+    }
+}
+
+/// A count per [`ClientType`], indexed by the type itself (`by_type[ClientType::Pubsub]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerType([u64; ClientType::ALL.len()]);
+
+impl PerType {
+    /// Every count, in the order of the kinds' `ALL` (for merging two sets of counts).
+    pub fn counts(&self) -> &[u64] {
+        &self.0
+    }
+    pub fn counts_mut(&mut self) -> &mut [u64] {
+        &mut self.0
+    }
+}
+
+impl std::ops::Index<ClientType> for PerType {
+    type Output = u64;
+    fn index(&self, t: ClientType) -> &u64 {
+        &self.0[t as usize]
+    }
+}
+
+impl std::ops::IndexMut<ClientType> for PerType {
+    fn index_mut(&mut self, t: ClientType) -> &mut u64 {
+        &mut self.0[t as usize]
+    }
+}
+
+/// A count per [`Flag`], indexed by the flag itself (`by_flag[Flag::Blocked]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerFlag([u64; Flag::ALL.len()]);
+
+impl PerFlag {
+    /// Every count, in the order of the kinds' `ALL` (for merging two sets of counts).
+    pub fn counts(&self) -> &[u64] {
+        &self.0
+    }
+    pub fn counts_mut(&mut self) -> &mut [u64] {
+        &mut self.0
+    }
+}
+
+impl std::ops::Index<Flag> for PerFlag {
+    type Output = u64;
+    fn index(&self, f: Flag) -> &u64 {
+        &self.0[f as usize]
+    }
+}
+
+impl std::ops::IndexMut<Flag> for PerFlag {
+    fn index_mut(&mut self, f: Flag) -> &mut u64 {
+        &mut self.0[f as usize]
+    }
+}
 
 /// The set of ASCII letters in a `flags=` value: one pass over the value, then a bit test per
 /// letter, where the aggregator used to search the value once per flag it counts.

@@ -4,15 +4,17 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::aggregate::Aggregator;
-use crate::client_list::{raw_lines, ClientEntry, Parser};
+use crate::analysis::aggregate::Aggregator;
+use crate::analysis::history::Sample;
 use crate::config::Target;
+use crate::diagnose::shell;
 use crate::diagnose::{self, Observation, Report, Step};
-use crate::history::Sample;
-use crate::info::Info;
-use crate::poller::{read_config, Conn, PollError};
-use crate::shell;
-use crate::state::{ConfigValues, ErrorKind};
+use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
+use crate::redis::connection::{
+    no_client_in_client_list, observe_config, observe_info, read_client_list, Conn, ErrorKind,
+    PollError,
+};
+use crate::redis::info::Info;
 
 /// Ids listed per finding at most (Redis' default maxclients): more are counted, and the live
 /// re-selection step that follows closes them too.
@@ -92,19 +94,8 @@ struct Snap {
 
 async fn snapshot(conn: &Conn, timeout: Duration) -> Result<Snap, PollError> {
     let c = &conn.client;
-    let (info_text, _) = crate::poller::read_info(c, timeout).await?;
-    let info = Info::parse(&info_text);
-    if info.redis_version.is_none() {
-        return Err(PollError::new(
-            ErrorKind::Protocol,
-            "info",
-            "the INFO reply has no redis_version field",
-        ));
-    }
-    let reply = crate::poller::read_client_list(c, timeout)
-        .await?
-        .0
-        .into_string();
+    let (info, _) = observe_info(c, timeout).await?;
+    let reply = read_client_list(c, timeout).await?.0.into_string();
     Ok(Snap {
         info,
         reply,
@@ -125,11 +116,8 @@ pub async fn run(o: &Options, waiting: impl FnMut(&str)) -> Result<Report, Triag
 
 async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
     let t = o.target.command_timeout;
-    let config = match read_config(&conn.client, t).await {
-        Ok(c) => c,
-        Err(e) if e.kind == ErrorKind::ConfigUnavailable => ConfigValues::default(),
-        Err(e) => return Err(e),
-    };
+    // An unavailable CONFIG leaves its values unknown; the diagnosis says what it lacks.
+    let (config, _) = observe_config(&conn.client, t).await?;
     let mut agg = Aggregator::new(o.idle_threshold_seconds);
     let first = snapshot(conn, t).await?;
     let first_summary = agg.summarize(&first.reply, o.top_k);
@@ -142,11 +130,7 @@ async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
     };
     let summary = agg.summarize(&last.reply, o.top_k);
     if summary.connections == 0 {
-        return Err(PollError::new(
-            ErrorKind::Protocol,
-            "client_list",
-            "the CLIENT LIST reply has no parseable line",
-        ));
+        return Err(no_client_in_client_list());
     }
     if history[0].at < last.at {
         let sample = Sample::new(last.at, &last.info, &summary, history.first());
@@ -227,6 +211,7 @@ fn add_ids(report: &mut Report, reply: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::connection::ConfigValues;
 
     /// A report on `n` idle connections from one source (plus 5 busy ones), at `maxclients`,
     /// with the by-id steps added from the same reply.

@@ -57,8 +57,9 @@ use fred::bytes_utils::Str;
 use fred::prelude::{Client, ClientInterface, ClientLike, ErrorKind as FredKind};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use crate::client_list::raw_lines;
-use crate::info::Info;
+use crate::redis::client_list::raw_lines;
+use crate::redis::connection::{classify, protocol, timeout_error, ErrorKind, PollError, Stage};
+use crate::redis::info::Info;
 
 /// Ids per `CLIENT LIST ID` command. Redis 7.0.15 here spent 0.62 ms on 500 listed clients
 /// (INFO commandstats), so one command stays under a millisecond of Redis' main thread.
@@ -86,7 +87,7 @@ pub const MAX_PROBES: u64 = 2000;
 /// meanwhile.
 const OFF_RUNTIME_MIN_BYTES: usize = 1 << 20;
 
-/// Where the listing goes: the per-target aggregator (src/aggregate.rs), between its `begin`
+/// Where the listing goes: the per-target aggregator (src/analysis/aggregate.rs), between its `begin`
 /// and `finish`.
 pub trait ChunkSink {
     /// Starts a snapshot (again, when a walk falls back to a full listing half-way).
@@ -160,6 +161,18 @@ pub enum ListError {
     NotText,
     #[error("the CLIENT LIST command task ended without a reply")]
     Aborted,
+}
+
+impl From<ListError> for PollError {
+    fn from(e: ListError) -> PollError {
+        let stage = Stage::ClientList;
+        match e {
+            ListError::Redis(e) => classify(stage, &e),
+            ListError::Timeout(after) => timeout_error(stage, after),
+            ListError::NotText => protocol(stage, "the reply is not a string"),
+            ListError::Aborted => PollError::new(ErrorKind::Other, stage, e.to_string()),
+        }
+    }
 }
 
 /// What one listing did.
@@ -321,8 +334,7 @@ impl ChunkedLister {
         reason: FullReason,
     ) -> Result<Listing, ListError> {
         let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
-        let own = match tokio::time::timeout(timeout, c.custom::<Value, _>(cmd, vec!["ID"])).await
-        {
+        let own = match tokio::time::timeout(timeout, c.custom::<Value, _>(cmd, vec!["ID"])).await {
             Ok(Ok(Value::Integer(id))) => u64::try_from(id).ok(),
             Ok(Ok(_)) => None,
             Ok(Err(e)) if refused(&e) => None,
@@ -367,13 +379,14 @@ impl ChunkedLister {
         if !self.synced {
             return Some(FullReason::Connected);
         }
-        let run_id_changed = matches!((&self.last_run_id, &info.run_id), (Some(a), Some(b)) if a != b);
-        let uptime_back = matches!((self.last_uptime, info.uptime_in_seconds), (Some(a), Some(b)) if b < a);
+        let run_id_changed =
+            matches!((&self.last_run_id, &info.run_id), (Some(a), Some(b)) if a != b);
+        let uptime_back =
+            matches!((self.last_uptime, info.uptime_in_seconds), (Some(a), Some(b)) if b < a);
         if run_id_changed || uptime_back {
             return Some(FullReason::Restart);
         }
-        if matches!((self.last_tcr, info.total_connections_received), (Some(a), Some(b)) if b < a)
-        {
+        if matches!((self.last_tcr, info.total_connections_received), (Some(a), Some(b)) if b < a) {
             return Some(FullReason::Resetstat);
         }
         // Twice in a row: one mass disconnect between INFO and the walk is not a miss.
@@ -397,12 +410,12 @@ impl ChunkedLister {
         sink: &mut impl ChunkSink,
         reason: FullReason,
     ) -> Result<Listing, ListError> {
-        let reply = match tokio::time::timeout(timeout, c.client_list::<Value, ()>(None, None)).await
-        {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(ListError::Redis(e)),
-            Err(_) => return Err(ListError::Timeout(timeout)),
-        };
+        let reply =
+            match tokio::time::timeout(timeout, c.client_list::<Value, ()>(None, None)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(ListError::Redis(e)),
+                Err(_) => return Err(ListError::Timeout(timeout)),
+            };
         let (text, invalid) = Text::of(reply)?;
         sink.begin();
         off_runtime(text.len(), || sink.add_reply(&text));
@@ -466,7 +479,8 @@ impl ChunkedLister {
             // The next command goes out before this reply is parsed: Redis works on it while
             // we parse. Whether to send it needs no parse: an empty probe past the bound ends
             // the walk.
-            let last_probe = matches!(kind, Kind::Probe { last, .. } if text.is_empty() && last >= bound);
+            let last_probe =
+                matches!(kind, Kind::Probe { last, .. } if text.is_empty() && last >= bound);
             if !last_probe {
                 if let Some(next) = plan.next(&mut self.request) {
                     in_flight = Some((InFlight::send(c, &self.request, timeout), next));

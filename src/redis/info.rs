@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::label::bound;
+use crate::redis::label::bound;
 
 /// The INFO fields the exporter uses.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -16,7 +16,7 @@ pub struct Info {
     pub server_name: Option<String>,
     pub redis_mode: Option<String>,
     pub role: Option<String>,
-    /// Changes when the server restarts (its client ids start again from 1: src/chunked.rs).
+    /// Changes when the server restarts (its client ids start again from 1: src/redis/chunked.rs).
     pub run_id: Option<String>,
     pub uptime_in_seconds: Option<f64>,
     pub connected_clients: Option<f64>,
@@ -150,7 +150,7 @@ mod tests {
         let i = Info::parse(&format!("redis_version:7.0.15\r\nrole:{long}\r\n"));
         assert_eq!(i.version(), Some((7, 0)));
         assert_eq!(i.truncated_values, 1);
-        assert_eq!(i.role.as_deref(), Some(&*crate::label::bound(&long)));
+        assert_eq!(i.role.as_deref(), Some(&*crate::redis::label::bound(&long)));
         assert_eq!(Info::parse("redis_version:7.2.4\n").version(), Some((7, 2)));
         assert_eq!(Info::parse("redis_version:junk\n").version(), None);
         assert_eq!(Info::default().version(), None);

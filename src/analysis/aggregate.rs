@@ -11,9 +11,11 @@
 // Its hasher is seeded per map, so client-chosen names cannot be tuned to collide.
 use hashbrown::HashMap;
 
-use crate::client_list::CLIENT_NAME;
-use crate::client_list::{raw_lines, ClientEntry, ClientType, Parser, FLAGS};
-use crate::label::{bound_into, MAX_LABEL_BYTES};
+use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::client_list::{
+    raw_lines, ClientEntry, ClientType, Flag, Parser, PerFlag, PerType,
+};
+use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
 
 /// Upper bounds of the idle-age and connection-age distributions, in seconds.
 pub const BUCKETS: [u64; 9] = [1, 10, 60, 300, 600, 1800, 3600, 21600, 86400];
@@ -212,12 +214,10 @@ pub struct ClientListSummary {
     pub young_sources: Vec<(String, u64)>,
     pub by_user: Vec<(String, u64)>,
     pub by_command: Vec<(String, u64)>,
-    /// Indexed by `ClientType as usize`.
-    pub by_type: [u64; 4],
-    /// Connections idle at least the threshold, by `ClientType as usize`.
-    pub idle_by_type: [u64; 4],
-    /// Indexed like [`FLAGS`].
-    pub by_flag: [u64; FLAGS.len()],
+    pub by_type: PerType,
+    /// Connections idle at least the threshold, per type.
+    pub idle_by_type: PerType,
+    pub by_flag: PerFlag,
     /// Channel, pattern and shard subscriptions.
     pub subscriptions: [u64; 3],
     pub output_buffer_bytes: u64,
@@ -225,8 +225,41 @@ pub struct ClientListSummary {
     pub idle: Distribution,
     pub age: Distribution,
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`] in this snapshot,
-    /// counted under their bounded form (see [`crate::label`]).
+    /// counted under their bounded form (see [`crate::redis::label`]).
     pub truncated_values: u64,
+}
+
+/// A dimension connections are grouped by, as a finding names its culprit (`source_ip
+/// 10.0.0.5`, `client_name orders-api`) and as the history keeps groups. Serialized as that
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    SourceIp,
+    ClientName,
+    LibName,
+    /// The IPv4 /24 of the source address.
+    AddressPrefix,
+    /// Every source address together (a fleet-wide leak).
+    AllSources,
+}
+
+impl Dimension {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SourceIp => "source_ip",
+            Self::ClientName => "client_name",
+            Self::LibName => "lib_name",
+            Self::AddressPrefix => "address_prefix",
+            Self::AllSources => "all_sources",
+        }
+    }
+}
+
+impl std::fmt::Display for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which attribute groups source addresses into one service's fleet of instances.
@@ -245,13 +278,17 @@ pub enum FleetKind {
 
 impl FleetKind {
     /// The culprit kind a finding names (`client_name orders-api`, `address_prefix 10.0.3.0/24`).
-    pub fn as_str(self) -> &'static str {
+    pub fn dimension(self) -> Dimension {
         match self {
-            Self::All => "all_sources",
-            Self::Name => "client_name",
-            Self::Lib => "lib_name",
-            Self::Prefix => "address_prefix",
+            Self::All => Dimension::AllSources,
+            Self::Name => Dimension::ClientName,
+            Self::Lib => Dimension::LibName,
+            Self::Prefix => Dimension::AddressPrefix,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.dimension().as_str()
     }
 
     const ALL: [FleetKind; 4] = [Self::All, Self::Name, Self::Lib, Self::Prefix];
@@ -484,9 +521,9 @@ struct InstanceRow {
     idle: u64,
 }
 
-/// The CLIENT LIST listing (src/chunked.rs), whole or in chunks of ids, between `begin` and
+/// The CLIENT LIST listing (src/redis/chunked.rs), whole or in chunks of ids, between `begin` and
 /// `finish`.
-impl crate::chunked::ChunkSink for Aggregator {
+impl crate::redis::chunked::ChunkSink for Aggregator {
     fn begin(&mut self) {
         Aggregator::begin(self);
     }
@@ -648,9 +685,9 @@ impl Aggregator {
         };
         s.connections = s.connections.saturating_add(*connections);
         s.parse_errors = s.parse_errors.saturating_add(*parse_errors);
-        add_all(&mut s.by_type, by_type);
-        add_all(&mut s.idle_by_type, idle_by_type);
-        add_all(&mut s.by_flag, by_flag);
+        add_all(s.by_type.counts_mut(), by_type.counts());
+        add_all(s.idle_by_type.counts_mut(), idle_by_type.counts());
+        add_all(s.by_flag.counts_mut(), by_flag.counts());
         add_all(&mut s.subscriptions, subscriptions);
         s.output_buffer_bytes = s.output_buffer_bytes.saturating_add(*output_buffer_bytes);
         s.idle.merge(idle);
@@ -704,16 +741,16 @@ impl Aggregator {
         // One pass over the flags for the type and every counted flag.
         let flags = e.flag_set();
         let ty = e.client_type_with(flags);
-        s.by_type[ty as usize] += 1;
-        for (i, (flag, _)) in FLAGS.iter().enumerate() {
-            if flags.contains(*flag) {
-                s.by_flag[i] += 1;
+        s.by_type[ty] += 1;
+        for flag in Flag::ALL {
+            if flags.contains(flag.letter()) {
+                s.by_flag[flag] += 1;
             }
         }
         let idle = e.idle.unwrap_or(0);
         let is_idle = e.idle.is_some() && idle >= self.idle_threshold;
         if is_idle {
-            s.idle_by_type[ty as usize] += 1;
+            s.idle_by_type[ty] += 1;
         }
         if let Some(i) = e.idle {
             s.idle.observe(i);
@@ -780,7 +817,7 @@ impl Aggregator {
             .entry(bounded(e.cmd.unwrap_or(NO_COMMAND), scratch, cut)) += 1;
     }
 
-    /// Adds a chunk of a CLIENT LIST reply (src/chunked.rs) and pushes each parsed line's id.
+    /// Adds a chunk of a CLIENT LIST reply (src/redis/chunked.rs) and pushes each parsed line's id.
     fn add_lines_with_ids(&mut self, reply: &str, ids: &mut Vec<u64>) {
         let mut e = ClientEntry::default();
         for line in raw_lines(reply) {
@@ -1074,7 +1111,7 @@ mod tests {
         );
         assert_eq!(s.by_source[0].1.idle_connections, 5);
         assert_eq!(s.by_source[2].1.memory_bytes, 6000);
-        assert_eq!(s.idle_by_type[ClientType::Normal as usize], 15);
+        assert_eq!(s.idle_by_type[ClientType::Normal], 15);
     }
 
     #[test]
@@ -1233,7 +1270,7 @@ mod tests {
 
     #[test]
     fn two_halves_on_two_threads_give_the_one_thread_summary() {
-        let mut reply = crate::synthetic::client_list(32_000, 300, 40);
+        let mut reply = crate::analysis::synthetic::client_list(32_000, 300, 40);
         reply.push_str("garbage\nid=1 addr=9.9.9.9:1 idle=x\n");
         reply.push_str(&line(1, "7.7.7.7", "other", 5000, "flags=bx sub=3 omem=99"));
         assert!(reply.len() >= PARALLEL_MIN_BYTES);
@@ -1286,7 +1323,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.connections))
                 .collect();
-            let (ba, bb) = (crate::label::bound(&a), crate::label::bound(&b));
+            let (ba, bb) = (
+                crate::redis::label::bound(&a),
+                crate::redis::label::bound(&b),
+            );
             assert_eq!(
                 names,
                 vec![

@@ -1,320 +1,35 @@
-//! One background poller per target, on one held connection.
-//!
-//! The connection is opened once and kept: when Redis is full it refuses every new
-//! connection, and this is exactly when the exporter must keep seeing it. fred's own reconnect
-//! is left off (it is off by default, and its disconnect detection is not trusted, fred #307):
-//! any failed or timed-out poll closes the connection, marks the target down, and the next
-//! attempt reconnects after a capped, jittered exponential backoff. Polls run one after the
-//! other, so a slow Redis never has two polls in flight.
+//! One background poller per target: the session on one held connection (reconnecting with a
+//! capped, jittered backoff after any failed or timed-out poll, PINGing between polls) and the
+//! per-poll pipeline (INFO, CONFIG, CLIENT LIST when due, aggregation, diagnosis, publish).
+//! Polls run one after the other, so a slow Redis never has two polls in flight. How to talk
+//! to Redis is src/redis/connection.rs; this file decides when and what to do with the answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fred::bytes_utils::Str;
-use fred::prelude::{Builder, Client, ClientInterface, Config as FredConfig};
-use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
+use fred::prelude::{Client, ClientLike};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::aggregate::Aggregator;
-use crate::config::{Endpoint, Target};
+use crate::analysis::aggregate::Aggregator;
+use crate::analysis::history::{History, Sample};
+use crate::config::Target;
 use crate::diagnose::{self, Observation, Report};
-use crate::history::{History, Sample};
-use crate::info::Info;
-use crate::state::{ConfigValues, ErrorKind, StageDurations, Store, TargetState};
+use crate::redis::connection::{
+    bounded, no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn,
+    ErrorKind, PollError, Stage,
+};
+use crate::redis::info::Info;
+use crate::targets::state::{StageDurations, Store, TargetState};
+use crate::targets::Logged;
 
-pub use crate::client_list::CLIENT_NAME;
-
-/// A failure of one poll or connection attempt. The message never holds a secret: fred's
-/// errors do not echo credentials, and ours are built from the target label only.
-#[derive(Debug, thiserror::Error)]
-#[error("{stage}: {message}")]
-pub struct PollError {
-    pub kind: ErrorKind,
-    pub stage: &'static str,
-    pub message: String,
-}
-
-impl PollError {
-    pub(crate) fn new(kind: ErrorKind, stage: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            stage,
-            message: message.into(),
-        }
-    }
-}
-
-fn classify(stage: &'static str, e: &fred::error::Error) -> PollError {
-    let msg = e.details().to_string();
-    let lower = msg.to_ascii_lowercase();
-    let kind = if lower.contains("max number of clients") {
-        ErrorKind::Maxclients
-    } else if matches!(e.kind(), FredKind::Auth)
-        || lower.contains("wrongpass")
-        || lower.contains("noauth")
-        || lower.contains("invalid password")
-        || lower.contains("invalid username-password")
-    {
-        ErrorKind::Auth
-    } else if matches!(e.kind(), FredKind::Timeout) {
-        ErrorKind::Timeout
-    } else if matches!(e.kind(), FredKind::IO | FredKind::Canceled) || stage == "connect" {
-        ErrorKind::Connect
-    } else if matches!(e.kind(), FredKind::Protocol | FredKind::Parse) {
-        ErrorKind::Protocol
-    } else {
-        ErrorKind::Other
-    };
-    PollError::new(kind, stage, format!("{:?}: {msg}", e.kind()))
-}
-
-fn protocol(stage: &'static str, message: &str) -> PollError {
-    PollError::new(ErrorKind::Protocol, stage, message)
-}
-
-fn timeout_error(stage: &'static str, after: Duration) -> PollError {
-    PollError::new(
-        ErrorKind::Timeout,
-        stage,
-        format!("no reply within {after:?}"),
-    )
-}
-
-/// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
-/// (SIGSTOP) or a proxy that stops forwarding must not stall the poller.
-pub(crate) async fn bounded<T>(
-    stage: &'static str,
-    after: Duration,
-    fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
-) -> Result<T, PollError> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(classify(stage, &e)),
-        Err(_) => Err(timeout_error(stage, after)),
-    }
-}
-
-/// Capped exponential backoff with jitter, so that many exporters (or many targets) do not
-/// reconnect to a recovering server in lock-step.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_millis(250);
-
-    fn new(max: Duration) -> Self {
-        Self {
-            next: Self::MIN,
-            max: max.max(Self::MIN),
-        }
-    }
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
-    fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        // Jitter in [50%, 100%] of the base, from the clock's sub-second noise: enough to
-        // spread reconnects without pulling in a random number generator.
-        let noise = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let frac = 0.5 + f64::from(noise % 1000) / 2000.0;
-        base.mul_f64(frac)
-    }
-}
-
-/// A held connection: the client and its routing task.
-pub(crate) struct Conn {
-    pub(crate) client: Client,
-    task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
-    /// Whether CLIENT NO-EVICT / NO-TOUCH were tried on this connection (see `Poller::protect`).
-    protected: bool,
-}
-
-impl Conn {
-    pub(crate) async fn open(target: &Target) -> Result<Conn, PollError> {
-        let password = target
-            .password
-            .resolve()
-            .map_err(|e| PollError::new(ErrorKind::Auth, "connect", e.to_string()))?;
-        let mut cfg = FredConfig {
-            username: target.username.clone(),
-            password,
-            database: target.db,
-            fail_fast: true,
-            ..FredConfig::default()
-        };
-        match &target.endpoint {
-            Endpoint::Tcp { host, port, .. } => {
-                let mut server = fred::prelude::Server::new(host.as_str(), *port);
-                if let Some(tls) = &target.tls {
-                    let rustls_cfg = crate::tls::client_config(tls).map_err(|e| {
-                        PollError::new(ErrorKind::Connect, "connect", e.to_string())
-                    })?;
-                    cfg.tls = Some(fred::prelude::TlsConnector::from(rustls_cfg).into());
-                    server.tls_server_name = tls.server_name.as_deref().map(Into::into);
-                }
-                cfg.server = ServerConfig::Centralized { server };
-            }
-            Endpoint::Unix(path) => cfg.server = ServerConfig::new_unix_socket(path.clone()),
-        }
-        let connect_timeout = target.connect_timeout;
-        let command_timeout = target.command_timeout;
-        let client = Builder::from_config(cfg)
-            .with_connection_config(|c| {
-                c.connection_timeout = connect_timeout;
-                c.internal_command_timeout = command_timeout;
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| p.default_command_timeout = command_timeout)
-            .build()
-            .map_err(|e| classify("connect", &e))?;
-        let task =
-            match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
-                Ok(Ok(task)) => task,
-                // No QUIT: fred has already stopped this client (QUIT on it would only log a
-                // warning, once per reconnect attempt), and there is no connection to close.
-                Ok(Err(e)) => return Err(classify("connect", &e)),
-                Err(_) => {
-                    close(&client, None).await;
-                    return Err(timeout_error("connect", connect_timeout));
-                }
-            };
-        let conn = Conn {
-            client,
-            task,
-            protected: false,
-        };
-        // fred names its connection fred-XXXX; ours must be recognisable in CLIENT LIST. A full
-        // server answers the first command with "max number of clients reached": this is
-        // where that surfaces for a new connection.
-        if let Err(e) = bounded(
-            "connect",
-            command_timeout,
-            conn.client.client_setname(CLIENT_NAME),
-        )
-        .await
-        {
-            conn.close().await;
-            return Err(e);
-        }
-        Ok(conn)
-    }
-
-    pub(crate) async fn close(mut self) {
-        close(&self.client, Some(&mut self.task)).await;
-    }
-}
-
-impl Drop for Conn {
-    // A poll cancelled mid-flight (its target stopped by a reload, a discovery or /scrape
-    // expiry) drops the connection it had taken without `close`; a dropped JoinHandle would
-    // leave the routing task, and so the socket, running for good. Aborting it closes the socket.
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
-/// is aborted, which drops the socket. A routing task that has already ended (the server
-/// closed the connection) gets no QUIT: there is no one to say it to, and fred would log a
-/// warning for it.
-async fn close(
-    client: &Client,
-    task: Option<&mut tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
-) {
-    let stopped = task.as_ref().is_some_and(|t| t.is_finished());
-    if !stopped {
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
-    }
-    if let Some(task) = task {
-        task.abort();
-        let _ = task.await;
-    }
-}
-
-/// A text reply (INFO, CLIENT LIST): fred's own buffer when it is valid UTF-8 (fred checked it
-/// already: no copy), a lossy copy when it is not. Redis allows any byte in ACL user names and
-/// error prefixes (INFO errorstats), so one such byte must not make the whole reply unreadable.
-pub(crate) enum Text {
-    Shared(Str),
-    Lossy(String),
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            Text::Shared(s) => s,
-            Text::Lossy(s) => s,
-        }
-    }
-}
-
-impl Text {
-    pub(crate) fn into_string(self) -> String {
-        match self {
-            Text::Shared(s) => s.to_string(),
-            Text::Lossy(s) => s,
-        }
-    }
-}
-
-/// The text of a string reply, and how many of its lines held bytes that are not UTF-8 (each
-/// replaced by U+FFFD). Anything but a string is a protocol error.
-pub(crate) fn text_reply(stage: &'static str, v: Value) -> Result<(Text, u64), PollError> {
-    match v {
-        Value::String(s) => Ok((Text::Shared(s), 0)),
-        // fred hands over bytes exactly when they are not valid UTF-8.
-        Value::Bytes(b) => {
-            let invalid = b
-                .split(|&c| c == b'\n')
-                .filter(|line| std::str::from_utf8(line).is_err())
-                .count() as u64;
-            Ok((
-                Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
-                invalid,
-            ))
-        }
-        _ => Err(protocol(stage, "the reply is not a string")),
-    }
-}
-
-/// INFO (the default sections) as text, with its count of lines that were not UTF-8.
-pub(crate) async fn read_info(c: &Client, timeout: Duration) -> Result<(Text, u64), PollError> {
-    text_reply(
-        "info",
-        bounded("info", timeout, c.info::<Value>(None)).await?,
-    )
-}
-
-/// CLIENT LIST as text, with its count of lines that were not UTF-8.
-pub(crate) async fn read_client_list(
-    c: &Client,
-    timeout: Duration,
-) -> Result<(Text, u64), PollError> {
-    let reply = bounded(
-        "client_list",
-        timeout,
-        c.client_list::<Value, ()>(None, None),
-    )
-    .await?;
-    text_reply("client_list", reply)
-}
-
-/// What one successful poll produced.
 /// What one successful poll produced (public for [`Poller::fold_poll`]).
 pub struct PollResult {
     pub info: Info,
     pub config: ConfigValues,
     pub config_error: Option<PollError>,
     /// `None` when CLIENT LIST was not due in this poll (see `ClientListSchedule`).
-    pub clients: Option<crate::aggregate::ClientListSummary>,
+    pub clients: Option<crate::analysis::aggregate::ClientListSummary>,
     /// Lines that were not UTF-8, in INFO and in CLIENT LIST.
     pub invalid_utf8: [u64; 2],
     pub durations: StageDurations,
@@ -331,14 +46,15 @@ pub struct Poller {
     state: TargetState,
     conn: Option<Conn>,
     last_client_list: Option<Instant>,
-    /// The chunked CLIENT LIST walk's state (src/chunked.rs).
-    listing: crate::chunked::ChunkedLister,
+    /// The chunked CLIENT LIST walk's state (src/redis/chunked.rs).
+    listing: crate::redis::chunked::ChunkedLister,
     /// What was last logged, so that logs say each state change once, not once per poll.
-    logged_up: Option<bool>,
-    logged_config_unavailable: bool,
-    logged_protect_error: bool,
-    /// Relief jobs (src/relief), run on the held connection between polls.
-    relief: Option<tokio::sync::mpsc::Receiver<crate::relief::Job>>,
+    logged_up: Logged<bool>,
+    logged_config_unavailable: Logged<bool>,
+    /// A refused CLIENT NO-EVICT/NO-TOUCH is said once for the poller's life.
+    logged_protect_error: Logged<bool>,
+    /// Jobs (relief's, src/relief), run on the held connection between polls.
+    relief: Option<tokio::sync::mpsc::Receiver<crate::targets::jobs::Job>>,
 }
 
 impl Poller {
@@ -350,31 +66,34 @@ impl Poller {
     ) -> Self {
         Self {
             redis_cli: diagnose::redis_cli_for(&target),
-            listing: crate::chunked::ChunkedLister::new(target.client_list.resync),
+            listing: crate::redis::chunked::ChunkedLister::new(target.client_list.resync),
             target,
             store,
             top_k,
             idle_threshold_seconds,
             aggregator: Aggregator::new(idle_threshold_seconds),
-            history: History::new(crate::history::RETENTION),
+            history: History::new(crate::analysis::history::RETENTION),
             state: TargetState::default(),
             conn: None,
             last_client_list: None,
-            logged_up: None,
-            logged_config_unavailable: false,
-            logged_protect_error: false,
+            logged_up: Logged::default(),
+            logged_config_unavailable: Logged::assuming(false),
+            logged_protect_error: Logged::assuming(false),
             relief: None,
         }
     }
 
     /// Serves relief jobs from `queue` between polls.
-    pub fn with_relief(mut self, queue: tokio::sync::mpsc::Receiver<crate::relief::Job>) -> Self {
+    pub fn with_relief(
+        mut self,
+        queue: tokio::sync::mpsc::Receiver<crate::targets::jobs::Job>,
+    ) -> Self {
         self.relief = Some(queue);
         self
     }
 
     /// Labels every series of this target with its place in a cluster or Sentinel set.
-    pub fn with_topology(mut self, topology: Arc<crate::state::Topology>) -> Self {
+    pub fn with_topology(mut self, topology: Arc<crate::targets::state::Topology>) -> Self {
         self.state.topology = Some(topology);
         self
     }
@@ -400,7 +119,7 @@ impl Poller {
                 let held = self.conn.as_ref().map(|c| &c.client);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = crate::relief::idle(wait, &mut self.relief, held) => {}
+                    _ = crate::targets::jobs::idle(wait, &mut self.relief, held) => {}
                 }
             }
         }
@@ -425,7 +144,7 @@ impl Poller {
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
                 // Relief jobs (src/relief) run on the held connection while we wait.
-                _ = crate::relief::idle(
+                _ = crate::targets::jobs::idle(
                     ping.unwrap_or(left),
                     &mut self.relief,
                     self.conn.as_ref().map(|c| &c.client),
@@ -436,7 +155,7 @@ impl Poller {
             };
             let pong = tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                r = bounded("ping", self.target.command_timeout, conn.client.ping::<Value>(None)) => r,
+                r = bounded(Stage::Ping, self.target.command_timeout, conn.client.ping::<Value>(None)) => r,
             };
             match pong {
                 Ok(_) => {}
@@ -463,8 +182,8 @@ impl Poller {
             return Ok(());
         };
         let commands = [
-            ("NO-EVICT", (7, 0), "client_no_evict"),
-            ("NO-TOUCH", (7, 2), "client_no_touch"),
+            ("NO-EVICT", (7, 0), Stage::ClientNoEvict),
+            ("NO-TOUCH", (7, 2), Stage::ClientNoTouch),
         ];
         for (sub, since, stage) in commands {
             if version < since {
@@ -478,9 +197,8 @@ impl Poller {
                     return Err(e)
                 }
                 Err(e) => {
-                    if !self.logged_protect_error {
+                    if self.logged_protect_error.changed(true) {
                         tracing::warn!(target_label = %self.target.label, command = %format!("CLIENT {sub} on"), error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");
-                        self.logged_protect_error = true;
                     }
                 }
             }
@@ -499,7 +217,7 @@ impl Poller {
                 c.close().await;
                 Err(PollError::new(
                     ErrorKind::Connect,
-                    "connect",
+                    Stage::Connect,
                     "the server closed the connection",
                 ))
             }
@@ -537,17 +255,7 @@ impl Poller {
     async fn poll(&mut self, conn: &mut Conn) -> Result<PollResult, PollError> {
         let t = self.target.command_timeout;
         let t0 = Instant::now();
-        let (info_text, info_invalid_utf8) = read_info(&conn.client, t).await?;
-        let info = Info::parse(&info_text);
-        drop(info_text);
-        // Every Redis and Valkey INFO carries redis_version; a reply without it is not INFO
-        // (a proxy answering junk, a wrong type) and must not turn into "up, 0 clients".
-        if info.redis_version.is_none() {
-            return Err(protocol(
-                "info",
-                "the INFO reply has no redis_version field",
-            ));
-        }
+        let (info, info_invalid_utf8) = observe_info(&conn.client, t).await?;
         if !conn.protected {
             // A new connection: what the chunked walk knew may describe another server.
             self.listing.reset();
@@ -557,11 +265,7 @@ impl Poller {
         let c = &conn.client;
         let t1 = Instant::now();
 
-        let (config, config_error) = match read_config(c, t).await {
-            Ok(v) => (v, None),
-            Err(e) if e.kind == ErrorKind::ConfigUnavailable => (ConfigValues::default(), Some(e)),
-            Err(e) => return Err(e),
-        };
+        let (config, config_error) = observe_config(c, t).await?;
         let t2 = Instant::now();
 
         let every = self.target.client_list.interval(
@@ -575,13 +279,9 @@ impl Poller {
             .is_none_or(|at| at.elapsed() + self.target.poll_interval / 2 >= every);
         let mut client_list_invalid_utf8 = 0;
         let (clients, t3) = if due {
-            // In chunks of ids where the server allows (src/chunked.rs), each parsed into the
+            // In chunks of ids where the server allows (src/redis/chunked.rs), each parsed into the
             // aggregator as it arrives; so `client_list` includes that parse, `aggregate` the fold.
-            let listed = self
-                .listing
-                .list(c, t, &info, &mut self.aggregator)
-                .await
-                .map_err(list_error)?;
+            let listed = self.listing.list(c, t, &info, &mut self.aggregator).await?;
             client_list_invalid_utf8 = listed.invalid_utf8_lines;
             let counters = &mut self.state.counters;
             counters.client_list_commands += listed.commands;
@@ -598,10 +298,7 @@ impl Poller {
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
-                return Err(protocol(
-                    "client_list",
-                    "the CLIENT LIST reply has no parseable line",
-                ));
+                return Err(no_client_in_client_list());
             }
             (Some(summary), t3)
         } else {
@@ -626,13 +323,11 @@ impl Poller {
 
     fn publish_success(&mut self, r: PollResult) {
         if let Some(e) = &r.config_error {
-            if !self.logged_config_unavailable {
+            if self.logged_config_unavailable.changed(true) {
                 tracing::warn!(target_label = %self.target.label, error = %e, "CONFIG GET unavailable; using INFO's maxclients where the server reports it");
-                self.logged_config_unavailable = true;
             }
-        } else if self.logged_config_unavailable {
+        } else if self.logged_config_unavailable.changed(false) {
             tracing::info!(target_label = %self.target.label, "CONFIG GET available again");
-            self.logged_config_unavailable = false;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -659,11 +354,10 @@ impl Poller {
             .filter(|_| rebuilt)
             .and_then(Arc::get_mut)
         {
-            self.store.relief.add_steps(&self.target.label, report);
+            self.store.actions.add_steps(&self.target.label, report);
         }
-        if self.logged_up != Some(true) {
+        if self.logged_up.changed(true) {
             tracing::info!(target_label = %self.target.label, "target is up");
-            self.logged_up = Some(true);
         }
         self.store.publish(&self.target.label, self.state.clone());
     }
@@ -747,9 +441,8 @@ impl Poller {
             &why,
             &self.redis_cli,
         )));
-        if self.logged_up != Some(false) {
+        if self.logged_up.changed(false) {
             tracing::warn!(target_label = %self.target.label, kind = e.kind.as_str(), error = %e, "target is down");
-            self.logged_up = Some(false);
         }
         self.store.publish(&self.target.label, s.clone());
     }
@@ -774,59 +467,6 @@ fn keepalive_interval(config: &ConfigValues) -> Option<Duration> {
         ),
         // Unknown (CONFIG forbidden or renamed, the parameter hidden) or nonsense.
         _ => Some(KEEPALIVE_UNKNOWN_TIMEOUT),
-    }
-}
-
-/// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
-/// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
-pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
-    let params = ["maxclients", "timeout", "tcp-keepalive"];
-    let mut read = [None; 3];
-    for (param, slot) in params.into_iter().zip(read.iter_mut()) {
-        let reply: Result<Vec<String>, PollError> =
-            bounded("config", timeout, c.config_get::<Vec<String>, _>(param)).await;
-
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
-                // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
-                return Err(PollError::new(
-                    ErrorKind::ConfigUnavailable,
-                    "config",
-                    e.message,
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        let v = match reply.as_slice() {
-            // An unknown or hidden parameter is an empty reply: absent, not an error.
-            [] => None,
-            [name, value] if name.eq_ignore_ascii_case(param) => value.trim().parse::<f64>().ok(),
-            _ => {
-                return Err(protocol(
-                    "config",
-                    "CONFIG GET did not answer a [name, value] pair",
-                ))
-            }
-        };
-        *slot = v;
-    }
-    let [maxclients, timeout, tcp_keepalive] = read;
-    Ok(ConfigValues {
-        available: true,
-        maxclients,
-        timeout,
-        tcp_keepalive,
-    })
-}
-
-fn list_error(e: crate::chunked::ListError) -> PollError {
-    use crate::chunked::ListError;
-    match e {
-        ListError::Redis(e) => classify("client_list", &e),
-        ListError::Timeout(after) => timeout_error("client_list", after),
-        ListError::NotText => protocol("client_list", "the reply is not a string"),
-        ListError::Aborted => PollError::new(ErrorKind::Other, "client_list", e.to_string()),
     }
 }
 
@@ -859,23 +499,5 @@ mod tests {
         ] {
             assert_eq!(every(t), Some(KEEPALIVE_UNKNOWN_TIMEOUT), "{t:?}");
         }
-    }
-
-    #[test]
-    fn text_replies_decode_lossily_and_count_bad_lines() {
-        let (t, bad) = text_reply("x", Value::String("a\nb".into())).expect("text");
-        assert_eq!((&*t, bad), ("a\nb", 0));
-        let bytes = fred::bytes::Bytes::from_static(b"user=ok\nuser=b\xffd\nx\xfe\xfd\n");
-        let (t, bad) = text_reply("x", Value::Bytes(bytes)).expect("text");
-        assert_eq!(
-            (&*t, bad),
-            ("user=ok\nuser=b\u{fffd}d\nx\u{fffd}\u{fffd}\n", 2)
-        );
-        assert_eq!(
-            text_reply("x", Value::Integer(3))
-                .map(|_| ())
-                .map_err(|e| e.kind),
-            Err(ErrorKind::Protocol)
-        );
     }
 }

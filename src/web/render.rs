@@ -35,7 +35,7 @@ pub fn utc(unix: f64) -> String {
     )
 }
 
-use crate::shell::{is_invisible, visible};
+use crate::diagnose::shell::{is_invisible, visible};
 
 /// Markdown text that shows exactly `s`: every character with a Markdown meaning is
 /// backslash-escaped (no emphasis, link, raw HTML, code span or table cell can start inside a
@@ -111,7 +111,7 @@ fn facts(r: &Report) -> Vec<(&'static str, String)> {
             format!(
                 "{} (from {})",
                 num(s.maxclients),
-                s.maxclients_source.unwrap_or("-")
+                s.maxclients_source.map_or("-", |m| m.as_str())
             ),
         ),
         ("utilisation", ratio(s.utilisation_ratio)),
@@ -257,7 +257,9 @@ pub fn markdown(r: &Report) -> String {
     visible(&o)
 }
 
-fn esc(s: &str) -> String {
+/// HTML text or attribute value: the five markup characters escaped, invisible characters
+/// (bidi overrides, zero-width) shown as `\u{..}`. The one HTML escape of the exporter.
+pub fn html_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -293,14 +295,19 @@ pub fn html(r: &Report) -> String {
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <link rel=\"icon\" href=\"data:,\"><title>{} – diagnosis of {}</title><style>{STYLE}</style></head><body>\
 <header><h1>Diagnosis of {}</h1><p id=\"status\" class=\"{class}\" data-status=\"{class}\">{}</p></header>",
-        esc(&class.to_uppercase()),
-        esc(&r.target),
-        esc(&r.target),
-        esc(&r.headline)
+        html_escape(&class.to_uppercase()),
+        html_escape(&r.target),
+        html_escape(&r.target),
+        html_escape(&r.headline)
     );
     o.push_str("<table id=\"facts\">");
     for (k, v) in facts(r) {
-        let _ = write!(o, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            html_escape(k),
+            html_escape(&v)
+        );
     }
     o.push_str("</table>");
     let (causes, notes) = causes_and_notes(r);
@@ -314,24 +321,24 @@ pub fn html(r: &Report) -> String {
             "<li><section class=\"finding\" data-cause=\"{}\" data-score=\"{:.2}\"><h2>{} <span class=\"conf\">{}</span></h2><p>{}</p><p class=\"threat\">Threat: {}</p><h3>Evidence</h3><table>",
             f.cause.as_str(),
             f.score,
-            esc(&f.title),
-            esc(&rating(f)),
-            esc(&f.summary),
-            esc(&f.threat)
+            html_escape(&f.title),
+            html_escape(&rating(f)),
+            html_escape(&f.summary),
+            html_escape(&f.threat)
         );
         for e in &f.evidence {
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td><b>{}</b></td></tr>",
-                esc(&e.what),
-                esc(&e.value)
+                html_escape(&e.what),
+                html_escape(&e.value)
             );
         }
         o.push_str("</table><h3>Fix</h3><ul>");
         for s in &f.remediation {
-            let _ = write!(o, "<li>{}", esc(&s.why));
+            let _ = write!(o, "<li>{}", html_escape(&s.why));
             if let Some(c) = &s.command {
-                let _ = write!(o, "<pre>{}</pre>", esc(c));
+                let _ = write!(o, "<pre>{}</pre>", html_escape(c));
             }
             o.push_str("</li>");
         }
@@ -345,9 +352,9 @@ pub fn html(r: &Report) -> String {
                 o,
                 "<li data-cause=\"{}\">{} ({}): {}</li>",
                 f.cause.as_str(),
-                esc(&f.title),
-                esc(&rating(f)),
-                esc(&f.summary)
+                html_escape(&f.title),
+                html_escape(&rating(f)),
+                html_escape(&f.summary)
             );
         }
         o.push_str("</ul>");
@@ -356,8 +363,8 @@ pub fn html(r: &Report) -> String {
         o,
         "<footer><p>Commands use <code>{}</code>; export REDISCLI_AUTH first if the server needs a password. \
 <a href=\"?target={}&amp;format=json\">JSON</a></p></footer></body></html>",
-        esc(&r.redis_cli),
-        esc(&url_encode(&r.target))
+        html_escape(&r.redis_cli),
+        html_escape(&url_encode(&r.target))
     );
     o
 }
@@ -418,7 +425,7 @@ mod tests {
                 why: name.to_string(),
                 command: Some(format!(
                     "redis-cli -p 1 CLIENT KILL NAME {}",
-                    crate::shell::quote(name)
+                    crate::diagnose::shell::quote(name)
                 )),
             }],
             selector: None,

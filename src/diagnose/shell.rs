@@ -134,7 +134,7 @@ pub fn is_invisible(c: char) -> bool {
 
 /// `s` with every [`is_invisible`] character written as `\u{..}`: what Redis sent cannot
 /// move the cursor, retitle the terminal or reorder a line. Commands never need this (they are
-/// printable ASCII by construction, see [`crate::shell::quote`]); names and labels might.
+/// printable ASCII by construction, see [`crate::diagnose::shell::quote`]); names and labels might.
 pub fn visible(s: &str) -> String {
     if !s.chars().any(is_invisible) {
         return s.to_string();

@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aggregate::{ClientListSummary, GroupStats, OTHER};
-use crate::info::Info;
+use crate::analysis::aggregate::{ClientListSummary, Dimension, GroupStats, OTHER};
+use crate::redis::info::Info;
 
 /// How far back the daemon's history reaches.
 pub const RETENTION: Duration = Duration::from_secs(3600);
@@ -151,14 +151,14 @@ impl Sample {
     /// This sample's counts of one group, by the culprit kind that names it (`source_ip`,
     /// `client_name`, `lib_name`, `address_prefix`); `None` when it was not among the top
     /// groups then (unknown, not zero).
-    pub fn group(&self, kind: &str, key: &str) -> Option<&GroupCount> {
+    pub fn group(&self, kind: Dimension, key: &str) -> Option<&GroupCount> {
         self.groups(kind)?.0.iter().find(|g| &*g.key == key)
     }
 
     /// `(connections, idle)` of one group in this sample: its counts when it was among the
     /// top groups, 0 when the sample kept fewer groups than it could (so it had none), `None`
     /// when it may have been folded away.
-    pub fn counts(&self, kind: &str, key: &str) -> Option<(u64, u64)> {
+    pub fn counts(&self, kind: Dimension, key: &str) -> Option<(u64, u64)> {
         let (groups, cap) = self.groups(kind)?;
         match groups.iter().find(|g| &*g.key == key) {
             Some(g) => Some((g.connections, g.idle)),
@@ -167,20 +167,25 @@ impl Sample {
         }
     }
 
-    fn groups(&self, kind: &str) -> Option<(&[GroupCount], usize)> {
+    fn groups(&self, kind: Dimension) -> Option<(&[GroupCount], usize)> {
         Some(match kind {
-            "source_ip" => (&self.sources, TOP_GROUPS),
-            "client_name" => (&self.names, TOP_GROUPS),
-            "lib_name" => (&self.libs, TOP_SERVICES),
-            "address_prefix" => (&self.prefixes, TOP_SERVICES),
-            _ => return None,
+            Dimension::SourceIp => (&self.sources, TOP_GROUPS),
+            Dimension::ClientName => (&self.names, TOP_GROUPS),
+            Dimension::LibName => (&self.libs, TOP_SERVICES),
+            Dimension::AddressPrefix => (&self.prefixes, TOP_SERVICES),
+            // The whole population is not a group the history keeps.
+            Dimension::AllSources => return None,
         })
     }
 
     /// This sample's connection count of a source (`by_name == false`) or a name; 0 when it was
     /// not among the top groups then.
     pub fn count_of(&self, key: &str, by_name: bool) -> u64 {
-        let kind = if by_name { "client_name" } else { "source_ip" };
+        let kind = if by_name {
+            Dimension::ClientName
+        } else {
+            Dimension::SourceIp
+        };
         self.group(kind, key).map_or(0, |g| g.connections)
     }
 }
@@ -263,7 +268,7 @@ mod tests {
 
     #[test]
     fn keys_are_shared_with_the_previous_sample() {
-        use crate::aggregate::Aggregator;
+        use crate::analysis::aggregate::Aggregator;
         let reply = "id=1 addr=10.0.0.1:1 name=a age=1 idle=1 cmd=get\nid=2 addr=10.0.0.2:1 name=b age=1 idle=1 cmd=get\n";
         let summary = Aggregator::new(60).summarize(reply, 10);
         let info = Info::default();
@@ -275,7 +280,7 @@ mod tests {
         }
         assert_eq!(b.count_of("10.0.0.2", false), 1);
         assert_eq!(
-            b.group("address_prefix", "10.0.0.0/24")
+            b.group(Dimension::AddressPrefix, "10.0.0.0/24")
                 .map(|g| g.connections),
             Some(2)
         );
@@ -284,7 +289,7 @@ mod tests {
 
     #[test]
     fn young_connections_add_up_over_polls_and_fade() {
-        use crate::aggregate::Aggregator;
+        use crate::analysis::aggregate::Aggregator;
         let churner = "id=1 addr=10.0.0.9:1 name= age=0 idle=0 cmd=ping\n";
         let steady = "id=2 addr=10.0.0.1:1 name=a age=500 idle=0 cmd=get\n";
         let mut agg = Aggregator::new(60);
@@ -319,7 +324,7 @@ mod tests {
         assert_eq!(s.count_of("10.0.0.2", false), 0);
         assert_eq!(s.count_of("10.0.0.1", true), 0);
         // Fewer groups than kept: an absent one had none.
-        assert_eq!(s.counts("source_ip", "10.0.0.2"), Some((0, 0)));
+        assert_eq!(s.counts(Dimension::SourceIp, "10.0.0.2"), Some((0, 0)));
         for i in 0..TOP_GROUPS {
             s.sources.push(GroupCount {
                 key: format!("10.1.0.{i}").into(),
@@ -328,7 +333,7 @@ mod tests {
             });
         }
         // A full list: an absent group may have been folded away.
-        assert_eq!(s.counts("source_ip", "10.0.0.2"), None);
-        assert_eq!(s.counts("source_ip", "10.0.0.1"), Some((5, 1)));
+        assert_eq!(s.counts(Dimension::SourceIp, "10.0.0.2"), None);
+        assert_eq!(s.counts(Dimension::SourceIp, "10.0.0.1"), Some((5, 1)));
     }
 }

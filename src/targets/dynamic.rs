@@ -15,19 +15,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::Query;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::topology::{DynamicConfig, Resolver, ScrapeTargetError};
 use crate::config::Config;
 use crate::diagnose::Report;
-use crate::reconcile::{PollerSpec, TaskSet};
-use crate::state::{ErrorKind, Store, TargetState};
-use crate::topology_config::{DynamicConfig, Resolver, ScrapeTargetError};
+use crate::targets::reconcile::{PollerSpec, TaskSet};
+use crate::targets::state::{ErrorKind, Store, TargetState};
 
 struct Settings {
     limits: DynamicConfig,
@@ -268,7 +264,7 @@ impl Dynamic {
         self: &Arc<Self>,
         address: &str,
         auth: Option<&str>,
-    ) -> Result<Vec<u8>, ScrapeError> {
+    ) -> Result<(String, Arc<TargetState>), ScrapeError> {
         let (spec, wait) = {
             let s = self.read_settings();
             if !s.limits.enabled() {
@@ -284,6 +280,22 @@ impl Dynamic {
             (spec, s.limits.clone())
         };
         let label = spec.target.label.clone();
+        // A target asked for with another auth profile is the same server: it restarts with
+        // the new credentials instead of holding two connections. The old poller is stopped
+        // (a QUIT to a slow server takes up to a second) outside the lock, so that scrapes of
+        // other targets do not queue behind it; its series go before the new one starts.
+        let replaced = {
+            let mut inner = self.inner.lock().await;
+            if inner.pollers.spec(&label).is_some_and(|s| *s != spec) {
+                inner.pollers.cancel(&label)
+            } else {
+                None
+            }
+        };
+        if let Some(old) = replaced {
+            let _ = old.await;
+            self.store.remove(&label);
+        }
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock().await;
@@ -299,8 +311,8 @@ impl Dynamic {
                     evicted.push((victim, task));
                 }
             }
-            // A target asked for with another auth profile is the same server: it restarts
-            // with the new credentials instead of holding two connections.
+            // Started if not running; restarted (rarely: another scrape changed it meanwhile)
+            // if its spec differs.
             let store = &self.store;
             if inner
                 .pollers
@@ -331,18 +343,22 @@ impl Dynamic {
         }
         let state = self.first_poll(&label, wait.first_poll_wait).await;
         let state = for_caller(&label, state);
-        Ok(crate::metrics::render(&[(label, state)]))
+        Ok((label, state))
     }
 
     /// The target's state once its first poll has ended, or what there is after `wait`.
     async fn first_poll(&self, label: &str, wait: Duration) -> Arc<TargetState> {
-        let deadline = Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // Interest registered before the check: a publish between the two is not missed.
+            let published = self.store.published();
+            tokio::pin!(published);
+            published.as_mut().enable();
             let s = self.store.get(label).unwrap_or_default();
-            if s.counters.polls > 0 || Instant::now() >= deadline {
+            if s.counters.polls > 0 || tokio::time::Instant::now() >= deadline {
                 return s;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tokio::time::timeout_at(deadline, published).await;
         }
     }
 }
@@ -399,31 +415,4 @@ fn generic_reason(kind: Option<ErrorKind>) -> &'static str {
         Some(ErrorKind::Maxclients) => "Redis is full: it refused the exporter's connection (ERR max number of clients reached). The exporter retries until a slot frees.",
         _ => "unreachable or not a Redis server (the connection was refused, timed out or closed, or the reply was not Redis'). The exporter's log has the details.",
     }
-}
-
-/// `GET /scrape?target=...&auth=...`.
-pub async fn scrape(
-    Extension(d): Extension<Arc<Dynamic>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    // Off means off, whatever the parameters: one 404 for every request.
-    if !d.enabled() {
-        return error(StatusCode::NOT_FOUND, &ScrapeError::Disabled);
-    }
-    let Some(target) = q.get("target") else {
-        return error(StatusCode::BAD_REQUEST, &ScrapeError::MissingTarget);
-    };
-    match d.scrape(target, q.get("auth").map(String::as_str)).await {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
-        Err(e @ ScrapeError::Full(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
-        Err(e @ ScrapeError::Disabled) => error(StatusCode::NOT_FOUND, &e),
-        Err(
-            e @ ScrapeError::Target(ScrapeTargetError::NotAllowed | ScrapeTargetError::Profile(_)),
-        ) => error(StatusCode::FORBIDDEN, &e),
-        Err(e) => error(StatusCode::BAD_REQUEST, &e),
-    }
-}
-
-fn error(status: StatusCode, e: &ScrapeError) -> Response {
-    (status, format!("{e}\n")).into_response()
 }

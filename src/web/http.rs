@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics`, `/diagnose`, `/`, `/healthz`, `/readyz`, `/scrape`
-//! (src/dynamic.rs), `/relief/*` (src/relief), and optional basic auth. Handlers read the store only; no handler talks to
+//! (src/targets/dynamic.rs), `/relief/*` (src/relief), and optional basic auth. Handlers read the store only; no handler talks to
 //! Redis, so a scrape is as fast when Redis hangs as when it is idle (`/scrape` waits a bounded
 //! time for the first poll of a new target, never on Redis itself).
 
@@ -21,7 +21,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Store;
+use crate::config::topology::ScrapeTargetError;
+use crate::targets::dynamic::{Dynamic, ScrapeError};
+use crate::targets::state::Store;
 
 /// A new connection gets this long to send its first request's headers (a TLS client: to
 /// finish its handshake and send them). Prometheus sends at once; a connection that trickles
@@ -516,23 +518,56 @@ async fn require_auth(
         .into_response()
 }
 
+/// `/scrape?target=…[&auth=…]`: one target, its poller started on its first scrape (src/targets/dynamic.rs).
+async fn scrape(
+    axum::Extension(d): axum::Extension<Arc<Dynamic>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    // Off means off, whatever the parameters: one 404 for every request.
+    if !d.enabled() {
+        return scrape_error(StatusCode::NOT_FOUND, &ScrapeError::Disabled);
+    }
+    let Some(target) = q.get("target") else {
+        return scrape_error(StatusCode::BAD_REQUEST, &ScrapeError::MissingTarget);
+    };
+    match d.scrape(target, q.get("auth").map(String::as_str)).await {
+        Ok((label, state)) => (
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            crate::web::metrics::render(&[(label, state)]),
+        )
+            .into_response(),
+        Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e @ ScrapeError::Disabled) => scrape_error(StatusCode::NOT_FOUND, &e),
+        Err(
+            e @ ScrapeError::Target(ScrapeTargetError::NotAllowed | ScrapeTargetError::Profile(_)),
+        ) => scrape_error(StatusCode::FORBIDDEN, &e),
+        Err(e) => scrape_error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+fn scrape_error(status: StatusCode, e: &ScrapeError) -> Response {
+    (status, format!("{e}\n")).into_response()
+}
+
 /// The routes. With users configured, everything but `/healthz` and `/readyz` needs basic
 /// auth: probes must work without credentials and those two reveal nothing about Redis.
 pub fn router(
     store: Arc<Store>,
     users: BTreeMap<String, String>,
-    dynamic: Arc<crate::dynamic::Dynamic>,
+    dynamic: Arc<Dynamic>,
+    relief: Arc<crate::relief::Hub>,
 ) -> Router {
     let mut protected = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/diagnose", get(diagnose))
         // The one route that may wait on Redis: a bounded wait for a new target's first poll.
-        .route("/scrape", get(crate::dynamic::scrape))
+        .route("/scrape", get(scrape))
         // Relief (src/relief): its own permission (relief.users) on top of this auth.
         .route("/relief/preview", post(crate::relief::preview))
         .route("/relief/execute", post(crate::relief::execute))
-        .layer(axum::Extension(dynamic));
+        .layer(axum::Extension(dynamic))
+        .layer(axum::Extension(relief));
     if !users.is_empty() {
         let auth = Arc::new(BasicAuth::new(users));
         protected = protected.layer(axum::middleware::from_fn_with_state(auth, require_auth));
@@ -543,9 +578,12 @@ pub fn router(
         .with_state(store)
 }
 
-async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
-    let mut body = crate::metrics::render(&store.snapshot());
-    body.extend(crate::metrics::render_actions(&store.relief.counts()));
+async fn metrics(
+    State(store): State<Arc<Store>>,
+    axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
+) -> impl IntoResponse {
+    let mut body = crate::web::metrics::render(&store.snapshot());
+    body.extend(crate::web::metrics::render_actions(&relief.counts()));
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
 }
 
@@ -574,7 +612,7 @@ fn json_error(status: StatusCode, message: &str, targets: &[String]) -> Response
 /// Computed by the poller, so this never waits on Redis either.
 async fn diagnose(
     State(store): State<Arc<Store>>,
-    axum::Extension(dynamic): axum::Extension<Arc<crate::dynamic::Dynamic>>,
+    axum::Extension(dynamic): axum::Extension<Arc<Dynamic>>,
     Query(q): Query<DiagnoseQuery>,
 ) -> Response {
     let mut snapshot = store.snapshot();
@@ -605,11 +643,11 @@ async fn diagnose(
     };
     match q.format.as_deref().unwrap_or("json") {
         "json" => json(StatusCode::OK, report.as_ref()),
-        "html" => Html(crate::render::html(report)).into_response(),
-        "text" => crate::render::text(report).into_response(),
+        "html" => Html(crate::web::render::html(report)).into_response(),
+        "text" => crate::web::render::text(report).into_response(),
         "markdown" | "md" => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            crate::render::markdown(report),
+            crate::web::render::markdown(report),
         )
             .into_response(),
         _ => json_error(
@@ -637,8 +675,8 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
         let status = if s.up { "up" } else { "down" };
         rows.push_str(&format!(
             "<li>{} — {status} — <a href=\"diagnose?target={}&amp;format=html\">diagnosis</a></li>",
-            escape(&label),
-            crate::render::url_encode(&label)
+            crate::web::render::html_escape(&label),
+            crate::web::render::url_encode(&label)
         ));
     }
     Html(format!(
@@ -648,13 +686,6 @@ async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
          <li><a href=\"readyz\">/readyz</a></li></ul><h2>Targets</h2><ul>{rows}</ul></body></html>",
         env!("CARGO_PKG_VERSION")
     ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -5,53 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::aggregate::ClientListSummary;
-use crate::info::Info;
+use crate::analysis::aggregate::ClientListSummary;
+use crate::redis::info::Info;
 
-/// Kinds of poll error, as the `kind` label of `redis_clients_exporter_poll_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Connect = 0,
-    Timeout = 1,
-    Auth = 2,
-    Maxclients = 3,
-    ConfigUnavailable = 4,
-    Protocol = 5,
-    Other = 6,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
-        Self::Connect,
-        Self::Timeout,
-        Self::Auth,
-        Self::Maxclients,
-        Self::ConfigUnavailable,
-        Self::Protocol,
-        Self::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Timeout => "timeout",
-            Self::Auth => "auth",
-            Self::Maxclients => "maxclients",
-            Self::ConfigUnavailable => "config_unavailable",
-            Self::Protocol => "protocol",
-            Self::Other => "other",
-        }
-    }
-}
-
-/// Values read with CONFIG GET; all `None` when CONFIG is renamed or forbidden.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConfigValues {
-    pub available: bool,
-    pub maxclients: Option<f64>,
-    pub timeout: Option<f64>,
-    pub tcp_keepalive: Option<f64>,
-}
+pub use crate::redis::connection::{ConfigValues, ErrorKind};
 
 /// Seconds spent by the last poll, per stage.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -75,12 +32,12 @@ pub struct Counters {
     pub client_list_invalid_utf8_lines: u64,
     /// Values from Redis cut to `label::MAX_LABEL_BYTES` (one per value per poll).
     pub label_values_truncated: u64,
-    /// CLIENT LIST commands sent (chunks of a walk, src/chunked.rs), and those of the last listing.
+    /// CLIENT LIST commands sent (chunks of a walk, src/redis/chunked.rs), and those of the last listing.
     pub client_list_commands: u64,
     pub client_list_last_commands: u64,
     /// Full CLIENT LIST listings and sweeps (every id from 1, in chunks), by `chunked::FullReason`.
-    pub client_list_full: [u64; crate::chunked::FullReason::ALL.len()],
-    pub client_list_sweeps: [u64; crate::chunked::FullReason::ALL.len()],
+    pub client_list_full: [u64; crate::redis::chunked::FullReason::ALL.len()],
+    pub client_list_sweeps: [u64; crate::redis::chunked::FullReason::ALL.len()],
 }
 
 /// Everything a scrape shows about one target: the last completed poll plus counters.
@@ -97,7 +54,7 @@ pub struct TargetState {
     pub client_list_timestamp: Option<f64>,
     pub counters: Counters,
     /// The kind of the last failed poll (meaningful while `up` is false): what `/scrape` and
-    /// `/diagnose` say of a dynamic target instead of the error's text (src/dynamic.rs).
+    /// `/diagnose` say of a dynamic target instead of the error's text (src/targets/dynamic.rs).
     pub last_error: Option<ErrorKind>,
     /// The diagnosis of the last poll (or why there is none).
     pub diagnosis: Option<Arc<crate::diagnose::Report>>,
@@ -139,20 +96,44 @@ impl Role {
 }
 
 /// Target label -> its last published state.
-#[derive(Default)]
 pub struct Store {
     targets: RwLock<BTreeMap<String, Arc<TargetState>>>,
-    /// The pollers' relief job queues, tokens and action counts (src/relief).
-    pub relief: crate::relief::Hub,
+    /// Who acts through the pollers' held connections (relief's hub, src/relief), told of
+    /// pollers starting and stopping.
+    pub actions: Arc<dyn crate::targets::jobs::Actions>,
+    /// Woken at every publish: `/scrape` waits on it for a new target's first poll.
+    published: tokio::sync::Notify,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new(Arc::new(crate::targets::jobs::NoActions))
+    }
 }
 
 impl Store {
+    pub fn new(actions: Arc<dyn crate::targets::jobs::Actions>) -> Self {
+        Self {
+            targets: RwLock::default(),
+            actions,
+            published: tokio::sync::Notify::new(),
+        }
+    }
+
     pub fn publish(&self, target: &str, state: TargetState) {
         let state = Arc::new(state);
         // A poisoned lock only means a writer panicked mid-insert; the map itself is still
         // consistent (insert is atomic from our side), so keep serving.
         let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
         map.insert(target.to_string(), state);
+        drop(map);
+        self.published.notify_waiters();
+    }
+
+    /// Waits until some target's state is published (the caller re-reads what it waits for),
+    /// or until `deadline`. Register interest before checking, with [`Store::published`].
+    pub fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.published.notified()
     }
 
     /// One target's state.
@@ -164,7 +145,7 @@ impl Store {
     pub fn remove(&self, target: &str) {
         let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
         map.remove(target);
-        self.relief.forget(target);
+        self.actions.forget(target);
     }
 
     /// A consistent copy of every target's state, sorted by label.

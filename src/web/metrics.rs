@@ -9,10 +9,10 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 
-use crate::aggregate::Distribution;
-use crate::client_list::{ClientType, FLAGS};
-use crate::info::looks_fd_clamped;
-use crate::state::{ErrorKind, Role, TargetState};
+use crate::analysis::aggregate::Distribution;
+use crate::redis::client_list::{ClientType, Flag};
+use crate::redis::info::looks_fd_clamped;
+use crate::targets::state::{ErrorKind, Role, TargetState};
 
 /// Collects families by name, in first-use order, so each family is emitted once with all its
 /// targets' series.
@@ -23,7 +23,7 @@ struct Families {
 }
 
 // The help text of redis_clients_exporter_label_values_truncated_total names the bound.
-const _: () = assert!(crate::label::MAX_LABEL_BYTES == 128);
+const _: () = assert!(crate::redis::label::MAX_LABEL_BYTES == 128);
 
 /// Values from Redis are bounded where they are read (and counted there); this bounds
 /// whatever else reaches a label (topology names from CLUSTER NODES or Sentinel) the same way.
@@ -37,7 +37,7 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
             l.set_value(if *n == "target" {
                 (*v).to_string()
             } else {
-                crate::label::bound(v).into_owned()
+                crate::redis::label::bound(v).into_owned()
             });
             l
         })
@@ -375,7 +375,7 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         t,
         (c.client_list_commands > 0).then_some(c.client_list_last_commands as f64),
     );
-    for r in crate::chunked::FullReason::ALL {
+    for r in crate::redis::chunked::FullReason::ALL {
         f.counter(
             "redis_clients_exporter_client_list_full_listings_total",
             "Full CLIENT LIST listings of the target (one command for every client), by reason.",
@@ -384,7 +384,7 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         );
     }
     // Only the reasons a sweep can have: the others always list in full.
-    for r in crate::chunked::FullReason::SWEEPS {
+    for r in crate::redis::chunked::FullReason::SWEEPS {
         f.counter(
             "redis_clients_exporter_client_list_sweeps_total",
             "CLIENT LIST sweeps of the target (every id from 1, in chunks), by reason.",
@@ -418,19 +418,15 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
 }
 
 fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetState) {
-    let info_max = s.info.as_ref().and_then(|i| i.maxclients);
-    let (maxclients, source) = match (s.config.maxclients, info_max) {
-        (Some(v), _) => (Some(v), "config"),
-        (None, Some(v)) => (Some(v), "info"),
-        (None, None) => (None, ""),
-    };
+    let effective = s.config.effective_maxclients(s.info.as_ref());
+    let maxclients = effective.map(|(m, _)| m);
     f.gauge(
         "redis_client_config_available",
         "1 when CONFIG GET works on the target, 0 when renamed or forbidden.",
         t,
         if s.config.available { 1.0 } else { 0.0 },
     );
-    if let Some(m) = maxclients {
+    if let Some((m, source)) = effective {
         f.gauge(
             "redis_config_maxclients",
             "Effective maxclients (CONFIG GET, or INFO when CONFIG is unavailable).",
@@ -440,7 +436,7 @@ fn add_limits(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetStat
         f.gauge(
             "redis_client_maxclients_source",
             "Where maxclients was read: config or info (always 1).",
-            &[("target", target), ("source", source)],
+            &[("target", target), ("source", source.as_str())],
             1.0,
         );
         f.gauge(
@@ -483,7 +479,7 @@ fn add_client_list(
     f: &mut Families,
     t: &[(&str, &str)],
     target: &str,
-    c: &crate::aggregate::ClientListSummary,
+    c: &crate::analysis::aggregate::ClientListSummary,
 ) {
     f.gauge(
         "redis_client_snapshot_connections",
@@ -568,21 +564,21 @@ fn add_client_list(
             "redis_client_connections_by_type",
             "Connections per type: normal, pubsub, replica, master.",
             &l,
-            c.by_type[ty as usize] as f64,
+            c.by_type[ty] as f64,
         );
         f.gauge(
             "redis_client_idle_connections",
             "Connections idle at least the idle threshold, per type.",
             &l,
-            c.idle_by_type[ty as usize] as f64,
+            c.idle_by_type[ty] as f64,
         );
     }
-    for (i, (_, flag)) in FLAGS.iter().enumerate() {
+    for flag in Flag::ALL {
         f.gauge(
             "redis_client_connections_by_flag",
             "Connections in a state (blocked, multi, tracking...); not a partition.",
-            &[("target", target), ("flag", flag)],
-            c.by_flag[i] as f64,
+            &[("target", target), ("flag", flag.as_str())],
+            c.by_flag[flag] as f64,
         );
     }
     for (i, kind) in ["channel", "pattern", "shard"].iter().enumerate() {

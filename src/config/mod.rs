@@ -4,6 +4,9 @@
 //! Secrets are held in [`Secret`], whose `Debug` never shows the value, and a password found
 //! inside an address URL is moved out of it before the address is used for anything.
 
+pub mod relief;
+pub mod topology;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,6 +91,26 @@ impl Secret {
                 .map_err(|_| SecretError::Env(name.clone())),
         }
     }
+
+    /// [`Secret::resolve`] for async code: a password file is read on a blocking thread, so
+    /// that a hung mount stalls one connect, not the runtime's workers.
+    pub async fn resolve_async(&self) -> Result<Option<String>, SecretError> {
+        match self {
+            Secret::File(p) => {
+                let secret = self.clone();
+                let path = p.display().to_string();
+                tokio::task::spawn_blocking(move || secret.resolve())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(SecretError::File {
+                            path,
+                            source: std::io::Error::other(e.to_string()),
+                        })
+                    })
+            }
+            _ => self.resolve(),
+        }
+    }
 }
 
 /// Where a target lives.
@@ -160,7 +183,7 @@ pub struct WebTls {
 
 /// How often CLIENT LIST runs. It runs on Redis' main thread and costs O(clients), so above
 /// a number of connected clients its interval grows in proportion, up to `max_interval`; INFO
-/// and CONFIG keep the target's poll interval. Read in chunks of ids (src/chunked.rs, Redis
+/// and CONFIG keep the target's poll interval. Read in chunks of ids (src/redis/chunked.rs, Redis
 /// 6.2+) it no longer stalls Redis, and only its total CPU limits it: `backoff_clients`; read
 /// whole (older servers), one command holds Redis for all clients at once:
 /// `full_backoff_clients`.
@@ -178,7 +201,7 @@ pub struct ClientListSchedule {
 pub const DEFAULT_BACKOFF_CLIENTS: u64 = 50_000;
 /// `client_list_full_backoff_clients`: a full CLIENT LIST of 5,000 clients holds Redis ~10 ms.
 pub const DEFAULT_FULL_BACKOFF_CLIENTS: u64 = 5000;
-/// `client_list_resync_seconds`: a sweep (src/chunked.rs) at most every 15 minutes bounds how
+/// `client_list_resync_seconds`: a sweep (src/redis/chunked.rs) at most every 15 minutes bounds how
 /// long a client the walk could not see stays uncounted.
 pub const DEFAULT_RESYNC_SECONDS: f64 = 900.0;
 
@@ -221,10 +244,10 @@ pub struct Config {
     pub idle_threshold_seconds: u64,
     pub targets: Vec<Target>,
     pub web: WebConfig,
-    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/topology_config.rs).
-    pub topology: crate::topology_config::TopologyConfig,
+    /// Clusters, Sentinel sets, `/scrape` targets and the targets file (src/config/topology.rs).
+    pub topology: crate::config::topology::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
-    pub relief: crate::relief_config::ReliefConfig,
+    pub relief: crate::config::relief::ReliefConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -265,17 +288,17 @@ pub(crate) struct RawConfig {
     pub(crate) tls_insecure_skip_verify: Option<bool>,
     pub(crate) web_config_file: Option<PathBuf>,
     pub(crate) targets: Option<Vec<RawTarget>>,
-    // Topology, dynamic targets and the targets file: src/topology_config.rs.
+    // Topology, dynamic targets and the targets file: src/config/topology.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
-    pub(crate) scrape_allow: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,
     pub(crate) scrape_max_targets: Option<usize>,
     pub(crate) scrape_never_up_timeout_seconds: Option<f64>,
     pub(crate) scrape_idle_timeout_seconds: Option<f64>,
     pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
-    pub(crate) relief: Option<crate::relief_config::RawRelief>,
+    pub(crate) relief: Option<crate::config::relief::RawRelief>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
@@ -288,7 +311,7 @@ pub(crate) struct RawAuth {
     pub(crate) password_file: Option<PathBuf>,
     pub(crate) password_env: Option<String>,
     /// Where `/scrape` may send these credentials (`host-or-CIDR:port[-port]`); none: nowhere.
-    pub(crate) targets: Option<crate::topology_config::RawAllowlist>,
+    pub(crate) targets: Option<crate::config::topology::RawAllowlist>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
@@ -789,11 +812,11 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         )]
     };
 
-    let profiles = crate::topology_config::auth_profiles(&raw, origin)?;
+    let profiles = crate::config::topology::auth_profiles(&raw, origin)?;
     let mut targets = Vec::with_capacity(raw_targets.len());
     let mut groups = Vec::new();
     for (key, t) in raw_targets {
-        let label = match crate::topology_config::group(&key, &t, &raw, o, origin, &profiles)? {
+        let label = match crate::config::topology::group(&key, &t, &raw, o, origin, &profiles)? {
             Some(g) => {
                 let label = g.name.clone();
                 groups.push(g);
@@ -812,7 +835,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
             .count()
             + groups
                 .iter()
-                .filter(|g: &&crate::topology_config::Group| g.name == label)
+                .filter(|g: &&crate::config::topology::Group| g.name == label)
                 .count();
         if uses > 1 {
             return Err(invalid(
@@ -823,13 +846,13 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         }
     }
     let topology =
-        crate::topology_config::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
+        crate::config::topology::TopologyConfig::resolve(&raw, o, origin, groups, profiles)?;
     let web_file = o.web_config_file.as_ref().or(raw.web_config_file.as_ref());
     let web = match web_file {
         Some(path) => load_web_config(path)?,
         None => WebConfig::default(),
     };
-    let relief = crate::relief_config::ReliefConfig::resolve(
+    let relief = crate::config::relief::ReliefConfig::resolve(
         raw.relief.as_ref(),
         &web,
         web_file.map(PathBuf::as_path),
@@ -923,7 +946,7 @@ pub(crate) fn resolve_target(
     d: &RawConfig,
     o: &Overrides,
     origin: &str,
-    profiles: &crate::topology_config::AuthProfiles,
+    profiles: &crate::config::topology::AuthProfiles,
 ) -> Result<Target, ConfigError> {
     let address = t
         .address

@@ -1,6 +1,6 @@
 //! Targets that stand for several nodes: Redis Cluster, Sentinel master sets, and the watched
 //! targets file. Each is one task that finds the current nodes, runs one ordinary poller per
-//! node (each on its own held connection, through [`crate::reconcile`]) and removes the series
+//! node (each on its own held connection, through [`crate::targets::reconcile`]) and removes the series
 //! of a node that leaves. Discovery runs on an interval, and earlier when a node's INFO role
 //! disagrees with what discovery said (a failover) or a node goes down or comes back.
 //!
@@ -15,11 +15,11 @@ use fred::prelude::ClientLike;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::topology::{Group, GroupKind, Resolver, TargetsFile};
 use crate::config::{Config, Endpoint, Target};
-use crate::poller::{bounded, Conn, PollError};
-use crate::reconcile::{reconcile_pollers, PollerSpec, ReloadSummary, TaskSet};
-use crate::state::{Role, Store, Topology};
-use crate::topology_config::{Group, GroupKind, Resolver, TargetsFile};
+use crate::redis::connection::{bounded, Conn, PollError, Stage};
+use crate::targets::reconcile::{reconcile_pollers, PollerSpec, ReloadSummary, TaskSet};
+use crate::targets::state::{Role, Store, Topology};
 
 /// One source of node pollers, started from the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -336,7 +336,7 @@ async fn command(conn: &Conn, t: &Target, name: &str, args: &[&str]) -> Result<V
     let cmd = CustomCommand::new(name.to_string(), ClusterHash::FirstKey, false);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     bounded(
-        "discovery",
+        Stage::Discovery,
         t.command_timeout,
         conn.client.custom::<Value, String>(cmd, args),
     )
@@ -535,7 +535,18 @@ async fn watch_file(
 ) {
     let mut last_error: Option<String> = None;
     loop {
-        match resolver.targets_file(&file.path) {
+        // Read and parsed on a blocking thread: a file on a slow or hung mount (NFS, a
+        // ConfigMap volume being swapped) must not stall the runtime's workers.
+        let (r, path) = (resolver.clone(), file.path.clone());
+        let read = tokio::task::spawn_blocking(move || r.targets_file(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::config::ConfigError::Load {
+                    origin: file.path.display().to_string(),
+                    message: format!("reading the targets file failed: {e}"),
+                })
+            });
+        match read {
             Ok(targets) => {
                 if last_error.take().is_some() {
                     tracing::info!(file = %file.path.display(), "targets file valid again");
