@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::{server_version, Exporter, Redis, RespConn};
 use fred::prelude::{Builder, Client, ClientInterface, ClientLike, Config, ServerInterface};
-use redis_clients_exporter::aggregate::{Aggregator, ClientListSummary, GroupStats};
-use redis_clients_exporter::info::Info;
+use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary, GroupStats};
+use redis_clients_exporter::redis::info::Info;
 use redis_clients_exporter::redis::chunked::{ChunkedLister, FullReason, Listing, CHUNK_IDS};
 
 const TOP_K: usize = 10_000;
@@ -99,8 +99,8 @@ fn counts(s: &ClientListSummary) -> Counts {
         by_lib: groups(&s.by_lib),
         by_user: s.by_user.iter().cloned().collect(),
         by_command: s.by_command.iter().cloned().collect(),
-        by_type: s.by_type.to_vec(),
-        by_flag: s.by_flag.to_vec(),
+        by_type: s.by_type.counts().to_vec(),
+        by_flag: s.by_flag.counts().to_vec(),
         subscriptions: s.subscriptions,
     }
 }
