@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{server_version, Exporter, Redis, RespConn};
-use fred::prelude::{Builder, Client, ClientInterface, ClientLike, Config, ServerInterface};
+use fred::prelude::{Builder, Client, ClientInterface, ClientLike, Config};
 use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary, GroupStats};
-use redis_clients_exporter::redis::info::Info;
 use redis_clients_exporter::redis::chunked::{ChunkedLister, FullReason, Listing, CHUNK_IDS};
+use redis_clients_exporter::redis::info::Info;
 
 const TOP_K: usize = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(10);

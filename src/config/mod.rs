@@ -1096,7 +1096,7 @@ pub(crate) fn resolve_target(
             )?,
             // 0 turns the periodic resync off.
             resync: match d.client_list_resync_seconds {
-                Some(v) if v == 0.0 => None,
+                Some(0.0) => None,
                 v => Some(seconds(
                     origin,
                     "client_list_resync_seconds",

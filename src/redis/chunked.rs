@@ -717,9 +717,9 @@ pub fn ids_of(reply: &str, out: &mut Vec<u64>) {
         let Some(rest) = line.strip_prefix("id=") else {
             continue;
         };
-        let digits = rest.bytes().take_while(u8::is_ascii_digit);
-        let id = digits.fold(Some(0u64), |n, d| {
-            n?.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        let mut digits = rest.bytes().take_while(u8::is_ascii_digit);
+        let id = digits.try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         });
         if let Some(id) = id.filter(|_| rest.as_bytes().first().is_some_and(u8::is_ascii_digit)) {
             out.push(id);
