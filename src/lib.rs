@@ -83,8 +83,12 @@ impl Running {
         if cfg.relief != self.relief.config() {
             tracing::warn!("changed [relief] settings need a restart; keeping the running ones");
         }
+        if cfg.shard != self.store.shard.snapshot().0 {
+            tracing::info!(shard = %cfg.shard, "new shard: targets move to and from the other replicas");
+            self.store.shard.configure(cfg.shard);
+        }
         let mut pollers = self.pollers.lock().await;
-        let wanted = poller_specs(&cfg);
+        let wanted = poller_specs(&cfg, &self.store);
         let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
         let mut groups = self.groups.lock().await;
         summary.merge(discovery::reconcile_sources(&mut groups, &cfg, &self.store).await);
@@ -93,10 +97,18 @@ impl Running {
     }
 }
 
-/// The configured plain targets as poller specs, by label.
-fn poller_specs(cfg: &Config) -> BTreeMap<String, PollerSpec> {
-    cfg.targets
-        .iter()
+/// The configured plain targets this replica owns (`shard`) as poller specs, by label; the
+/// owned and skipped counts go to the store's ledger.
+fn poller_specs(cfg: &Config, store: &state::Store) -> BTreeMap<String, PollerSpec> {
+    let (owned, skipped): (Vec<_>, Vec<_>) =
+        cfg.targets.iter().partition(|t| cfg.shard.owns(&t.label));
+    if !cfg.targets.is_empty() {
+        store.shard.record("targets", owned.len(), skipped.len());
+    } else {
+        store.shard.forget("targets");
+    }
+    owned
+        .into_iter()
         .map(|t| {
             (
                 t.label.clone(),
@@ -141,6 +153,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let relief = Arc::new(relief::Hub::default());
     relief.configure(cfg.relief.clone(), exporter_url(addr, &cfg));
     let store = Arc::new(state::Store::new(relief.clone()));
+    store.shard.configure(cfg.shard);
+    if !cfg.shard.is_whole() {
+        tracing::info!(shard = %cfg.shard, "polling only the targets whose label hashes to this shard");
+    }
     if cfg.relief.enabled {
         tracing::warn!(users = ?cfg.relief.users, bounds = ?cfg.relief.bounds, "relief actions are enabled: these users may close connections and CONFIG SET through the held connections (docs/relief.md)");
     }
@@ -151,7 +167,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             tracing::warn!(target_label = %target.label, "TLS certificate verification is disabled for this target");
         }
     }
-    reconcile::reconcile_pollers(&mut pollers, poller_specs(&cfg), &store).await;
+    reconcile::reconcile_pollers(&mut pollers, poller_specs(&cfg, &store), &store).await;
     let mut groups = TaskSet::new(shutdown.clone());
     discovery::reconcile_sources(&mut groups, &cfg, &store).await;
     let dynamic = dynamic::Dynamic::new(&cfg, shutdown.clone());

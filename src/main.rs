@@ -28,6 +28,10 @@ struct Cli {
     /// Log format [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Poll and export only this replica's share of the targets: `i/N` (0-based) or
+    /// `ordinal/N` (i from the host name's `-<ordinal>` suffix, as in a StatefulSet).
+    #[arg(long, value_name = "i/N")]
+    shard: Option<String>,
     /// Protect /metrics with TLS and/or basic auth (Prometheus web config file format).
     #[arg(long, value_name = "PATH")]
     web_config_file: Option<PathBuf>,
@@ -158,6 +162,7 @@ fn main() -> std::process::ExitCode {
         top_k: cli.top_k,
         log_format: cli.log_format,
         web_config_file: cli.web_config_file.clone(),
+        shard: cli.shard.clone(),
     };
     let loaded = if cli.skip_secrets {
         config::load_with_env(cli.config.as_deref(), &overrides, config::process_env())
@@ -178,6 +183,12 @@ fn main() -> std::process::ExitCode {
             cfg.top_k,
             cfg.targets.len()
         );
+        if !cfg.shard.is_whole() {
+            println!(
+                "  shard {}: this replica polls only the targets whose label hashes to it",
+                cfg.shard
+            );
+        }
         for t in &cfg.targets {
             println!("  {} (poll every {:?})", t.label, t.poll_interval);
         }

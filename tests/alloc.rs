@@ -19,27 +19,36 @@ struct Counting;
 // its allocations count too.
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not yet freed, always counted (for what an aggregator holds).
+static LIVE: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Relaxed) {
             COUNT.fetch_add(1, Relaxed);
         }
+        LIVE.fetch_add(layout.size() as u64, Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Relaxed);
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if COUNTING.load(Relaxed) {
             COUNT.fetch_add(1, Relaxed);
         }
+        LIVE.fetch_add(new_size as u64, Relaxed);
+        LIVE.fetch_sub(layout.size() as u64, Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// The counts are process-wide: the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn allocations(f: impl FnOnce()) -> u64 {
     COUNT.store(0, Relaxed);
@@ -51,6 +60,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 
 #[test]
 fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let reply = synthetic::client_list(20_000, 500, 40);
     let mut agg = Aggregator::new(60);
     // Warm-up: the first snapshot copies each distinct key once.
@@ -159,5 +169,46 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
     assert_eq!(
         per_line, 0,
         "40 warm chunks of 500 lines allocated {per_line} times"
+    );
+}
+
+/// What an aggregator holds: the live bytes its drop gives back.
+fn held(agg: Aggregator) -> u64 {
+    let before = LIVE.load(Relaxed);
+    drop(agg);
+    before.saturating_sub(LIVE.load(Relaxed))
+}
+
+/// Issue 20: an aggregator that once saw a large population gives the capacity back after a
+/// small reply (a fleet of idle targets stays small), and then, polled with the same small
+/// population, reaches a fixed size: no allocation growth from poll to poll.
+#[test]
+fn a_small_reply_gives_back_what_a_large_one_left() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let large = synthetic::client_list(20_000, 500, 40);
+    let small = synthetic::client_list(40, 4, 4);
+    assert!(small.len() < redis_clients_exporter::analysis::aggregate::SHRINK_BELOW_BYTES);
+    let mut only_small = Aggregator::new(60);
+    only_small.set_parallel(false);
+    let mut was_large = Aggregator::new(60);
+    was_large.set_parallel(false);
+    was_large.summarize(&large, 50);
+    for _ in 0..3 {
+        only_small.summarize(&small, 50);
+        was_large.summarize(&small, 50);
+    }
+    let n1 = allocations(|| {
+        was_large.summarize(&small, 50);
+    });
+    let n2 = allocations(|| {
+        was_large.summarize(&small, 50);
+    });
+    assert_eq!(n1, n2, "a steady small population keeps allocating more");
+    let (small_held, was_large_held) = (held(only_small), held(was_large));
+    // A margin for the allocator's own rounding, far below the megabytes the large
+    // population's maps took.
+    assert!(
+        was_large_held < small_held + 64 * 1024,
+        "after a small reply the aggregator still holds {was_large_held} bytes (one that only saw small ones: {small_held})"
     );
 }

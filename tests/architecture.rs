@@ -72,7 +72,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Acting on a full Redis through the pollers' held connections.
     ("relief", &["relief"]),
     // HTTP: the server and its routes, metric families, report rendering.
-    ("web", &["web", "web::metrics", "web::render", "web::http"]),
+    (
+        "web",
+        &[
+            "web",
+            "web::exposition",
+            "web::metrics",
+            "web::render",
+            "web::http",
+        ],
+    ),
     ("entry", &["crate", "main"]),
 ];
 

@@ -16,7 +16,8 @@
 Manifest checks: a PrometheusRule's spec equals alerts/redis-clients.rules.yml; a dashboard
 ConfigMap's JSON equals the dashboard of the same name in dashboards/; a Deployment's containers
 probe /healthz and /readyz and run as non-root without privilege escalation, and its pod sets
-enableServiceLinks: false.
+enableServiceLinks: false; a StatefulSet gets the same checks, and its shard must be
+ordinal/<replicas> with HOSTNAME from the pod name.
 """
 
 import glob
@@ -170,7 +171,32 @@ def check_docs(docs, origin):
                 fail("%s: no selector" % where)
         elif kind == "Deployment":
             check_deployment(doc, where)
+        elif kind == "StatefulSet":
+            check_deployment(doc, where)
+            check_sharded(doc, where)
     return kinds
+
+
+def check_sharded(doc, where):
+    """A sharded StatefulSet: every replica takes its shard from its ordinal, of exactly
+    `replicas` shards (a mismatch would leave targets unpolled or polled twice)."""
+    spec = doc["spec"]
+    if not spec.get("serviceName"):
+        fail("%s: a StatefulSet needs serviceName (the headless Service)" % where)
+    replicas = spec.get("replicas", 1)
+    for c in spec["template"]["spec"].get("containers", []):
+        if EXPORTER_IMAGE not in c.get("image", ""):
+            continue
+        env = {e.get("name"): e for e in c.get("env", [])}
+        shard = (env.get("REDIS_CLIENTS_EXPORTER_SHARD") or {}).get("value")
+        args = [a for a in c.get("args", []) if str(a).startswith("--shard")]
+        if args:
+            shard = str(args[-1]).split("=", 1)[-1]
+        if shard != "ordinal/%s" % replicas:
+            fail("%s: the shard must be ordinal/%s (replicas), got %r" % (where, replicas, shard))
+        host = ((env.get("HOSTNAME") or {}).get("valueFrom") or {}).get("fieldRef") or {}
+        if host.get("fieldPath") != "metadata.name":
+            fail("%s: HOSTNAME must come from metadata.name (the ordinal is read from it)" % where)
 
 
 def check_deployment(doc, where):

@@ -461,6 +461,19 @@ impl<V: Count> Counts<V> {
         self.index.len()
     }
 
+    /// Gives back capacity far beyond the live keys (left by a larger earlier population).
+    fn shrink(&mut self) {
+        if self.index.capacity() > 2 * self.index.len() + 16 {
+            self.index.shrink_to(self.index.len());
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 16 {
+            self.slots.shrink_to(self.slots.len());
+        }
+        if self.last_key.capacity() > 256 {
+            self.last_key.shrink_to(64);
+        }
+    }
+
     /// Adds the live keys of `other` (pruned first, so that it too forgets vanished keys).
     fn absorb(&mut self, other: &mut Counts<V>) {
         other.prune();
@@ -548,6 +561,10 @@ impl crate::redis::chunked::ChunkSink for Aggregator {
 /// worth paying only where one thread comes near the budget.
 pub const PARALLEL_MIN_BYTES: usize = 8 << 20;
 
+/// A reply shorter than this (about 200 connections) lets the aggregator give back capacity
+/// a larger population left; a longer one keeps everything warm (the 0-allocation hot path).
+pub const SHRINK_BELOW_BYTES: usize = 64 << 10;
+
 /// Reusable aggregation state for one target. See the module docs.
 pub struct Aggregator {
     idle_threshold: u64,
@@ -610,7 +627,36 @@ impl Aggregator {
             Some((first, second)) => self.add_halves(first, second),
             None => self.add_lines(reply),
         }
-        self.finish(top_k)
+        let summary = self.finish(top_k);
+        if reply.len() < SHRINK_BELOW_BYTES {
+            self.shrink();
+        }
+        summary
+    }
+
+    /// After a small reply: what an earlier, larger population left in the reused maps and
+    /// scratch space is given back, so a fleet of small targets stays small (issue 20).
+    /// Only capacity far beyond what this reply needed goes, so a steady small population
+    /// reaches a fixed size and then allocates nothing either.
+    fn shrink(&mut self) {
+        self.sources.shrink();
+        self.names.shrink();
+        self.libs.shrink();
+        self.prefixes.shrink();
+        self.users.shrink();
+        self.commands.shrink();
+        for v in [&mut self.pools] {
+            if v.capacity() > 2 * v.len() + 64 {
+                v.shrink_to(v.len());
+            }
+        }
+        if self.rows.capacity() > 2 * self.rows.len() + 64 {
+            self.rows.shrink_to(self.rows.len());
+        }
+        if self.scratch.capacity() > 1024 {
+            self.scratch.shrink_to(256);
+        }
+        self.helper = None;
     }
 
     fn add_lines(&mut self, reply: &str) {

@@ -204,7 +204,9 @@ impl History {
         Self {
             retention,
             spacing: retention / MAX_SAMPLES as f64,
-            samples: VecDeque::with_capacity(MAX_SAMPLES + 2),
+            // Grown as samples come (one a minute) rather than reserved up front: a new
+            // target does not hold an hour's worth of empty slots (~12 kB) from the start.
+            samples: VecDeque::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! inside an address URL is moved out of it before the address is used for anything.
 
 pub mod relief;
+pub mod shard;
 pub mod topology;
 
 use std::fmt;
@@ -248,6 +249,8 @@ pub struct Config {
     pub topology: crate::config::topology::TopologyConfig,
     /// `[relief]`: acting on a full Redis through the held connection (src/relief).
     pub relief: crate::config::relief::ReliefConfig,
+    /// `shard`: this replica's share of the targets (src/config/shard.rs); the whole by default.
+    pub shard: crate::config::shard::Shard,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -259,6 +262,8 @@ pub struct Overrides {
     pub top_k: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub web_config_file: Option<PathBuf>,
+    /// `--shard i/N`.
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, PartialEq)]
@@ -299,6 +304,8 @@ pub(crate) struct RawConfig {
     pub(crate) targets_file: Option<PathBuf>,
     pub(crate) targets_file_interval_seconds: Option<f64>,
     pub(crate) relief: Option<crate::config::relief::RawRelief>,
+    /// `i/N` or `ordinal/N` (src/config/shard.rs).
+    pub(crate) shard: Option<String>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
@@ -372,7 +379,7 @@ pub fn load_checked_with_env(
 ) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (raw, origin) = read_layers(file, env.iter().cloned())?;
-    let cfg = resolve(raw.clone(), overrides, &origin)?;
+    let cfg = resolve(raw.clone(), overrides, &origin, hostname(&env))?;
     check_secrets(&raw, overrides, &origin, &env)?;
     Ok(cfg)
 }
@@ -384,8 +391,16 @@ pub fn load_with_env(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let (raw, origin) = read_layers(file, env)?;
-    resolve(raw, overrides, &origin)
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let (raw, origin) = read_layers(file, env.iter().cloned())?;
+    resolve(raw, overrides, &origin, hostname(&env))
+}
+
+/// `HOSTNAME` from `env`, for `shard = "ordinal/N"`.
+fn hostname(env: &[(String, String)]) -> Option<String> {
+    env.iter()
+        .find(|(k, _)| k == crate::config::shard::HOSTNAME_VAR)
+        .map(|(_, v)| v.clone())
 }
 
 /// The file and environment layers, merged; the origin that errors name.
@@ -734,7 +749,23 @@ pub(crate) fn seconds(
     Ok(Duration::from_secs_f64(v))
 }
 
-fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, ConfigError> {
+fn resolve(
+    raw: RawConfig,
+    o: &Overrides,
+    origin: &str,
+    hostname: Option<String>,
+) -> Result<Config, ConfigError> {
+    let shard = match (&o.shard, &raw.shard) {
+        (Some(s), _) => crate::config::shard::Shard::parse(s, || {
+            hostname.or_else(crate::config::shard::kernel_hostname)
+        })
+        .map_err(|e| invalid("command line", "--shard", e.0))?,
+        (None, Some(s)) => crate::config::shard::Shard::parse(s, || {
+            hostname.or_else(crate::config::shard::kernel_hostname)
+        })
+        .map_err(|e| invalid(origin, "shard", e.0))?,
+        (None, None) => crate::config::shard::Shard::default(),
+    };
     let listen_s = o
         .listen
         .clone()
@@ -802,6 +833,10 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
             ));
         }
         list
+    } else if raw.targets_file.is_some() {
+        // The file names the targets (a sharded StatefulSet's replicas share one): no
+        // default 127.0.0.1:6379 beside them, which one replica would poll and report down.
+        Vec::new()
     } else {
         vec![(
             "default target".to_string(),
@@ -868,6 +903,7 @@ fn resolve(raw: RawConfig, o: &Overrides, origin: &str) -> Result<Config, Config
         web,
         topology,
         relief,
+        shard,
     })
 }
 

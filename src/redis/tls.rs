@@ -73,21 +73,40 @@ pub fn client_config(opts: &TlsOptions) -> Result<rustls::ClientConfig, TlsError
                     roots.add(c)?;
                 }
             }
-            None => {
-                for c in rustls_native_certs::load_native_certs().certs {
-                    // A broken system certificate must not stop the others from loading.
-                    let _ = roots.add(c);
-                }
-            }
+            // The system store, read once per process and shared by every target and every
+            // reconnect (it is ~150 certificates: reading and parsing it per connect cost
+            // each target its own copy).
+            None => return finish(builder.with_root_certificates(system_roots()), opts),
         }
         builder.with_root_certificates(roots)
     };
+    finish(builder, opts)
+}
+
+/// The client certificate, when the target has one.
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    opts: &TlsOptions,
+) -> Result<rustls::ClientConfig, TlsError> {
     match (&opts.cert_file, &opts.key_file) {
         (Some(cert), Some(k)) => {
             Ok(builder.with_client_auth_cert(certs("client certificate", cert)?, key(k)?)?)
         }
         _ => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// The operating system's trust store, loaded at first use.
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    Arc::clone(ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_native_certs::load_native_certs().certs {
+            // A broken system certificate must not stop the others from loading.
+            let _ = roots.add(c);
+        }
+        Arc::new(roots)
+    }))
 }
 
 /// `tls_insecure_skip_verify`: the handshake still happens (so traffic is encrypted), but any

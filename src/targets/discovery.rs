@@ -15,6 +15,7 @@ use fred::prelude::ClientLike;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::shard::Shard;
 use crate::config::topology::{Group, GroupKind, Resolver, TargetsFile};
 use crate::config::{Config, Endpoint, Target};
 use crate::redis::connection::{bounded, Conn, PollError, Stage};
@@ -30,13 +31,25 @@ pub enum SourceSpec {
         top_k: usize,
         idle_threshold_seconds: u64,
         interval: Duration,
+        shard: Shard,
     },
     File {
         file: TargetsFile,
         resolver: Resolver,
         top_k: usize,
         idle_threshold_seconds: u64,
+        shard: Shard,
     },
+}
+
+impl SourceSpec {
+    /// The `source` label of `redis_clients_exporter_shard_targets`.
+    fn ledger_key(&self) -> String {
+        match self {
+            SourceSpec::Group { group, .. } => format!("group:{}", group.name),
+            SourceSpec::File { .. } => "targets_file".to_string(),
+        }
+    }
 }
 
 /// The configuration's groups and targets file, by a key unique among sources.
@@ -50,6 +63,7 @@ pub fn source_specs(cfg: &Config) -> BTreeMap<String, SourceSpec> {
                 top_k: cfg.top_k,
                 idle_threshold_seconds: cfg.idle_threshold_seconds,
                 interval: cfg.topology.discovery_interval,
+                shard: cfg.shard,
             },
         );
     }
@@ -61,6 +75,7 @@ pub fn source_specs(cfg: &Config) -> BTreeMap<String, SourceSpec> {
                 resolver: cfg.topology.resolver.clone(),
                 top_k: cfg.top_k,
                 idle_threshold_seconds: cfg.idle_threshold_seconds,
+                shard: cfg.shard,
             },
         );
     }
@@ -83,18 +98,21 @@ pub async fn reconcile_sources(
 
 async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
     let mut nodes = TaskSet::new(stop.clone());
+    let ledger_key = spec.ledger_key();
     match spec {
         SourceSpec::Group {
             group,
             top_k,
             idle_threshold_seconds,
             interval,
+            shard,
         } => {
             let mut g = GroupRunner {
                 group: *group,
                 top_k,
                 idle_threshold_seconds,
                 interval,
+                shard,
                 discovered: BTreeMap::new(),
                 observed: BTreeMap::new(),
                 logged_ok: None,
@@ -106,12 +124,12 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
             resolver,
             top_k,
             idle_threshold_seconds,
+            shard,
         } => {
             watch_file(
                 &file,
                 &resolver,
-                top_k,
-                idle_threshold_seconds,
+                (top_k, idle_threshold_seconds, shard),
                 &mut nodes,
                 &store,
                 &stop,
@@ -120,6 +138,7 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
         }
     }
     nodes.stop_all(|label| store.remove(label)).await;
+    store.shard.forget(&ledger_key);
 }
 
 /// A node as discovery reports it.
@@ -172,7 +191,10 @@ struct GroupRunner {
     top_k: usize,
     idle_threshold_seconds: u64,
     interval: Duration,
-    /// Node target label -> what discovery said.
+    /// Only the nodes whose label this replica's shard owns get a poller.
+    shard: Shard,
+    /// Node target label -> what discovery said (every node, owned or not: all are candidates
+    /// to ask at the next discovery).
     discovered: BTreeMap<String, Node>,
     /// Node target label -> (up, INFO role) at the last look, to notice changes.
     observed: BTreeMap<String, (bool, Option<Role>)>,
@@ -262,8 +284,14 @@ impl GroupRunner {
         }
         let mut wanted = BTreeMap::new();
         let mut discovered = BTreeMap::new();
+        let mut skipped = 0;
         for n in found {
             let target = self.group.node_target(n.endpoint.clone());
+            if !self.shard.owns(&target.label) {
+                skipped += 1;
+                discovered.insert(target.label.clone(), n);
+                continue;
+            }
             let topology = Topology {
                 group: self.group.name.clone(),
                 node: n.endpoint.label(),
@@ -280,6 +308,9 @@ impl GroupRunner {
                 },
             );
         }
+        store
+            .shard
+            .record(&format!("group:{}", self.group.name), wanted.len(), skipped);
         let summary = reconcile_pollers(nodes, wanted, store).await;
         if summary.is_change() {
             tracing::info!(cluster = %self.group.name, added = ?summary.added, removed = ?summary.removed, "node set changed");
@@ -528,8 +559,7 @@ fn non_empty(
 async fn watch_file(
     file: &TargetsFile,
     resolver: &Resolver,
-    top_k: usize,
-    idle_threshold_seconds: u64,
+    (top_k, idle_threshold_seconds, shard): (usize, u64, Shard),
     nodes: &mut TaskSet<PollerSpec>,
     store: &Arc<Store>,
     stop: &CancellationToken,
@@ -552,7 +582,12 @@ async fn watch_file(
                 if last_error.take().is_some() {
                     tracing::info!(file = %file.path.display(), "targets file valid again");
                 }
-                let wanted = targets
+                let (owned, skipped): (Vec<_>, Vec<_>) =
+                    targets.into_iter().partition(|t| shard.owns(&t.label));
+                store
+                    .shard
+                    .record("targets_file", owned.len(), skipped.len());
+                let wanted = owned
                     .into_iter()
                     .map(|target| {
                         (

@@ -103,6 +103,8 @@ pub struct Store {
     pub actions: Arc<dyn crate::targets::jobs::Actions>,
     /// Woken at every publish: `/scrape` waits on it for a new target's first poll.
     published: tokio::sync::Notify,
+    /// This replica's shard and its owned/skipped targets per source (src/config/shard.rs).
+    pub shard: crate::config::shard::Ledger,
 }
 
 impl Default for Store {
@@ -117,6 +119,7 @@ impl Store {
             targets: RwLock::default(),
             actions,
             published: tokio::sync::Notify::new(),
+            shard: Default::default(),
         }
     }
 

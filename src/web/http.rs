@@ -578,13 +578,19 @@ pub fn router(
         .with_state(store)
 }
 
+/// The page is written once, as one text chunk per family, and sent as those chunks: with
+/// thousands of targets it is megabytes, and joining it would hold it twice.
 async fn metrics(
     State(store): State<Arc<Store>>,
     axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
 ) -> impl IntoResponse {
-    let mut body = crate::web::metrics::render(&store.snapshot());
-    body.extend(crate::web::metrics::render_actions(&relief.counts()));
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body)
+    let mut chunks = crate::web::metrics::render_chunks(&store.snapshot());
+    chunks.push(crate::web::metrics::render_actions(&relief.counts()).into());
+    chunks.push(crate::web::metrics::render_shard(&store.shard).into());
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        axum::body::Body::new(crate::web::exposition::Chunks::new(chunks)),
+    )
 }
 
 #[derive(Debug, serde::Deserialize)]

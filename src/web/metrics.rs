@@ -4,10 +4,11 @@
 //! registry: a top-K label value that drops out of a snapshot must disappear from `/metrics`,
 //! which long-lived `*Vec` metrics would keep forever. docs/metrics.md lists every family.
 
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
-use prometheus::{Encoder, TextEncoder};
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::web::exposition::{Exposition, Kind};
 
 use crate::analysis::aggregate::Distribution;
 use crate::redis::client_list::{ClientType, Flag};
@@ -15,9 +16,9 @@ use crate::redis::info::looks_fd_clamped;
 use crate::targets::state::{ErrorKind, Role, TargetState};
 
 /// Collects families by name, in first-use order, so each family is emitted once with all its
-/// targets' series.
+/// targets' series, written as text as they come (src/exposition.rs).
 struct Families {
-    list: Vec<MetricFamily>,
+    out: Exposition,
     /// Labels added to every series of the current target (cluster/Sentinel nodes).
     extra: Vec<(&'static str, String)>,
 }
@@ -28,59 +29,50 @@ const _: () = assert!(crate::redis::label::MAX_LABEL_BYTES == 128);
 /// Values from Redis are bounded where they are read (and counted there); this bounds
 /// whatever else reaches a label (topology names from CLUSTER NODES or Sentinel) the same way.
 /// `target` is the operator's own label and is kept whole: it must match their configuration.
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(n, v)| {
-            let mut l = LabelPair::default();
-            l.set_name((*n).to_string());
-            l.set_value(if *n == "target" {
-                (*v).to_string()
-            } else {
-                crate::redis::label::bound(v).into_owned()
-            });
-            l
-        })
-        .collect()
+fn bounded<'a>(n: &'a str, v: &'a str) -> (&'a str, Cow<'a, str>) {
+    if n == "target" {
+        (n, Cow::Borrowed(v))
+    } else {
+        (n, crate::redis::label::bound(v))
+    }
+}
+
+/// `l` plus the current target's topology labels `extra`, except those `l` names itself
+/// (`redis_instance_info` has its own `role`, INFO's word).
+fn labels<'a>(
+    extra: &'a [(&'static str, String)],
+    l: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut out: Vec<_> = l.iter().map(|(n, v)| bounded(n, v)).collect();
+    for (n, v) in extra {
+        if !l.iter().any(|(name, _)| name == n) {
+            out.push(bounded(n, v));
+        }
+    }
+    out
 }
 
 impl Families {
-    /// `l` plus the current target's topology labels, except those `l` names itself
-    /// (`redis_instance_info` has its own `role`, INFO's word).
-    fn labels(&self, l: &[(&str, &str)]) -> Vec<LabelPair> {
-        let mut out = labels(l);
-        for (n, v) in &self.extra {
-            if !l.iter().any(|(name, _)| name == n) {
-                out.extend(labels(&[(n, v.as_str())]));
-            }
+    fn new() -> Self {
+        Families {
+            out: Exposition::default(),
+            extra: Vec::new(),
         }
-        out
     }
 
-    fn family(&mut self, name: &str, help: &str, ty: MetricType) -> &mut MetricFamily {
-        let pos = match self.list.iter().position(|f| f.name() == name) {
-            Some(p) => p,
-            None => {
-                let mut f = MetricFamily::default();
-                f.set_name(name.to_string());
-                f.set_help(help.to_string());
-                f.set_field_type(ty);
-                self.list.push(f);
-                self.list.len() - 1
-            }
-        };
-        &mut self.list[pos]
+    fn series(&mut self, name: &str, help: &str, kind: Kind, l: &[(&str, &str)], v: f64) {
+        let pairs = labels(&self.extra, l);
+        self.out.sample(
+            name,
+            help,
+            kind,
+            pairs.iter().map(|(n, v)| (*n, v.as_ref())),
+            v,
+        );
     }
 
     fn gauge(&mut self, name: &str, help: &str, l: &[(&str, &str)], v: f64) {
-        let mut g = Gauge::default();
-        g.set_value(v);
-        let mut m = Metric::default();
-        m.set_label(self.labels(l));
-        m.set_gauge(g);
-        self.family(name, help, MetricType::GAUGE)
-            .mut_metric()
-            .push(m);
+        self.series(name, help, Kind::Gauge, l, v);
     }
 
     fn gauge_opt(&mut self, name: &str, help: &str, l: &[(&str, &str)], v: Option<f64>) {
@@ -90,45 +82,26 @@ impl Families {
     }
 
     fn counter(&mut self, name: &str, help: &str, l: &[(&str, &str)], v: f64) {
-        let mut c = Counter::default();
-        c.set_value(v);
-        let mut m = Metric::default();
-        m.set_label(self.labels(l));
-        m.set_counter(c);
-        self.family(name, help, MetricType::COUNTER)
-            .mut_metric()
-            .push(m);
+        self.series(name, help, Kind::Counter, l, v);
     }
 
     fn histogram(&mut self, name: &str, help: &str, l: &[(&str, &str)], d: &Distribution) {
-        let mut h = Histogram::default();
-        h.set_sample_count(d.count);
-        h.set_sample_sum(d.sum as f64);
-        h.set_bucket(
-            d.cumulative()
-                .map(|(ub, c)| {
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(ub as f64);
-                    b.set_cumulative_count(c);
-                    b
-                })
-                .collect(),
+        let pairs = labels(&self.extra, l);
+        self.out.histogram(
+            name,
+            help,
+            pairs.iter().map(|(n, v)| (*n, v.as_ref())),
+            d.cumulative().map(|(ub, c)| (ub as f64, c)),
+            d.sum as f64,
+            d.count,
         );
-        let mut m = Metric::default();
-        m.set_label(self.labels(l));
-        m.set_histogram(h);
-        self.family(name, help, MetricType::HISTOGRAM)
-            .mut_metric()
-            .push(m);
     }
 }
 
-/// Renders every target's state as Prometheus text (format 0.0.4).
-pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
-    let mut f = Families {
-        list: Vec::new(),
-        extra: Vec::new(),
-    };
+/// Every target's state as Prometheus text (format 0.0.4), one chunk per family: what
+/// `/metrics` serves without joining them (src/exposition.rs).
+pub fn render_chunks(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<Bytes> {
+    let mut f = Families::new();
     f.gauge(
         "redis_clients_exporter_build_info",
         "Version of redis-clients-exporter (always 1).",
@@ -139,27 +112,23 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
         f.extra = topology_labels(s);
         add_target(&mut f, target, s);
     }
-    let families: Vec<MetricFamily> = f
-        .list
-        .into_iter()
-        .filter(|m| !m.get_metric().is_empty())
-        .collect();
-    let mut buf = Vec::with_capacity(16 * 1024);
-    // Encoding only fails on a family without series or on an invalid name, which `render`
-    // never builds; an error here is a bug, so serve what was written rather than nothing.
-    if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
-        tracing::error!(error = %e, "encoding metrics failed");
+    f.out.into_chunks()
+}
+
+/// Renders every target's state as Prometheus text (format 0.0.4), in one buffer.
+pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
+    let chunks = render_chunks(states);
+    let mut out = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in &chunks {
+        out.extend_from_slice(c);
     }
-    buf
+    out
 }
 
 /// `redis_clients_exporter_actions_total` from the relief counts (src/relief), as text to
 /// append to [`render`]'s; empty when there are none.
 pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> Vec<u8> {
-    let mut f = Families {
-        list: Vec::new(),
-        extra: Vec::new(),
-    };
+    let mut f = Families::new();
     for (target, action, result, n) in counts {
         f.counter(
             "redis_clients_exporter_actions_total",
@@ -168,11 +137,32 @@ pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> V
             *n as f64,
         );
     }
-    let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&f.list, &mut buf) {
-        tracing::error!(error = %e, "encoding metrics failed");
+    f.out.into_bytes()
+}
+
+/// This replica's shard (src/shard.rs) and, per source of targets, how many it owns and how
+/// many it leaves to the other replicas; text to append to [`render`]'s.
+pub fn render_shard(ledger: &crate::config::shard::Ledger) -> Vec<u8> {
+    let (shard, sources) = ledger.snapshot();
+    let mut f = Families::new();
+    let (index, count) = (shard.index.to_string(), shard.count.to_string());
+    f.gauge(
+        "redis_clients_exporter_shard_info",
+        "This replica's shard: it polls the targets whose label's FNV-1a hash modulo shards is shard (always 1).",
+        &[("shard", &index), ("shards", &count)],
+        1.0,
+    );
+    for (source, [owned, skipped]) in &sources {
+        for (state, n) in [("owned", owned), ("skipped", skipped)] {
+            f.gauge(
+                "redis_clients_exporter_shard_targets",
+                "Targets of a source (targets, targets_file, group:NAME) this replica polls (owned) or leaves to the others (skipped).",
+                &[("source", source), ("state", state)],
+                *n as f64,
+            );
+        }
     }
-    buf
+    f.out.into_bytes()
 }
 
 /// `cluster`, `node` and `role` for a node of a cluster or Sentinel set; nothing otherwise, so

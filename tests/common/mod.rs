@@ -615,6 +615,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         web: Default::default(),
         topology: Default::default(),
         relief: Default::default(),
+        shard: Default::default(),
     }
 }
 
