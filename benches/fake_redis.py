@@ -4,7 +4,9 @@ machine's open-files limit (one real redis-server here holds at most ~19,968 cli
 
 CLIENT LIST returns a synthetic reply built once at start in the format of src/analysis/synthetic.rs
 (Redis 7 lines, 20 clients per source, 50 names), so the server's own time per call is only the
-socket write. INFO and CONFIG GET answer what the exporter reads; anything else is +OK.
+socket write; `CLIENT LIST ID id ...` returns those ids' lines (ids 10 .. CLIENTS + 9), and
+`CLIENT ID` an id above them all, as the chunked walk (src/redis/chunked.rs) needs. INFO and CONFIG
+GET answer what the exporter reads; anything else is +OK.
 
     python3 benches/fake_redis.py PORT CLIENTS      # prints "ready <bytes of CLIENT LIST>"
 """
@@ -13,6 +15,10 @@ import sys
 
 
 def client_list(lines: int, sources: int, services: int) -> bytes:
+    return b"".join(client_lines(lines, sources, services))
+
+
+def client_lines(lines: int, sources: int, services: int) -> list:
     out = []
     for i in range(lines):
         ip = i % sources
@@ -34,9 +40,9 @@ def client_list(lines: int, sources: int, services: int) -> bytes:
             f"laddr=10.0.0.1:6379 fd={i + 20} name={name} age={age} idle={idle} flags={flags} db=0 "
             f"sub={sub} psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 "
             f"rbp=0 obl=0 oll=0 omem=0 tot-mem=22272 events=r cmd={cmd} user=default redir=-1 "
-            f"resp=2 lib-name=redis-py lib-ver=5.0.1\n"
+            f"resp=2 lib-name=redis-py lib-ver=5.0.1\n".encode()
         )
-    return "".join(out).encode()
+    return out
 
 
 def bulk(b: bytes) -> bytes:
@@ -62,7 +68,17 @@ async def read_command(r: asyncio.StreamReader):
 
 def main() -> None:
     port, clients = int(sys.argv[1]), int(sys.argv[2])
-    listing = bulk(client_list(clients, max(clients // 20, 1), 50))
+    by_id = client_lines(clients, max(clients // 20, 1), 50)
+    listing = bulk(b"".join(by_id))
+
+    def listing_of(ids) -> bytes:
+        out = []
+        for a in ids:
+            i = int(a) - 10
+            if 0 <= i < len(by_id):
+                out.append(by_id[i])
+        return bulk(b"".join(out))
+
     config = {b"maxclients": b"65504", b"timeout": b"0", b"tcp-keepalive": b"300"}
     stats = {"received": clients}
 
@@ -83,8 +99,12 @@ def main() -> None:
         try:
             while (args := await read_command(r)) is not None:
                 name = b" ".join(a.upper() for a in args[:2])
-                if name.startswith(b"CLIENT LIST"):
+                if name.startswith(b"CLIENT LIST") and len(args) > 3 and args[2].upper() == b"ID":
+                    w.write(listing_of(args[3:]))
+                elif name.startswith(b"CLIENT LIST"):
                     w.write(listing)
+                elif name == b"CLIENT ID":
+                    w.write(b":%d\r\n" % (clients + 10))
                 elif name.startswith(b"INFO"):
                     w.write(info())
                 elif name.startswith(b"CONFIG GET"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hold N idle client connections to a Redis server, from many loopback source addresses.
 
-Usage: load_clients.py PORT N [--sources 200] [--pool-name app]
+Usage: load_clients.py PORT N [--sources 200] [--name app] [--first-source 0]
 Prints "ready N" when every connection is open, then holds them until killed (SIGTERM).
 Each connection sets a client name like `app-17:pool` (one name per source address), so the
 exporters see a realistic spread of sources and names. Stdlib only.
@@ -20,6 +20,9 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--sources", type=int, default=200)
     ap.add_argument("--name", default="app")
+    # Several processes share one load (one process holds at most ~19,980 sockets): each takes
+    # its own range of source addresses.
+    ap.add_argument("--first-source", type=int, default=0)
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -28,7 +31,8 @@ def main():
     conns = []
     for i in range(args.n):
         src = i % args.sources
-        ip = f"127.0.{1 + src // 250}.{1 + src % 250}"
+        a = args.first_source + src
+        ip = f"127.0.{1 + a // 250}.{1 + a % 250}"
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((ip, 0))
         s.connect(("127.0.0.1", args.port))

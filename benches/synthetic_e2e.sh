@@ -26,8 +26,8 @@ TCK=$(getconf CLK_TCK)
 . benches/lib.sh
 metric() { awk -v m="$2" '!found && index($0, m) == 1 {print $NF; found = 1}' "$1"; }
 
-echo "| clients | reply MB | poll ms (median of $POLLS) | CLIENT LIST read ms | aggregate ms | CPU s/poll | RSS MB | scrape ms | /metrics bytes |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| clients | reply MB | poll ms (median of $POLLS) | CLIENT LIST read ms | aggregate ms | CPU s/poll | RSS MB | scrape ms | /metrics bytes | CLIENT LIST commands per poll |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for N in "${COUNTS[@]}"; do
     RP=$(free_port)
     python3 benches/fake_redis.py "$RP" "$N" > "$work/fake.out" & pids+=($!)
@@ -67,7 +67,8 @@ EOF
     ms() { median < "$1" | awk '{printf "%.1f", $1*1000}'; }
     scrape=$(printf '%s\n' "${times[@]}" | median | awk '{printf "%.1f", $1*1000}')
     cpu=$(awk -v a="$c0" -v b="$c1" -v p="$p0" -v q="$p1" -v t="$TCK" 'BEGIN {printf "%.4f", (b-a)/t/((q-p)>0?(q-p):1)}')
-    echo "| $N synthetic | $(awk -v b="$reply_bytes" 'BEGIN {printf "%.1f", b/1048576}') | $(ms "$work/total") | $(ms "$work/cl") | $(ms "$work/agg") | $cpu | $(rss_mb "$OPID") | $scrape | $b |"
+    cmds=$(metric "$work/m" 'redis_clients_exporter_client_list_commands{')
+    echo "| $N synthetic | $(awk -v b="$reply_bytes" 'BEGIN {printf "%.1f", b/1048576}') | $(ms "$work/total") | $(ms "$work/cl") | $(ms "$work/agg") | $cpu | $(rss_mb "$OPID") | $scrape | $b | $cmds |"
     kill "$OPID"; wait "$OPID" 2>/dev/null || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true

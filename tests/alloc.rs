@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use redis_clients_exporter::analysis::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
 use redis_clients_exporter::analysis::synthetic;
+use redis_clients_exporter::redis::chunked::ChunkSink;
 use redis_clients_exporter::redis::client_list::lines;
 
 struct Counting;
@@ -142,6 +143,32 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
     assert_eq!(
         per_line, 0,
         "parse + aggregate of 5,000 warm lines with long values allocated {per_line} times"
+    );
+
+    // The chunked walk (src/redis/chunked.rs) feeds replies of up to 500 lines and collects their ids
+    // into a vector kept between polls: nothing per line either once warm.
+    let chunk = synthetic::client_list(500, 50, 40);
+    let mut agg = Aggregator::new(60);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        agg.begin();
+        ids.clear();
+        for _ in 0..40 {
+            agg.add_chunk(&chunk, &mut ids);
+        }
+        agg.finish(50);
+    }
+    let per_line = allocations(|| {
+        agg.begin();
+        ids.clear();
+        for _ in 0..40 {
+            agg.add_chunk(&chunk, &mut ids);
+        }
+    });
+    assert_eq!(ids.len(), 20_000);
+    assert_eq!(
+        per_line, 0,
+        "40 warm chunks of 500 lines allocated {per_line} times"
     );
 }
 

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "redis::info",
             "redis::client_list",
             "redis::connection",
+            "redis::chunked",
         ],
     ),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.

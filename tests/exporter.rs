@@ -530,7 +530,9 @@ fn client_list_backs_off_on_a_crowded_server_while_info_keeps_its_pace() {
     // 11 clients against a threshold of 1: CLIENT LIST every 0.2 s × 11 = 2.2 s, INFO every 0.2 s.
     t.client_list = redis_clients_exporter::config::ClientListSchedule {
         backoff_clients: 1,
+        full_backoff_clients: 1,
         max_interval: Duration::from_secs(30),
+        resync: None,
     };
     let exp = Exporter::start(config(vec![t], 50));
     let first = exp.wait_for("first CLIENT LIST", WAIT, |m| {

@@ -155,7 +155,7 @@ impl PollError {
     }
 }
 
-fn classify(stage: Stage, e: &fred::error::Error) -> PollError {
+pub(crate) fn classify(stage: Stage, e: &fred::error::Error) -> PollError {
     let msg = e.details().to_string();
     let lower = msg.to_ascii_lowercase();
     let kind = if lower.contains("max number of clients") {
@@ -183,7 +183,7 @@ pub(crate) fn protocol(stage: Stage, message: &str) -> PollError {
     PollError::new(ErrorKind::Protocol, stage, message)
 }
 
-fn timeout_error(stage: Stage, after: Duration) -> PollError {
+pub(crate) fn timeout_error(stage: Stage, after: Duration) -> PollError {
     PollError::new(
         ErrorKind::Timeout,
         stage,

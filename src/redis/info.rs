@@ -18,6 +18,8 @@ pub struct Info {
     pub server_name: Option<String>,
     pub redis_mode: Option<String>,
     pub role: Option<String>,
+    /// Changes when the server restarts (its client ids start again from 1: src/redis/chunked.rs).
+    pub run_id: Option<String>,
     pub uptime_in_seconds: Option<f64>,
     pub connected_clients: Option<f64>,
     pub blocked_clients: Option<f64>,
@@ -62,6 +64,7 @@ impl Info {
                 // Valkey 8 reports its own mode under `server_mode` as well; keep redis_mode first.
                 "server_mode" if info.redis_mode.is_none() => info.redis_mode = text(),
                 "role" => info.role = text(),
+                "run_id" => info.run_id = text(),
                 "uptime_in_seconds" => info.uptime_in_seconds = num(),
                 "connected_clients" => info.connected_clients = num(),
                 "blocked_clients" => info.blocked_clients = num(),

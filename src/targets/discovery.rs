@@ -26,7 +26,8 @@ use crate::targets::state::{Role, Store, Topology};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     Group {
-        group: Group,
+        // Boxed: a group's node template `Target` makes this variant far larger than `File`.
+        group: Box<Group>,
         top_k: usize,
         idle_threshold_seconds: u64,
         interval: Duration,
@@ -58,7 +59,7 @@ pub fn source_specs(cfg: &Config) -> BTreeMap<String, SourceSpec> {
         out.insert(
             format!("group:{}", g.name),
             SourceSpec::Group {
-                group: g.clone(),
+                group: Box::new(g.clone()),
                 top_k: cfg.top_k,
                 idle_threshold_seconds: cfg.idle_threshold_seconds,
                 interval: cfg.topology.discovery_interval,
@@ -107,7 +108,7 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
             shard,
         } => {
             let mut g = GroupRunner {
-                group,
+                group: *group,
                 top_k,
                 idle_threshold_seconds,
                 interval,

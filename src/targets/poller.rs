@@ -16,8 +16,8 @@ use crate::analysis::history::{History, Sample};
 use crate::config::Target;
 use crate::diagnose::{self, Observation, Report};
 use crate::redis::connection::{
-    bounded, no_client_in_client_list, observe_config, observe_info, read_client_list, Backoff,
-    ConfigValues, Conn, ErrorKind, PollError, Stage,
+    bounded, no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn,
+    ErrorKind, PollError, Stage,
 };
 use crate::redis::info::Info;
 use crate::targets::state::{StageDurations, Store, TargetState};
@@ -46,6 +46,8 @@ pub struct Poller {
     state: TargetState,
     conn: Option<Conn>,
     last_client_list: Option<Instant>,
+    /// The chunked CLIENT LIST walk's state (src/redis/chunked.rs).
+    listing: crate::redis::chunked::ChunkedLister,
     /// What was last logged, so that logs say each state change once, not once per poll.
     logged_up: Logged<bool>,
     logged_config_unavailable: Logged<bool>,
@@ -64,6 +66,7 @@ impl Poller {
     ) -> Self {
         Self {
             redis_cli: diagnose::redis_cli_for(&target),
+            listing: crate::redis::chunked::ChunkedLister::new(target.client_list.resync),
             target,
             store,
             top_k,
@@ -280,6 +283,8 @@ impl Poller {
         let t0 = Instant::now();
         let (info, info_invalid_utf8) = observe_info(&conn.client, t).await?;
         if !conn.protected {
+            // A new connection: what the chunked walk knew may describe another server.
+            self.listing.reset();
             self.protect(&conn.client, &info).await?;
             conn.protected = true;
         }
@@ -292,6 +297,7 @@ impl Poller {
         let every = self.target.client_list.interval(
             self.target.poll_interval,
             info.connected_clients.unwrap_or(0.0),
+            self.listing.chunked_for(&info),
         );
         // Half a poll interval of slack, so that a poll arriving a few ms early still counts.
         let due = self
@@ -299,13 +305,22 @@ impl Poller {
             .is_none_or(|at| at.elapsed() + self.target.poll_interval / 2 >= every);
         let mut client_list_invalid_utf8 = 0;
         let (clients, t3) = if due {
-            // A valid reply shares fred's buffer, already checked as UTF-8: `String` would copy
-            // the whole reply (~15 MB at 50,000 clients) once more.
-            let (reply, invalid) = read_client_list(c, t).await?;
-            client_list_invalid_utf8 = invalid;
+            // In chunks of ids where the server allows (src/redis/chunked.rs), each parsed into the
+            // aggregator as it arrives; so `client_list` includes that parse, `aggregate` the fold.
+            let listed = self.listing.list(c, t, &info, &mut self.aggregator).await?;
+            client_list_invalid_utf8 = listed.invalid_utf8_lines;
+            let counters = &mut self.state.counters;
+            counters.client_list_commands += listed.commands;
+            counters.client_list_last_commands = listed.commands;
+            if let Some(r) = listed.full {
+                counters.client_list_full[r as usize] += 1;
+            }
+            if let Some(r) = listed.sweep {
+                counters.client_list_sweeps[r as usize] += 1;
+            }
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
-            let summary = summarize_off_runtime(&mut self.aggregator, &reply, self.top_k);
+            let summary = self.aggregator.finish(self.top_k);
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
@@ -485,26 +500,6 @@ fn keepalive_interval(config: &ConfigValues) -> Option<Duration> {
         ),
         // Unknown (CONFIG forbidden or renamed, the parameter hidden) or nonsense.
         _ => Some(KEEPALIVE_UNKNOWN_TIMEOUT),
-    }
-}
-
-/// A reply at least this long (about 3,500 lines) takes milliseconds to aggregate (~30 ms at
-/// 50,000 clients): long enough that this worker's other tasks (other targets' polls, scrapes)
-/// should move to another worker meanwhile.
-const OFF_RUNTIME_MIN_BYTES: usize = 1 << 20;
-
-fn summarize_off_runtime(
-    agg: &mut Aggregator,
-    reply: &str,
-    top_k: usize,
-) -> crate::analysis::aggregate::ClientListSummary {
-    // `block_in_place` panics on a current-thread runtime; there the work simply stays inline.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread && reply.len() >= OFF_RUNTIME_MIN_BYTES {
-        tokio::task::block_in_place(|| agg.summarize(reply, top_k))
-    } else {
-        agg.summarize(reply, top_k)
     }
 }
 

@@ -32,6 +32,12 @@ pub struct Counters {
     pub client_list_invalid_utf8_lines: u64,
     /// Values from Redis cut to `label::MAX_LABEL_BYTES` (one per value per poll).
     pub label_values_truncated: u64,
+    /// CLIENT LIST commands sent (chunks of a walk, src/redis/chunked.rs), and those of the last listing.
+    pub client_list_commands: u64,
+    pub client_list_last_commands: u64,
+    /// Full CLIENT LIST listings and sweeps (every id from 1, in chunks), by `chunked::FullReason`.
+    pub client_list_full: [u64; crate::redis::chunked::FullReason::ALL.len()],
+    pub client_list_sweeps: [u64; crate::redis::chunked::FullReason::ALL.len()],
 }
 
 /// Everything a scrape shows about one target: the last completed poll plus counters.

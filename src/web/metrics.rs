@@ -364,6 +364,35 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         c.client_list_lines as f64,
     );
     f.counter(
+        "redis_clients_exporter_client_list_commands_total",
+        "CLIENT LIST commands sent for the target (a chunked listing sends one per chunk of ids).",
+        t,
+        c.client_list_commands as f64,
+    );
+    f.gauge_opt(
+        "redis_clients_exporter_client_list_commands",
+        "CLIENT LIST commands the last listing of the target took (1: a full listing).",
+        t,
+        (c.client_list_commands > 0).then_some(c.client_list_last_commands as f64),
+    );
+    for r in crate::redis::chunked::FullReason::ALL {
+        f.counter(
+            "redis_clients_exporter_client_list_full_listings_total",
+            "Full CLIENT LIST listings of the target (one command for every client), by reason.",
+            &[("target", target), ("reason", r.as_str())],
+            c.client_list_full[r as usize] as f64,
+        );
+    }
+    // Only the reasons a sweep can have: the others always list in full.
+    for r in crate::redis::chunked::FullReason::SWEEPS {
+        f.counter(
+            "redis_clients_exporter_client_list_sweeps_total",
+            "CLIENT LIST sweeps of the target (every id from 1, in chunks), by reason.",
+            &[("target", target), ("reason", r.as_str())],
+            c.client_list_sweeps[r as usize] as f64,
+        );
+    }
+    f.counter(
         "redis_clients_exporter_client_list_parse_errors_total",
         "CLIENT LIST lines that could not be parsed and were skipped.",
         t,
