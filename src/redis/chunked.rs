@@ -53,12 +53,13 @@
 
 use std::time::{Duration, Instant};
 
-use fred::bytes_utils::Str;
 use fred::prelude::{Client, ClientInterface, ClientLike, ErrorKind as FredKind};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
 use crate::redis::client_list::raw_lines;
-use crate::redis::connection::{classify, protocol, timeout_error, ErrorKind, PollError, Stage};
+use crate::redis::connection::{
+    classify, protocol, timeout_error, ErrorKind, PollError, Stage, Text,
+};
 use crate::redis::info::Info;
 
 /// Ids per `CLIENT LIST ID` command. Redis 7.0.15 here spent 0.62 ms on 500 listed clients
@@ -416,7 +417,7 @@ impl ChunkedLister {
                 Ok(Err(e)) => return Err(ListError::Redis(e)),
                 Err(_) => return Err(ListError::Timeout(timeout)),
             };
-        let (text, invalid) = Text::of(reply)?;
+        let (text, invalid) = chunk_text(reply)?;
         sink.begin();
         off_runtime(text.len(), || sink.add_reply(&text));
         self.seen.clear();
@@ -473,7 +474,7 @@ impl ChunkedLister {
         let mut in_flight = Some((InFlight::send(c, &self.request, timeout), kind));
         while let Some((mut call, kind)) = in_flight.take() {
             let reply = call.wait().await?;
-            let (text, invalid) = Text::of(reply)?;
+            let (text, invalid) = chunk_text(reply)?;
             listing.commands += 1;
             listing.invalid_utf8_lines += invalid;
             // The next command goes out before this reply is parsed: Redis works on it while
@@ -659,42 +660,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A text reply: fred's own buffer when it is valid UTF-8, a lossy copy when not (Redis allows
-/// any byte in ACL user names).
-enum Text {
-    Shared(Str),
-    Lossy(String),
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            Text::Shared(s) => s,
-            Text::Lossy(s) => s,
-        }
-    }
-}
-
-impl Text {
-    /// The text and its count of lines that were not UTF-8.
-    fn of(v: Value) -> Result<(Text, u64), ListError> {
-        match v {
-            Value::String(s) => Ok((Text::Shared(s), 0)),
-            // An empty bulk reply (no id matched) may come as Null.
-            Value::Null => Ok((Text::Lossy(String::new()), 0)),
-            Value::Bytes(b) => {
-                let invalid = b
-                    .split(|&c| c == b'\n')
-                    .filter(|line| std::str::from_utf8(line).is_err())
-                    .count() as u64;
-                Ok((
-                    Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
-                    invalid,
-                ))
-            }
-            _ => Err(ListError::NotText),
-        }
+/// A chunk's text and its count of lines that were not UTF-8 (connection's decoding); an
+/// empty bulk reply (no id matched) may come as Null.
+fn chunk_text(v: Value) -> Result<(Text, u64), ListError> {
+    match Text::of(v) {
+        Ok(t) => Ok(t),
+        Err(Value::Null) => Ok((Text::Lossy(String::new()), 0)),
+        Err(_) => Err(ListError::NotText),
     }
 }
 

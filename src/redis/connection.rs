@@ -376,24 +376,32 @@ impl Text {
     }
 }
 
+impl Text {
+    /// The text of a string reply and how many of its lines held bytes that are not UTF-8
+    /// (each replaced by U+FFFD); the value itself back when it is not a string.
+    pub(crate) fn of(v: Value) -> Result<(Text, u64), Value> {
+        match v {
+            Value::String(s) => Ok((Text::Shared(s), 0)),
+            // fred hands over bytes exactly when they are not valid UTF-8.
+            Value::Bytes(b) => {
+                let invalid = b
+                    .split(|&c| c == b'\n')
+                    .filter(|line| std::str::from_utf8(line).is_err())
+                    .count() as u64;
+                Ok((
+                    Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
+                    invalid,
+                ))
+            }
+            other => Err(other),
+        }
+    }
+}
+
 /// The text of a string reply, and how many of its lines held bytes that are not UTF-8 (each
 /// replaced by U+FFFD). Anything but a string is a protocol error.
 pub(crate) fn text_reply(stage: Stage, v: Value) -> Result<(Text, u64), PollError> {
-    match v {
-        Value::String(s) => Ok((Text::Shared(s), 0)),
-        // fred hands over bytes exactly when they are not valid UTF-8.
-        Value::Bytes(b) => {
-            let invalid = b
-                .split(|&c| c == b'\n')
-                .filter(|line| std::str::from_utf8(line).is_err())
-                .count() as u64;
-            Ok((
-                Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
-                invalid,
-            ))
-        }
-        _ => Err(protocol(stage, "the reply is not a string")),
-    }
+    Text::of(v).map_err(|_| protocol(stage, "the reply is not a string"))
 }
 
 /// INFO (the default sections) as text, with its count of lines that were not UTF-8.
