@@ -9,26 +9,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
-use common::{config, Exporter, Redis};
+use common::{config, Exporter, Prometheus, Redis};
 use serde_json::Value;
 
 const TARGET: &str = "e2e";
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -50,77 +38,24 @@ fn fast_rules(dir: &Path) -> PathBuf {
 }
 
 fn start_prometheus(exporter: std::net::SocketAddr) -> Prometheus {
-    for _ in 0..10 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rules = fast_rules(dir.path());
-        let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: redis-clients-exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
-                rules.display()
-            ),
+    Prometheus::start(|dir| {
+        let rules = fast_rules(dir);
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: redis-clients-exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
+            rules.display()
         )
-        .expect("write config");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus (apt-get install prometheus)");
-        let mut p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = p.child.try_wait() {
-                break;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && api(&p, "/-/ready").is_some()
-            {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    panic!("prometheus did not start");
+    })
 }
 
 fn api(p: &Prometheus, path: &str) -> Option<String> {
-    let (status, body) =
-        common::http_get(format!("127.0.0.1:{}", p.port).parse().expect("addr"), path);
-    (status == 200).then_some(body)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    p.get(path)
 }
 
 /// Runs an instant query; returns the result vector, or the error Prometheus gave.
 fn query(p: &Prometheus, q: &str) -> Result<Vec<Value>, String> {
     let (status, body) = common::http_get(
         format!("127.0.0.1:{}", p.port).parse().expect("addr"),
-        &format!("/api/v1/query?query={}", encode(q)),
+        &format!("/api/v1/query?query={}", common::url_encode(q)),
     );
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
     if v["status"] != "success" {

@@ -9,10 +9,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, Redis};
+use common::{Exporter, Prometheus, Redis};
 use redis_clients_exporter::config::shard::Shard;
 use redis_clients_exporter::config::{self, Overrides};
 
@@ -142,7 +142,7 @@ fn two_replicas_split_one_targets_file_and_three_move_only_what_changed_shard() 
 
         // A real Prometheus scraping both replicas sees every target exactly once.
         if common::require_tool("prometheus", "prometheus") {
-            let prom = Prometheus::start(&[r0.addr, r1.addr]);
+            let prom = start_prometheus(&[r0.addr, r1.addr]);
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut last = String::new();
             loop {
@@ -269,80 +269,26 @@ fn a_bad_shard_is_refused_naming_the_key() {
     assert_eq!(c.shard, Shard { index: 1, count: 3 });
 }
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// The Prometheus scraping both replicas.
+fn start_prometheus(replicas: &[std::net::SocketAddr]) -> Prometheus {
+    let list: Vec<String> = replicas.iter().map(|a| format!("'{a}'")).collect();
+    Prometheus::start(|_| {
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: redis-clients-exporter\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        )
+    })
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+trait Query {
+    fn query(&self, q: &str) -> Vec<serde_json::Value>;
 }
 
-impl Prometheus {
-    fn start(replicas: &[std::net::SocketAddr]) -> Prometheus {
-        let list: Vec<String> = replicas.iter().map(|a| format!("'{a}'")).collect();
-        for _ in 0..10 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let cfg = dir.path().join("prometheus.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: redis-clients-exporter\n    static_configs:\n      - targets: [{}]\n",
-                    list.join(", ")
-                ),
-            )
-            .expect("write config");
-            let port = common::free_port();
-            let child = Command::new("prometheus")
-                .arg(format!("--config.file={}", cfg.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn prometheus");
-            let mut p = Prometheus {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = p.child.try_wait() {
-                    break;
-                }
-                let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-                if std::net::TcpStream::connect(addr).is_ok()
-                    && common::http_get(addr, "/-/ready").0 == 200
-                {
-                    return p;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("prometheus did not start");
-    }
-
+impl Query for Prometheus {
     fn query(&self, q: &str) -> Vec<serde_json::Value> {
-        let encoded: String = q
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
         let (_, body) = common::http_get(
             format!("127.0.0.1:{}", self.port).parse().expect("addr"),
-            &format!("/api/v1/query?query={encoded}"),
+            &format!("/api/v1/query?query={}", common::url_encode(q)),
         );
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         v["data"]["result"].as_array().cloned().unwrap_or_default()

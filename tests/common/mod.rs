@@ -826,3 +826,80 @@ impl Drop for Busy {
         }
     }
 }
+
+/// A real Prometheus (Debian package `prometheus`) on a free loopback port with a temporary data
+/// directory, killed on drop.
+pub struct Prometheus {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts Prometheus with the configuration `config` writes for its temporary directory
+    /// (where it may put rule files), and waits until it is ready. A port taken between choosing
+    /// and binding it is retried with another.
+    pub fn start(config: impl Fn(&Path) -> String) -> Prometheus {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cfg = dir.path().join("prometheus.yml");
+            std::fs::write(&cfg, config(dir.path())).expect("write config");
+            let port = free_port();
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn prometheus (apt-get install prometheus)");
+            let mut p = Prometheus {
+                child,
+                port,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() && p.get("/-/ready").is_some() {
+                    return p;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("prometheus did not start");
+    }
+
+    /// The body of a 200 answer to `path`, `None` for any other status.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let (status, body) = http_get(
+            format!("127.0.0.1:{}", self.port).parse().expect("addr"),
+            path,
+        );
+        (status == 200).then_some(body)
+    }
+}
+
+/// A query string value, percent-encoded (RFC 3986 unreserved characters kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
