@@ -8,7 +8,7 @@
 //! library version and listening port, more of each than the largest `top_k` tried. Its series
 //! are counted per family at several `top_k`: each family is either fixed (the same count at
 //! every `top_k`) or keyed (exactly `top_k + 1`), their totals are the constants below, and
-//! README states those constants and the values they give. A new per-target family, or a new
+//! README and docs/metrics.md state those constants and the values they give. A new per-target family, or a new
 //! series in a fixed one, changes a count and fails here until the budget and README say so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -189,6 +189,18 @@ fn a_small_target_stays_under_the_budget() {
         "{total}: the target rendered almost nothing"
     );
     assert!(total <= FIXED + KEYED * 51, "{total} series");
+}
+
+/// docs/metrics.md states the formula too.
+#[test]
+fn metrics_reference_states_the_same_formula() {
+    let doc = read("docs/metrics.md");
+    let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    let want = format!("at most `{FIXED} + {KEYED} × (top_k + 1)` series");
+    assert!(
+        doc.contains(&want),
+        "docs/metrics.md does not say \"{want}\""
+    );
 }
 
 /// README's paragraph states the constants and what they give at `top_k` 50 and 10.
