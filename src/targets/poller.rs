@@ -92,6 +92,14 @@ impl Poller {
         self
     }
 
+    /// Starts from `history` instead of an empty one: tests/memory.rs fills an hour of it to
+    /// measure what a target holds after an hour, without waiting an hour.
+    #[doc(hidden)]
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
     /// Labels every series of this target with its place in a cluster or Sentinel set.
     pub fn with_topology(mut self, topology: Arc<crate::targets::state::Topology>) -> Self {
         self.state.topology = Some(topology);
