@@ -247,6 +247,30 @@ pub struct ClientListSummary {
     pub truncated_values: u64,
 }
 
+impl ClientListSummary {
+    /// Gives back the vectors' spare capacity (one reallocation each).
+    pub fn shrink_to_fit(&mut self) {
+        for v in [
+            &mut self.by_source,
+            &mut self.by_name,
+            &mut self.by_lib,
+            &mut self.by_prefix,
+        ] {
+            v.shrink_to_fit();
+        }
+        self.fleets.shrink_to_fit();
+        for v in [
+            &mut self.young_sources,
+            &mut self.by_user,
+            &mut self.by_command,
+            &mut self.details.by_local_port,
+        ] {
+            v.shrink_to_fit();
+        }
+        self.details.by_library.shrink_to_fit();
+    }
+}
+
 /// A dimension connections are grouped by, as a finding names its culprit (`source_ip
 /// 10.0.0.5`, `client_name orders-api`) and as the history keeps groups. Serialized as that
 /// name.
@@ -647,9 +671,12 @@ impl Aggregator {
             Some((first, second)) => self.add_halves(first, second),
             None => self.add_lines(reply),
         }
-        let summary = self.finish(top_k);
+        let mut summary = self.finish(top_k);
         if reply.len() < SHRINK_BELOW_BYTES {
             self.shrink();
+            // The summary is kept until the next poll (the state a scrape serves): without
+            // the spare capacity its vectors grew with, a small one is a third smaller.
+            summary.shrink_to_fit();
         }
         summary
     }
