@@ -19,6 +19,7 @@ use common::{Redis, RespConn};
 use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary};
 use redis_clients_exporter::analysis::history::{History, Sample, MAX_SAMPLES, RETENTION};
 use redis_clients_exporter::diagnose::redis_cli_for;
+use redis_clients_exporter::redis::chunked::ChunkSink;
 use redis_clients_exporter::redis::info::Info;
 use redis_clients_exporter::targets::poller::{PollResult, Poller};
 use redis_clients_exporter::targets::state::{ConfigValues, StageDurations, Store, TargetState};
@@ -209,7 +210,12 @@ fn ours(redis: &Redis) -> Ours {
                 info: Info::parse(&info_text),
                 config: config.clone(),
                 config_error: None,
-                clients: Some(aggregator.summarize(l, TOP_K)),
+                // As the poller lists (src/redis/chunked.rs, one whole reply) and folds.
+                clients: Some({
+                    aggregator.begin();
+                    aggregator.add_reply(l);
+                    aggregator.finish(TOP_K)
+                }),
                 invalid_utf8: [0, 0],
                 durations: StageDurations::default(),
             };
