@@ -582,7 +582,7 @@ pub const PARALLEL_MIN_BYTES: usize = 8 << 20;
 /// A reply shorter than this (about 200 connections) lets the aggregator give back capacity
 /// a larger population left; a longer one keeps everything warm (the 0-allocation hot path).
 pub const SHRINK_BELOW_BYTES: usize = 64 << 10;
-/// And so does a snapshot of at most this many lines (fed line by line, with `add`).
+/// The same for a snapshot fed line by line (`add`, no reply to measure): at most this many.
 pub const SHRINK_BELOW_LINES: u64 = 200;
 
 /// Reusable aggregation state for one target. See the module docs.
@@ -959,8 +959,12 @@ impl Aggregator {
         out.by_user = fold(self.users.iter(), top_k, add);
         out.by_command = fold(self.commands.iter(), top_k, add);
         out.details = self.details.finish(top_k);
-        let lines = out.connections + out.parse_errors;
-        if self.listed_bytes < SHRINK_BELOW_BYTES && lines <= SHRINK_BELOW_LINES {
+        let small = match self.listed_bytes {
+            // Fed line by line (`add`): no reply to measure.
+            0 => out.connections + out.parse_errors <= SHRINK_BELOW_LINES,
+            bytes => bytes < SHRINK_BELOW_BYTES,
+        };
+        if small {
             self.shrink();
             // The summary is kept until the next poll (the state a scrape serves): a clone
             // (String and Vec clones are exact) drops the spare capacity it grew with, a third
