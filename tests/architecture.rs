@@ -29,12 +29,13 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     // Configuration: layering, targets, secrets, topology and `/scrape` settings.
     ("config", &["config"]),
-    // Talking to Redis and reading its replies: the connection, TLS, INFO, CLIENT LIST parsing.
+    // Talking to Redis and reading its replies: RESP, the connection, TLS, INFO, CLIENT LIST parsing.
     (
         "redis",
         &[
             "redis",
             "redis::label",
+            "redis::resp",
             "redis::tls",
             "redis::info",
             "redis::client_list",

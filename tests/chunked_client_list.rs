@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{server_version, Exporter, Redis, RespConn};
-use fred::prelude::{Builder, Client, ClientInterface, ClientLike, Config};
 use redis_clients_exporter::analysis::aggregate::{Aggregator, ClientListSummary, GroupStats};
 use redis_clients_exporter::redis::chunked::{ChunkedLister, FullReason, Listing, CHUNK_IDS};
+use redis_clients_exporter::redis::connection::{Conn, Stage};
 use redis_clients_exporter::redis::info::Info;
+use redis_clients_exporter::redis::resp::Value;
 
 const TOP_K: usize = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,27 +33,34 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn connect(port: u16) -> Client {
-    let cfg = Config::from_url(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let c = Builder::from_config(cfg).build().unwrap();
-    c.init().await.unwrap();
-    c
+async fn connect(r: &Redis) -> Conn {
+    let mut t = r.target("chunked");
+    t.command_timeout = TIMEOUT;
+    Conn::open(&t).await.unwrap()
+}
+
+/// A text reply (INFO, CLIENT LIST) on the same connection.
+async fn text(c: &mut Conn, stage: Stage, args: &[&str]) -> String {
+    match c.command(stage, args).await.unwrap() {
+        Value::String(s) => s,
+        other => panic!("{args:?}: {other:?}"),
+    }
 }
 
 /// One poll's listing, as the poller does it: INFO, then the listing into the aggregator.
 async fn walk(
     lister: &mut ChunkedLister,
     agg: &mut Aggregator,
-    c: &Client,
+    c: &mut Conn,
 ) -> (Listing, ClientListSummary) {
-    let info = Info::parse(&c.info::<String>(None).await.unwrap());
-    let listing = lister.list(c, TIMEOUT, &info, agg).await.unwrap();
+    let info = Info::parse(&text(c, Stage::Info, &["INFO"]).await);
+    let listing = lister.list(c, &info, agg).await.unwrap();
     (listing, agg.finish(TOP_K))
 }
 
 /// A full CLIENT LIST on the same connection, aggregated the usual way.
-async fn full(c: &Client) -> ClientListSummary {
-    let reply: String = c.client_list::<String, ()>(None, None).await.unwrap();
+async fn full(c: &mut Conn) -> ClientListSummary {
+    let reply = text(c, Stage::ClientList, &["CLIENT", "LIST"]).await;
     Aggregator::new(60).summarize(&reply, TOP_K)
 }
 
@@ -148,13 +156,13 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
     let _clients = population(&r, 4000, "svc");
     let rt = runtime();
     rt.block_on(async {
-        let c = connect(r.port).await;
+        let mut c = connect(&r).await;
         let mut lister = ChunkedLister::new(None);
         let mut agg = Aggregator::new(60);
         // The first listing on a connection sweeps every id from 1 in chunks (a full
         // CLIENT LIST where the server has no CLIENT LIST ID).
-        let (first, swept) = walk(&mut lister, &mut agg, &c).await;
-        assert_eq!(counts(&swept), counts(&full(&c).await));
+        let (first, swept) = walk(&mut lister, &mut agg, &mut c).await;
+        assert_eq!(counts(&swept), counts(&full(&mut c).await));
         if chunked_server() {
             assert_eq!(
                 (first.full, first.sweep),
@@ -165,8 +173,8 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
             assert_eq!(first.full, Some(FullReason::Unsupported));
         }
 
-        let (second, walked) = walk(&mut lister, &mut agg, &c).await;
-        let listed = full(&c).await;
+        let (second, walked) = walk(&mut lister, &mut agg, &mut c).await;
+        let listed = full(&mut c).await;
         assert_eq!(counts(&walked), counts(&listed));
         assert_eq!(walked.connections, 4001);
         if !chunked_server() {
@@ -184,16 +192,16 @@ fn chunked_walk_equals_a_full_listing_of_a_static_population() {
         // INFO's total_connections_received gives, not only by chasing returned ids.
         gap(&r, 3 * CHUNK_IDS);
         let late = population(&r, 1200, "late");
-        let (third, walked) = walk(&mut lister, &mut agg, &c).await;
-        let listed = full(&c).await;
+        let (third, walked) = walk(&mut lister, &mut agg, &mut c).await;
+        let listed = full(&mut c).await;
         assert_eq!(third.full, None);
         assert_eq!(counts(&walked), counts(&listed));
         assert_eq!(walked.connections, 5201);
 
         // Clients that left are no longer counted.
         drop(late);
-        let (_, walked) = walk(&mut lister, &mut agg, &c).await;
-        let listed = full(&c).await;
+        let (_, walked) = walk(&mut lister, &mut agg, &mut c).await;
+        let listed = full(&mut c).await;
         assert_eq!(counts(&walked), counts(&listed));
         assert_eq!(walked.connections, 4001);
     });
@@ -210,8 +218,8 @@ fn every_client_alive_through_a_walk_is_counted_under_churn() {
     let expected: Vec<(String, u64)> = {
         let rt = runtime();
         rt.block_on(async {
-            let c = connect(r.port).await;
-            let s = full(&c).await;
+            let mut c = connect(&r).await;
+            let s = full(&mut c).await;
             s.by_name
                 .iter()
                 .filter(|(k, _)| k.starts_with("steady-"))
@@ -243,15 +251,15 @@ fn every_client_alive_through_a_walk_is_counted_under_churn() {
     let mut chunked_walks = 0;
     let mut late = Vec::new();
     rt.block_on(async {
-        let c = connect(r.port).await;
+        let mut c = connect(&r).await;
         let mut lister = ChunkedLister::new(None);
         let mut agg = Aggregator::new(60);
-        walk(&mut lister, &mut agg, &c).await;
+        walk(&mut lister, &mut agg, &mut c).await;
         for round in 0..6 {
             // Alive from before this walk to after it: each must be counted.
             late.push(named(&r, 700, &format!("late-{round}")));
             let churned_before = opened.load(Ordering::Relaxed);
-            let (listing, s) = walk(&mut lister, &mut agg, &c).await;
+            let (listing, s) = walk(&mut lister, &mut agg, &mut c).await;
             assert!(
                 opened.load(Ordering::Relaxed) > churned_before || listing.full.is_some(),
                 "no churn happened during the walk"
@@ -286,11 +294,11 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
     let steady = population(&r, 2000, "steady");
     let rt = runtime();
     rt.block_on(async {
-        let c = connect(r.port).await;
+        let mut c = connect(&r).await;
         let mut lister = ChunkedLister::new(None);
         let mut agg = Aggregator::new(60);
-        walk(&mut lister, &mut agg, &c).await;
-        let (l, _) = walk(&mut lister, &mut agg, &c).await;
+        walk(&mut lister, &mut agg, &mut c).await;
+        let (l, _) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(l.full, None);
 
         // RESETSTAT: total_connections_received starts again from 0, so it says nothing of
@@ -300,15 +308,15 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
         assert_eq!(admin.cmd(&["CONFIG", "RESETSTAT"]).as_simple(), Some("OK"));
         gap(&r, 2 * CHUNK_IDS);
         let _after = named(&r, 100, "after-reset");
-        let (l, walked) = walk(&mut lister, &mut agg, &c).await;
+        let (l, walked) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(name_count(&walked, "after-reset"), 100);
-        assert_eq!(counts(&walked), counts(&full(&c).await));
+        assert_eq!(counts(&walked), counts(&full(&mut c).await));
         assert_eq!(l.full, Some(FullReason::Resetstat));
-        let (l, walked) = walk(&mut lister, &mut agg, &c).await;
+        let (l, walked) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(l.full, None, "chunked again after the resync");
         assert_eq!(name_count(&walked, "after-reset"), 100);
         drop(admin);
-        c.quit().await.unwrap();
+        c.close().await;
     });
     drop(steady);
 
@@ -320,13 +328,13 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
     gap(&r, 3000);
     let _old = named(&r, 800, "before-restart");
     rt2.block_on(async {
-        let c = connect(r.port).await;
+        let mut c = connect(&r).await;
         let mut agg = Aggregator::new(60);
-        walk(&mut lister, &mut agg, &c).await;
-        let (l, s) = walk(&mut lister, &mut agg, &c).await;
+        walk(&mut lister, &mut agg, &mut c).await;
+        let (l, s) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(l.full, None);
         assert_eq!(name_count(&s, "before-restart"), 800);
-        c.quit().await.unwrap();
+        c.close().await;
     });
     r.restart();
     // New clients with ids below everything the lister knew, then enough connections that
@@ -337,14 +345,14 @@ fn counts_are_right_within_one_poll_after_resetstat_and_after_a_restart() {
     rt2.block_on(async {
         // The same lister on a connection to the new server (the poller also starts afresh
         // on any new connection; this checks the restart is seen from INFO alone).
-        let c = connect(r.port).await;
+        let mut c = connect(&r).await;
         let mut agg = Aggregator::new(60);
-        let (l, walked) = walk(&mut lister, &mut agg, &c).await;
+        let (l, walked) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(walked.connections, 1501);
-        assert_eq!(counts(&walked), counts(&full(&c).await));
+        assert_eq!(counts(&walked), counts(&full(&mut c).await));
         // Swept in chunks: the new server's ids are few.
         assert_eq!((l.full, l.sweep), (None, Some(FullReason::Restart)));
-        let (l, walked) = walk(&mut lister, &mut agg, &c).await;
+        let (l, walked) = walk(&mut lister, &mut agg, &mut c).await;
         assert_eq!(l.full, None);
         assert_eq!(walked.connections, 1501);
     });

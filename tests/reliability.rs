@@ -280,9 +280,8 @@ fn recovers_with_one_connection(exp: &Exporter, proxy: &Proxy, r: &Redis, settle
 
 /// A held connection closed by the server (CLIENT KILL, a restart, the idle `timeout`, a
 /// reset) must be noticed at the next poll and counted as `connect`, not left to wait for the
-/// command timeout and counted as `timeout` (the "server hung" signal). fred ends its routing
-/// task as soon as it reads EOF (no reconnect policy), but the poller keeps the dead client and
-/// sends INFO into a channel nobody reads any more.
+/// command timeout and counted as `timeout` (the "server hung" signal): the keepalive PING or
+/// the next command reads EOF and the connection says it was closed.
 #[test]
 fn a_connection_closed_by_the_server_is_a_connect_error_noticed_at_the_next_poll() {
     let r = Redis::start(&[]);
@@ -376,9 +375,8 @@ fn garbage_truncated_bulk() {
     garbage_replies(Garbage::TruncatedBulk);
 }
 
-/// `:42` to INFO, CONFIG GET and CLIENT LIST: fred converts the integer to the string "42",
-/// INFO parses to nothing, CONFIG GET to no values, CLIENT LIST to one unparseable line, and
-/// the poll "succeeds": redis_up 1, redis_instance_info with empty labels, 0 connections.
+/// `:42` to INFO, CONFIG GET and CLIENT LIST: an integer where text is due is a protocol
+/// error, never a poll that "succeeds" with empty values (redis_up 1, 0 connections).
 #[test]
 fn garbage_wrong_type() {
     garbage_replies(Garbage::WrongType);
@@ -439,6 +437,31 @@ fn a_server_full_before_the_exporter_starts_is_down_as_maxclients_then_comes_up(
         Some(0.0)
     );
     assert_eq!(exp.get("/readyz").0, 200);
+}
+
+/// With a password and a database, the exporter sends AUTH, SELECT and CLIENT SETNAME in one
+/// write. A full server answers the first with "max number of clients reached" and closes:
+/// that reason, not the close, is the error (maxclients, not connect).
+#[test]
+fn a_full_server_is_maxclients_also_when_the_exporter_authenticates() {
+    let r = Redis::start(&["--maxclients", "2", "--requirepass", "pw"]);
+    let mut held: Vec<_> = (0..2).map(|_| r.conn()).collect();
+    for c in &mut held {
+        assert!(matches!(c.cmd(&["AUTH", "pw"]), Reply::Simple(_)));
+    }
+    let mut t = quick(r.target("full"));
+    t.password = redis_clients_exporter::config::Secret::Value("pw".into());
+    t.db = Some(1);
+    let exp = Exporter::start(config(vec![t], 50));
+    let m = exp.wait_for("down as maxclients", WAIT, |m| {
+        up(m, "full") == Some(0.0) && error_kind(m, "full", "maxclients") >= 1.0
+    });
+    assert_eq!(error_kind(&m, "full", "connect"), 0.0, "{}", m.text);
+    assert_eq!(error_kind(&m, "full", "auth"), 0.0, "{}", m.text);
+    held.pop();
+    exp.wait_for("up once a slot is free", WAIT, |m| {
+        up(m, "full") == Some(1.0)
+    });
 }
 
 fn vm_rss_kib() -> Option<u64> {

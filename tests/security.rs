@@ -471,11 +471,24 @@ fn no_secret_in_any_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, format!("{SECRET}\n")).expect("write");
+    // Something in Redis' place that repeats what it was sent in its error reply: the
+    // password must not travel on into logs or outputs.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let echo_port = echo.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in echo.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let sent = String::from_utf8_lossy(&buf[..n]).replace(['\r', '\n'], " ");
+            let _ = s.write_all(format!("-ERR you sent {sent}\r\n").as_bytes());
+        }
+    });
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "poll_interval_seconds: 0.2\ntargets:\n  - address: redis://:{SECRET}@127.0.0.1:{port}\n    alias: in-url\n  - address: redis://127.0.0.1:{port}\n    alias: from-file\n    password_file: {pw}\n  - address: redis://127.0.0.1:{port}\n    alias: wrong\n    password: {SECRET}x\n",
+            "poll_interval_seconds: 0.2\ntargets:\n  - address: redis://:{SECRET}@127.0.0.1:{port}\n    alias: in-url\n  - address: redis://127.0.0.1:{port}\n    alias: from-file\n    password_file: {pw}\n  - address: redis://127.0.0.1:{port}\n    alias: wrong\n    password: {SECRET}x\n  - address: redis://127.0.0.1:{echo_port}\n    alias: echo\n    password: {SECRET}\n",
             port = r.port,
             pw = pw.display()
         ),
@@ -493,12 +506,16 @@ fn no_secret_in_any_output() {
     assert!(check.status.success(), "{all}");
 
     let d = Daemon::start(&["--config", &cfg.display().to_string()]);
-    let m = d.wait_metrics("two up, one refused", |m| {
+    let m = d.wait_metrics("two up, two refused", |m| {
         m.get("redis_up", &[("target", "in-url")]) == Some(1.0)
             && m.get("redis_up", &[("target", "from-file")]) == Some(1.0)
             && m.get(
                 "redis_clients_exporter_poll_errors_total",
                 &[("target", "wrong"), ("kind", "auth")],
+            ) >= Some(1.0)
+            && m.get(
+                "redis_clients_exporter_poll_errors_total",
+                &[("target", "echo"), ("kind", "auth")],
             ) >= Some(1.0)
     });
     all.push_str(&m.text);

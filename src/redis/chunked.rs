@@ -53,14 +53,10 @@
 
 use std::time::{Duration, Instant};
 
-use fred::prelude::{Client, ClientInterface, ClientLike, ErrorKind as FredKind};
-use fred::types::{ClusterHash, CustomCommand, Value};
-
 use crate::redis::client_list::raw_lines;
-use crate::redis::connection::{
-    classify, protocol, timeout_error, ErrorKind, PollError, Stage, Text,
-};
+use crate::redis::connection::{protocol, Conn, ErrorKind, PollError, Stage, Text};
 use crate::redis::info::Info;
+use crate::redis::resp::{Arg, Value};
 
 /// Ids per `CLIENT LIST ID` command. Redis 7.0.15 here spent 0.62 ms on 500 listed clients
 /// (INFO commandstats), so one command stays under a millisecond of Redis' main thread.
@@ -147,31 +143,6 @@ impl FullReason {
             FullReason::Small => "small",
             FullReason::Mismatch => "mismatch",
             FullReason::Periodic => "periodic",
-        }
-    }
-}
-
-/// A failed listing; the poller turns it into its own error kinds.
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error("{0}")]
-    Redis(fred::error::Error),
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    #[error("the reply is not a string")]
-    NotText,
-    #[error("the CLIENT LIST command task ended without a reply")]
-    Aborted,
-}
-
-impl From<ListError> for PollError {
-    fn from(e: ListError) -> PollError {
-        let stage = Stage::ClientList;
-        match e {
-            ListError::Redis(e) => classify(stage, &e),
-            ListError::Timeout(after) => timeout_error(stage, after),
-            ListError::NotText => protocol(stage, "the reply is not a string"),
-            ListError::Aborted => PollError::new(ErrorKind::Other, stage, e.to_string()),
         }
     }
 }
@@ -271,14 +242,13 @@ impl ChunkedLister {
     }
 
     /// Lists the clients into `sink` (begun here; the caller finishes it), chunked where the
-    /// server allows, each command under `timeout`. `info` is this poll's INFO, read before.
+    /// server allows, each command under the connection's timeout. `info` is this poll's INFO, read before.
     pub async fn list(
         &mut self,
-        c: &Client,
-        timeout: Duration,
+        c: &mut Conn,
         info: &Info,
         sink: &mut impl ChunkSink,
-    ) -> Result<Listing, ListError> {
+    ) -> Result<Listing, PollError> {
         let now = Instant::now();
         let reason = self.full_reason(info, now);
         let since_last = self.last_list.map(|at| now.duration_since(at));
@@ -302,16 +272,16 @@ impl ChunkedLister {
                 | FullReason::Small
                 | FullReason::Resetstat
                 | FullReason::Mismatch),
-            ) => self.full(c, timeout, sink, r).await?,
+            ) => self.full(c, sink, r).await?,
             // Connected, Restart, Periodic: FullReason::SWEEPS.
-            Some(r) => self.sweep(c, timeout, sink, delta, r).await?,
-            None => match self.chunked(c, timeout, sink, delta).await {
+            Some(r) => self.sweep(c, sink, delta, r).await?,
+            None => match self.chunked(c, sink, delta).await {
                 Ok(l) => l,
                 // An error reply to `CLIENT LIST ID` (a server or proxy without it): this
                 // connection lists in full from now on.
-                Err(ListError::Redis(e)) if refused(&e) => {
+                Err(e) if refused(&e) => {
                     self.unsupported = true;
-                    let mut l = self.full(c, timeout, sink, FullReason::Unsupported).await?;
+                    let mut l = self.full(c, sink, FullReason::Unsupported).await?;
                     l.commands += 1;
                     l
                 }
@@ -328,22 +298,19 @@ impl ChunkedLister {
     /// take more than [`MAX_PROBES`] commands (or the server refuses `CLIENT ID`).
     async fn sweep(
         &mut self,
-        c: &Client,
-        timeout: Duration,
+        c: &mut Conn,
         sink: &mut impl ChunkSink,
         delta: u64,
         reason: FullReason,
-    ) -> Result<Listing, ListError> {
-        let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
-        let own = match tokio::time::timeout(timeout, c.custom::<Value, _>(cmd, vec!["ID"])).await {
-            Ok(Ok(Value::Integer(id))) => u64::try_from(id).ok(),
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) if refused(&e) => None,
-            Ok(Err(e)) => return Err(ListError::Redis(e)),
-            Err(_) => return Err(ListError::Timeout(timeout)),
+    ) -> Result<Listing, PollError> {
+        let own = match c.command(Stage::ClientList, &["CLIENT", "ID"]).await {
+            Ok(Value::Integer(id)) => u64::try_from(id).ok(),
+            Ok(_) => None,
+            Err(e) if refused(&e) => None,
+            Err(e) => return Err(e),
         };
         let Some(own) = own else {
-            return self.full(c, timeout, sink, reason).await;
+            return self.full(c, sink, reason).await;
         };
         // Our own connection is alive, and every id below its own was handed out before it.
         // After a restart (or on a new connection) the old ids say nothing about this server,
@@ -356,11 +323,11 @@ impl ChunkedLister {
             0
         };
         if self.ceiling.max(self.high) / CHUNK_IDS as u64 + EXTRA_PROBES >= MAX_PROBES {
-            return self.full(c, timeout, sink, reason).await;
+            return self.full(c, sink, reason).await;
         }
         self.known.clear();
         self.frontier = 1;
-        let mut listing = self.chunked(c, timeout, sink, delta).await?;
+        let mut listing = self.chunked(c, sink, delta).await?;
         listing.commands += 1;
         listing.sweep = Some(reason);
         self.synced = true;
@@ -406,17 +373,11 @@ impl ChunkedLister {
 
     async fn full(
         &mut self,
-        c: &Client,
-        timeout: Duration,
+        c: &mut Conn,
         sink: &mut impl ChunkSink,
         reason: FullReason,
-    ) -> Result<Listing, ListError> {
-        let reply =
-            match tokio::time::timeout(timeout, c.client_list::<Value, ()>(None, None)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(ListError::Redis(e)),
-                Err(_) => return Err(ListError::Timeout(timeout)),
-            };
+    ) -> Result<Listing, PollError> {
+        let reply = c.command(Stage::ClientList, &["CLIENT", "LIST"]).await?;
         let (text, invalid) = chunk_text(reply)?;
         sink.begin();
         off_runtime(text.len(), || sink.add_reply(&text));
@@ -445,11 +406,10 @@ impl ChunkedLister {
 
     async fn chunked(
         &mut self,
-        c: &Client,
-        timeout: Duration,
+        c: &mut Conn,
         sink: &mut impl ChunkSink,
         delta: u64,
-    ) -> Result<Listing, ListError> {
+    ) -> Result<Listing, PollError> {
         sink.begin();
         self.seen.clear();
         // Every id seen before this poll's INFO, and `delta` more, had been handed out by then.
@@ -471,9 +431,12 @@ impl ChunkedLister {
         let Some(kind) = plan.next(&mut self.request) else {
             return Ok(listing);
         };
-        let mut in_flight = Some((InFlight::send(c, &self.request, timeout), kind));
-        while let Some((mut call, kind)) = in_flight.take() {
-            let reply = call.wait().await?;
+        // Replies a cancelled exchange left owed are not this walk's.
+        c.settle();
+        send_ids(c, &self.request).await?;
+        let mut in_flight = Some(kind);
+        while let Some(kind) = in_flight.take() {
+            let reply = c.recv(Stage::ClientList).await?;
             let (text, invalid) = chunk_text(reply)?;
             listing.commands += 1;
             listing.invalid_utf8_lines += invalid;
@@ -484,7 +447,8 @@ impl ChunkedLister {
                 matches!(kind, Kind::Probe { last, .. } if text.is_empty() && last >= bound);
             if !last_probe {
                 if let Some(next) = plan.next(&mut self.request) {
-                    in_flight = Some((InFlight::send(c, &self.request, timeout), next));
+                    send_ids(c, &self.request).await?;
+                    in_flight = Some(next);
                 }
             }
             let before = self.seen.len();
@@ -553,11 +517,8 @@ fn connected(info: &Info) -> Option<f64> {
 }
 
 /// An error reply, not a broken or hung connection.
-fn refused(e: &fred::error::Error) -> bool {
-    !matches!(
-        e.kind(),
-        FredKind::IO | FredKind::Timeout | FredKind::Canceled
-    )
+fn refused(e: &PollError) -> bool {
+    matches!(e.kind, ErrorKind::Other | ErrorKind::Auth)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -622,51 +583,27 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// One `CLIENT LIST ID ...` on its way, as its own task so that it is sent while the previous
-/// reply is parsed. Dropped unfinished (a failed walk), it is aborted.
-struct InFlight(tokio::task::JoinHandle<Result<Value, ListError>>);
-
-impl InFlight {
-    fn send(c: &Client, ids: &[u64], timeout: Duration) -> InFlight {
-        let mut args: Vec<Value> = Vec::with_capacity(ids.len() + 2);
-        args.push(Value::from_static_str("LIST"));
-        args.push(Value::from_static_str("ID"));
-        // Redis' ids are below 2^63 in any real server's life; a larger one (a hostile
-        // server) is not asked for.
-        args.extend(
-            ids.iter()
-                .filter_map(|&id| i64::try_from(id).ok())
-                .map(Value::Integer),
-        );
-        let c = c.clone();
-        InFlight(tokio::spawn(async move {
-            let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
-            match tokio::time::timeout(timeout, c.custom::<Value, _>(cmd, args)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(ListError::Redis(e)),
-                Err(_) => Err(ListError::Timeout(timeout)),
-            }
-        }))
-    }
-
-    async fn wait(&mut self) -> Result<Value, ListError> {
-        (&mut self.0).await.map_err(|_| ListError::Aborted)?
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Sends `CLIENT LIST ID id ...` without waiting for its reply, so that Redis works on it
+/// while the previous reply is parsed. Each id is its own argument, written straight into the
+/// connection's buffer.
+async fn send_ids(c: &mut Conn, ids: &[u64]) -> Result<(), PollError> {
+    // Redis' ids are below 2^63 in any real server's life; a larger one (a hostile server) is
+    // not asked for: Redis would refuse the whole command.
+    let head = [Arg::Str("CLIENT"), Arg::Str("LIST"), Arg::Str("ID")];
+    let ids = ids
+        .iter()
+        .filter(|&&id| id <= i64::MAX as u64)
+        .map(|&id| Arg::Int(id));
+    c.send(Stage::ClientList, head.into_iter().chain(ids)).await
 }
 
 /// A chunk's text and its count of lines that were not UTF-8 (connection's decoding); an
 /// empty bulk reply (no id matched) may come as Null.
-fn chunk_text(v: Value) -> Result<(Text, u64), ListError> {
+fn chunk_text(v: Value) -> Result<(Text, u64), PollError> {
     match Text::of(v) {
         Ok(t) => Ok(t),
-        Err(Value::Null) => Ok((Text::Lossy(String::new()), 0)),
-        Err(_) => Err(ListError::NotText),
+        Err(Value::Null) => Ok((Text::empty(), 0)),
+        Err(_) => Err(protocol(Stage::ClientList, "the reply is not a string")),
     }
 }
 

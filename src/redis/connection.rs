@@ -5,20 +5,18 @@
 //! talk to Redis.
 //!
 //! The connection is opened once and kept by its owner: when Redis is full it refuses every new
-//! connection, and this is exactly when the exporter must keep seeing it. fred's own reconnect
-//! is left off (it is off by default, and its disconnect detection is not trusted, fred #307).
+//! connection, and this is exactly when the exporter must keep seeing it. So a command that
+//! times out before its reply begins does not cost the connection (the late reply is dropped
+//! when it comes), and nothing here reconnects by itself: the owner decides, and says so.
+//! RESP itself (encoding, the bounded reader, the socket kinds) is src/redis/resp.rs.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use fred::bytes_utils::Str;
-use fred::prelude::{Builder, Client, ClientInterface, Config as FredConfig};
-use fred::prelude::{ClientLike, ConfigInterface, ErrorKind as FredKind, ServerConfig};
-use fred::types::Value;
 
 use crate::config::{Endpoint, Target};
 use crate::redis::client_list::CLIENT_NAME;
 use crate::redis::info::extra::ClientMemoryLimit;
 use crate::redis::info::Info;
+use crate::redis::resp::{encode, Arg, Reader, RespError, Stream, Value};
 
 /// Kinds of poll error, as the `kind` label of `redis_clients_exporter_poll_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +133,9 @@ impl std::fmt::Display for Stage {
     }
 }
 
-/// A failure of one poll or connection attempt. The message never holds a secret: fred's
-/// errors do not echo credentials, and ours are built from the target label only.
+/// A failure of one poll or connection attempt. The message never holds a secret: error
+/// replies are the server's (and an AUTH reply that repeats the password is redacted), ours are
+/// built from the target label only.
 #[derive(Debug, thiserror::Error)]
 #[error("{stage}: {message}")]
 pub struct PollError {
@@ -155,28 +154,30 @@ impl PollError {
     }
 }
 
-pub(crate) fn classify(stage: Stage, e: &fred::error::Error) -> PollError {
-    let msg = e.details().to_string();
-    let lower = msg.to_ascii_lowercase();
-    let kind = if lower.contains("max number of clients") {
+/// The kind of an error reply, by what Redis and Valkey say in it.
+fn reply_kind(message: &str) -> ErrorKind {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("max number of clients") {
         ErrorKind::Maxclients
-    } else if matches!(e.kind(), FredKind::Auth)
-        || lower.contains("wrongpass")
-        || lower.contains("noauth")
+    } else if lower.starts_with("wrongpass")
+        || lower.starts_with("noauth")
         || lower.contains("invalid password")
         || lower.contains("invalid username-password")
     {
         ErrorKind::Auth
-    } else if matches!(e.kind(), FredKind::Timeout) {
-        ErrorKind::Timeout
-    } else if matches!(e.kind(), FredKind::IO | FredKind::Canceled) || stage == Stage::Connect {
-        ErrorKind::Connect
-    } else if matches!(e.kind(), FredKind::Protocol | FredKind::Parse) {
-        ErrorKind::Protocol
     } else {
         ErrorKind::Other
+    }
+}
+
+/// A failed read or write as a poll error of `stage`.
+pub(crate) fn classify(stage: Stage, e: RespError) -> PollError {
+    let kind = match &e {
+        RespError::Server(m) => reply_kind(m),
+        RespError::Closed | RespError::Io(_) => ErrorKind::Connect,
+        RespError::Protocol(_) => ErrorKind::Protocol,
     };
-    PollError::new(kind, stage, format!("{:?}: {msg}", e.kind()))
+    PollError::new(kind, stage, e.to_string())
 }
 
 pub(crate) fn protocol(stage: Stage, message: &str) -> PollError {
@@ -189,20 +190,6 @@ pub(crate) fn timeout_error(stage: Stage, after: Duration) -> PollError {
         stage,
         format!("no reply within {after:?}"),
     )
-}
-
-/// Runs `fut` with the target's command timeout on top of fred's own, because a hung server
-/// (SIGSTOP) or a proxy that stops forwarding must not stall the poller.
-pub(crate) async fn bounded<T>(
-    stage: Stage,
-    after: Duration,
-    fut: impl std::future::Future<Output = Result<T, fred::error::Error>>,
-) -> Result<T, PollError> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(classify(stage, &e)),
-        Err(_) => Err(timeout_error(stage, after)),
-    }
 }
 
 /// Capped exponential backoff with jitter, so that many exporters (or many targets) do not
@@ -238,160 +225,340 @@ impl Backoff {
     }
 }
 
-/// A held connection: the client and its routing task.
-pub(crate) struct Conn {
-    pub(crate) client: Client,
-    pub(crate) task: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
+/// A held connection (RESP2, src/redis/resp.rs), its commands one after the other, at most
+/// one sent ahead of its reply being read ([`Conn::send`], [`Conn::recv`]).
+///
+/// Every command is bounded by the target's command timeout, because a hung server (SIGSTOP)
+/// or a proxy that stops forwarding must not stall the poller. A command whose reply has not
+/// begun when its time is up stays owed: its reply is read and dropped before the next one,
+/// so the connection (and the slot it holds on a full server) survives a slow moment. A reply
+/// cut off half-way, a broken socket or a reply that is not RESP leave the connection out of
+/// step: [`Conn::broken`], and its owner closes it.
+pub struct Conn {
+    stream: Stream,
+    reader: Reader,
+    /// Commands encoded and not written yet; given back after a large command (a chunk of
+    /// 500 ids is ~7 kB), so that an idle connection keeps no buffer.
+    out: Vec<u8>,
+    /// Commands in `out`.
+    queued: usize,
+    /// Replies of written commands not read yet, in order.
+    owed: usize,
+    /// The oldest `skip` of those are dropped when they arrive: their caller gave up on them
+    /// (a timeout, a cancelled job).
+    skip: usize,
+    broken: bool,
+    timeout: Duration,
     /// Whether CLIENT NO-EVICT / NO-TOUCH were tried on this connection (see `Poller::protect`).
     pub(crate) protected: bool,
 }
 
+const KEPT_OUT: usize = 1024;
+
 impl Conn {
-    pub(crate) async fn open(target: &Target) -> Result<Conn, PollError> {
+    /// Connects (TCP, TLS or a Unix socket, under the connect timeout), authenticates,
+    /// selects the database and names the connection, under the command timeout.
+    pub async fn open(target: &Target) -> Result<Conn, PollError> {
         let password = target
             .password
             .resolve_async()
             .await
             .map_err(|e| PollError::new(ErrorKind::Auth, Stage::Connect, e.to_string()))?;
-        let mut cfg = FredConfig {
-            username: target.username.clone(),
-            password,
-            database: target.db,
-            fail_fast: true,
-            ..FredConfig::default()
+        let stream = match tokio::time::timeout(target.connect_timeout, connect(target)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(timeout_error(Stage::Connect, target.connect_timeout)),
         };
-        match &target.endpoint {
-            Endpoint::Tcp { host, port, .. } => {
-                let mut server = fred::prelude::Server::new(host.as_str(), *port);
-                if let Some(tls) = &target.tls {
-                    let rustls_cfg = crate::redis::tls::client_config(tls).map_err(|e| {
-                        PollError::new(ErrorKind::Connect, Stage::Connect, e.to_string())
-                    })?;
-                    cfg.tls = Some(fred::prelude::TlsConnector::from(rustls_cfg).into());
-                    server.tls_server_name = tls.server_name.as_deref().map(Into::into);
-                }
-                cfg.server = ServerConfig::Centralized { server };
-            }
-            Endpoint::Unix(path) => cfg.server = ServerConfig::new_unix_socket(path.clone()),
-        }
-        let connect_timeout = target.connect_timeout;
-        let command_timeout = target.command_timeout;
-        let client = Builder::from_config(cfg)
-            .with_connection_config(|c| {
-                c.connection_timeout = connect_timeout;
-                c.internal_command_timeout = command_timeout;
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| p.default_command_timeout = command_timeout)
-            .build()
-            .map_err(|e| classify(Stage::Connect, &e))?;
-        let task =
-            match tokio::time::timeout(connect_timeout + command_timeout, client.init()).await {
-                Ok(Ok(task)) => task,
-                // No QUIT: fred has already stopped this client (QUIT on it would only log a
-                // warning, once per reconnect attempt), and there is no connection to close.
-                Ok(Err(e)) => return Err(classify(Stage::Connect, &e)),
-                Err(_) => {
-                    close(&client, None).await;
-                    return Err(timeout_error(Stage::Connect, connect_timeout));
-                }
-            };
-        let conn = Conn {
-            client,
-            task,
+        let mut conn = Conn {
+            stream,
+            reader: Reader::default(),
+            out: Vec::new(),
+            queued: 0,
+            owed: 0,
+            skip: 0,
+            broken: false,
+            timeout: target.command_timeout,
             protected: false,
         };
-        // fred names its connection fred-XXXX; ours must be recognisable in CLIENT LIST. A full
-        // server answers the first command with "max number of clients reached": this is
-        // where that surfaces for a new connection.
-        if let Err(e) = bounded(
-            Stage::Connect,
-            command_timeout,
-            conn.client.client_setname(CLIENT_NAME),
-        )
-        .await
-        {
-            conn.close().await;
-            return Err(e);
+        // AUTH, SELECT and CLIENT SETNAME in one write; every reply read, the first error wins
+        // (a wrong password turns the next two into NOAUTH). Our name must be recognisable in
+        // CLIENT LIST. A full server answers the first command with "max number of clients
+        // reached": this is where that surfaces for a new connection.
+        let auth = password.is_some();
+        if let Some(pw) = password.as_deref() {
+            let args: &[&str] = match target.username.as_deref() {
+                Some(user) => &["AUTH", user, pw],
+                None => &["AUTH", pw],
+            };
+            conn.queue(args.iter().map(|a| Arg::Str(a)));
         }
-        Ok(conn)
+        if let Some(db) = target.db.map(u64::from).filter(|&d| d != 0) {
+            conn.queue([Arg::Str("SELECT"), Arg::Int(db)]);
+        }
+        conn.queue([
+            Arg::Str("CLIENT"),
+            Arg::Str("SETNAME"),
+            Arg::Str(CLIENT_NAME),
+        ]);
+        let steps = conn.queued;
+        let handshake = async {
+            conn.flush().await?;
+            let mut first_error = None;
+            for step in 0..steps {
+                match conn.read_one().await {
+                    Ok(_) => {}
+                    Err(RespError::Server(m)) => {
+                        first_error.get_or_insert((m, auth && step == 0));
+                    }
+                    // A full server, or one refusing us, says why and closes: its reason
+                    // is the error, not the close.
+                    Err(_) if first_error.is_some() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(first_error)
+        };
+        let r = tokio::time::timeout(target.command_timeout, handshake).await;
+        // The password was in this buffer.
+        conn.out.fill(0);
+        conn.out = Vec::new();
+        match r {
+            Ok(Ok(None)) => Ok(conn),
+            Ok(Ok(Some((message, to_auth)))) => {
+                let mut message = message;
+                if let Some(pw) = password.as_deref().filter(|p| !p.is_empty()) {
+                    // A server (or whatever answers in its place) that repeats the password.
+                    message = message.replace(pw, "<redacted>");
+                }
+                let kind = match reply_kind(&message) {
+                    ErrorKind::Other if to_auth => ErrorKind::Auth,
+                    k => k,
+                };
+                Err(PollError::new(kind, Stage::Connect, message))
+            }
+            Ok(Err(e)) => Err(classify(Stage::Connect, e)),
+            Err(_) => Err(timeout_error(Stage::Connect, target.command_timeout)),
+        }
     }
 
-    pub(crate) async fn close(mut self) {
-        close(&self.client, Some(&mut self.task)).await;
+    /// The connection is out of step (a reply or a write cut off, a broken socket, not RESP)
+    /// or was closed by the server: it can carry no more commands.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Sends one command and reads its reply; the replies of earlier commands nobody reads
+    /// any more are dropped first. An error reply is `Err` with the connection still usable.
+    pub async fn call<'a>(
+        &mut self,
+        stage: Stage,
+        args: impl IntoIterator<Item = Arg<'a>>,
+    ) -> Result<Value, PollError> {
+        self.settle();
+        self.send(stage, args).await?;
+        self.recv(stage).await
+    }
+
+    /// [`Conn::call`] with string arguments.
+    pub async fn command(&mut self, stage: Stage, args: &[&str]) -> Result<Value, PollError> {
+        self.call(stage, args.iter().map(|a| Arg::Str(a))).await
+    }
+
+    /// Marks every reply still owed as unwanted: the start of a new exchange, whose caller
+    /// knows nothing of earlier ones (a job cancelled between a command and its reply).
+    pub fn settle(&mut self) {
+        self.skip = self.owed;
+    }
+
+    fn queue<'a>(&mut self, args: impl IntoIterator<Item = Arg<'a>>) {
+        encode(&mut self.out, args);
+        self.queued += 1;
+    }
+
+    /// Writes one command without reading its reply (pipelining: [`Conn::recv`] reads it).
+    pub async fn send<'a>(
+        &mut self,
+        stage: Stage,
+        args: impl IntoIterator<Item = Arg<'a>>,
+    ) -> Result<(), PollError> {
+        if self.broken {
+            return Err(out_of_step(stage));
+        }
+        self.queue(args);
+        let t = self.timeout;
+        match tokio::time::timeout(t, self.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(stage, e)),
+            Err(_) => Err(timeout_error(stage, t)),
+        }
+    }
+
+    /// Writes the queued commands. A write cut off (an error, a timeout) leaves the
+    /// connection broken.
+    async fn flush(&mut self) -> Result<(), RespError> {
+        use tokio::io::AsyncWriteExt;
+        self.broken = true;
+        self.stream.write_all(&self.out).await?;
+        self.stream.flush().await?;
+        self.broken = false;
+        self.owed += std::mem::take(&mut self.queued);
+        self.out.clear();
+        if self.out.capacity() > KEPT_OUT {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Reads the next reply. Until its first byte arrives, giving up leaves the connection in
+    /// step; after that, a reply cut off leaves it broken.
+    async fn read_one(&mut self) -> Result<Value, RespError> {
+        self.reader.ready(&mut self.stream).await?;
+        self.broken = true;
+        let r = self.reader.reply(&mut self.stream).await;
+        match &r {
+            Ok(_) | Err(RespError::Server(_)) => self.broken = false,
+            Err(_) => {}
+        }
+        self.owed = self.owed.saturating_sub(1);
+        r
+    }
+
+    /// Reads the reply of the oldest command whose reply is wanted (see [`Conn::settle`]).
+    pub async fn recv(&mut self, stage: Stage) -> Result<Value, PollError> {
+        if self.broken {
+            return Err(out_of_step(stage));
+        }
+        if self.owed <= self.skip {
+            return Err(protocol(stage, "no command is waiting for a reply"));
+        }
+        let t = self.timeout;
+        let read = async {
+            loop {
+                let r = self.read_one().await;
+                if self.skip == 0
+                    || r.as_ref()
+                        .is_err_and(|e| !matches!(e, RespError::Server(_)))
+                {
+                    return r;
+                }
+                self.skip -= 1;
+            }
+        };
+        match tokio::time::timeout(t, read).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if !matches!(e, RespError::Server(_)) {
+                    self.broken = true;
+                }
+                Err(classify(stage, e))
+            }
+            Err(_) => {
+                // The reply we waited for is now one nobody reads: dropped when it comes.
+                self.skip += 1;
+                Err(timeout_error(stage, t))
+            }
+        }
+    }
+
+    /// Gives the write buffer back (after a poll).
+    pub fn trim(&mut self) {
+        if self.queued == 0 {
+            self.out = Vec::new();
+        }
+    }
+
+    /// QUIT (a second at most, only when the connection is in step), then the socket is
+    /// closed.
+    pub async fn close(mut self) {
+        if self.broken {
+            return;
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.call(Stage::Connect, [Arg::Str("QUIT")]),
+        )
+        .await;
     }
 }
 
-impl Drop for Conn {
-    // A poll cancelled mid-flight (its target stopped by a reload, a discovery or /scrape
-    // expiry) drops the connection it had taken without `close`; a dropped JoinHandle would
-    // leave the routing task, and so the socket, running for good. Aborting it closes the socket.
-    fn drop(&mut self) {
-        self.task.abort();
+fn out_of_step(stage: Stage) -> PollError {
+    PollError::new(
+        ErrorKind::Connect,
+        stage,
+        "the connection was closed or is out of step",
+    )
+}
+
+/// The socket (and TLS session) to the target's endpoint.
+async fn connect(target: &Target) -> Result<Stream, PollError> {
+    let failed =
+        |e: std::io::Error| PollError::new(ErrorKind::Connect, Stage::Connect, e.to_string());
+    match &target.endpoint {
+        Endpoint::Tcp { host, port, .. } => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(failed)?;
+            // Commands are small and each waits for its reply: no Nagle delay.
+            let _ = tcp.set_nodelay(true);
+            let Some(tls) = &target.tls else {
+                return Ok(Stream::Tcp(tcp));
+            };
+            let config = crate::redis::tls::client_config(tls)
+                .map_err(|e| PollError::new(ErrorKind::Connect, Stage::Connect, e.to_string()))?;
+            let name = tls.server_name.as_deref().unwrap_or(host);
+            let name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| {
+                PollError::new(
+                    ErrorKind::Connect,
+                    Stage::Connect,
+                    format!("TLS server name: {e}"),
+                )
+            })?;
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(failed)?;
+            Ok(Stream::Tls(Box::new(tls)))
+        }
+        Endpoint::Unix(path) => Ok(Stream::Unix(
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(failed)?,
+        )),
     }
 }
 
-/// Closes a client without waiting on a hung server: QUIT gets a second, then the routing task
-/// is aborted, which drops the socket. A routing task that has already ended (the server
-/// closed the connection) gets no QUIT: there is no one to say it to, and fred would log a
-/// warning for it.
-async fn close(
-    client: &Client,
-    task: Option<&mut tokio::task::JoinHandle<Result<(), fred::error::Error>>>,
-) {
-    let stopped = task.as_ref().is_some_and(|t| t.is_finished());
-    if !stopped {
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
-    }
-    if let Some(task) = task {
-        task.abort();
-        let _ = task.await;
-    }
-}
-
-/// A text reply (INFO, CLIENT LIST): fred's own buffer when it is valid UTF-8 (fred checked it
-/// already: no copy), a lossy copy when it is not. Redis allows any byte in ACL user names and
-/// error prefixes (INFO errorstats), so one such byte must not make the whole reply unreadable.
-pub(crate) enum Text {
-    Shared(Str),
-    Lossy(String),
-}
+/// A text reply (INFO, CLIENT LIST): the reply's own string when it is UTF-8 (no copy), a
+/// lossy copy when it is not. Redis allows any byte in ACL user names and error prefixes (INFO
+/// errorstats), so one such byte must not make the whole reply unreadable.
+pub struct Text(String);
 
 impl std::ops::Deref for Text {
     type Target = str;
     fn deref(&self) -> &str {
-        match self {
-            Text::Shared(s) => s,
-            Text::Lossy(s) => s,
-        }
+        &self.0
     }
 }
 
 impl Text {
     pub(crate) fn into_string(self) -> String {
-        match self {
-            Text::Shared(s) => s.to_string(),
-            Text::Lossy(s) => s,
-        }
+        self.0
     }
-}
 
-impl Text {
+    pub(crate) fn empty() -> Text {
+        Text(String::new())
+    }
+
     /// The text of a string reply and how many of its lines held bytes that are not UTF-8
     /// (each replaced by U+FFFD); the value itself back when it is not a string.
     pub(crate) fn of(v: Value) -> Result<(Text, u64), Value> {
         match v {
-            Value::String(s) => Ok((Text::Shared(s), 0)),
-            // fred hands over bytes exactly when they are not valid UTF-8.
+            Value::String(s) => Ok((Text(s), 0)),
+            // The reader hands over bytes exactly when they are not valid UTF-8.
             Value::Bytes(b) => {
                 let invalid = b
                     .split(|&c| c == b'\n')
                     .filter(|line| std::str::from_utf8(line).is_err())
                     .count() as u64;
-                Ok((
-                    Text::Lossy(String::from_utf8_lossy(&b).into_owned()),
-                    invalid,
-                ))
+                Ok((Text(String::from_utf8_lossy(&b).into_owned()), invalid))
             }
             other => Err(other),
         }
@@ -405,42 +572,38 @@ pub(crate) fn text_reply(stage: Stage, v: Value) -> Result<(Text, u64), PollErro
 }
 
 /// INFO (the default sections) as text, with its count of lines that were not UTF-8.
-pub(crate) async fn read_info(c: &Client, timeout: Duration) -> Result<(Text, u64), PollError> {
-    text_reply(
-        Stage::Info,
-        bounded(Stage::Info, timeout, c.info::<Value>(None)).await?,
-    )
+pub(crate) async fn read_info(c: &mut Conn) -> Result<(Text, u64), PollError> {
+    let v = c.command(Stage::Info, &["INFO"]).await?;
+    text_reply(Stage::Info, v)
 }
 
 /// CLIENT LIST as text, with its count of lines that were not UTF-8.
-pub(crate) async fn read_client_list(
-    c: &Client,
-    timeout: Duration,
-) -> Result<(Text, u64), PollError> {
-    let reply = bounded(
-        Stage::ClientList,
-        timeout,
-        c.client_list::<Value, ()>(None, None),
-    )
-    .await?;
-    text_reply(Stage::ClientList, reply)
+pub(crate) async fn read_client_list(c: &mut Conn) -> Result<(Text, u64), PollError> {
+    let v = c.command(Stage::ClientList, &["CLIENT", "LIST"]).await?;
+    text_reply(Stage::ClientList, v)
+}
+
+/// One `CONFIG GET` pair: the value when the reply is `[name, value]`, `None` when empty
+/// (an unknown or hidden parameter).
+async fn config_get(c: &mut Conn, param: &str) -> Result<Result<Option<String>, ()>, PollError> {
+    let v = c.command(Stage::Config, &["CONFIG", "GET", param]).await?;
+    let Some(pair) = v.into_strings() else {
+        return Ok(Err(()));
+    };
+    Ok(match pair.as_slice() {
+        [] => Ok(None),
+        [name, value] if name.eq_ignore_ascii_case(param) => Ok(Some(value.clone())),
+        _ => Err(()),
+    })
 }
 
 /// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
 /// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
-pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigValues, PollError> {
-    let timeout_d = timeout;
+pub(crate) async fn read_config(c: &mut Conn) -> Result<ConfigValues, PollError> {
     let params = ["maxclients", "timeout", "tcp-keepalive"];
     let mut read = [None; 3];
     for (param, slot) in params.into_iter().zip(read.iter_mut()) {
-        let reply: Result<Vec<String>, PollError> = bounded(
-            Stage::Config,
-            timeout,
-            c.config_get::<Vec<String>, _>(param),
-        )
-        .await;
-
-        let reply = match reply {
+        let reply = match config_get(c, param).await {
             Ok(r) => r,
             Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
                 // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
@@ -452,18 +615,15 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
             }
             Err(e) => return Err(e),
         };
-        let v = match reply.as_slice() {
-            // An unknown or hidden parameter is an empty reply: absent, not an error.
-            [] => None,
-            [name, value] if name.eq_ignore_ascii_case(param) => value.trim().parse::<f64>().ok(),
-            _ => {
+        *slot = match reply {
+            Ok(v) => v.and_then(|v| v.trim().parse::<f64>().ok()),
+            Err(()) => {
                 return Err(protocol(
                     Stage::Config,
                     "CONFIG GET did not answer a [name, value] pair",
                 ))
             }
         };
-        *slot = v;
     }
     let [maxclients, timeout, tcp_keepalive] = read;
     Ok(ConfigValues {
@@ -471,29 +631,17 @@ pub(crate) async fn read_config(c: &Client, timeout: Duration) -> Result<ConfigV
         maxclients,
         timeout,
         tcp_keepalive,
-        maxmemory_clients: read_maxmemory_clients(c, timeout_d).await?,
+        maxmemory_clients: read_maxmemory_clients(c).await?,
     })
 }
 
 /// `CONFIG GET maxmemory-clients` (Redis 7.0+, Valkey; an empty reply before): a value that is
 /// not a size or a percentage, or a refusal of this one parameter, leaves it absent (the
 /// three parameters above decided whether CONFIG is available at all).
-async fn read_maxmemory_clients(
-    c: &Client,
-    timeout: Duration,
-) -> Result<Option<ClientMemoryLimit>, PollError> {
-    let param = "maxmemory-clients";
-    match bounded(
-        Stage::Config,
-        timeout,
-        c.config_get::<Vec<String>, _>(param),
-    )
-    .await
-    {
-        Ok(r) => Ok(match r.as_slice() {
-            [name, value] if name.eq_ignore_ascii_case(param) => ClientMemoryLimit::parse(value),
-            _ => None,
-        }),
+async fn read_maxmemory_clients(c: &mut Conn) -> Result<Option<ClientMemoryLimit>, PollError> {
+    match config_get(c, "maxmemory-clients").await {
+        Ok(Ok(Some(v))) => Ok(ClientMemoryLimit::parse(&v)),
+        Ok(_) => Ok(None),
         Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => Err(e),
         Err(_) => Ok(None),
     }
@@ -502,8 +650,8 @@ async fn read_maxmemory_clients(
 /// INFO (the default sections), parsed, with its count of lines that were not UTF-8. Every
 /// Redis and Valkey INFO carries `redis_version`; a reply without it is not INFO (a proxy
 /// answering junk, a wrong type) and must not turn into "up, 0 clients".
-pub(crate) async fn observe_info(c: &Client, timeout: Duration) -> Result<(Info, u64), PollError> {
-    let (text, invalid_utf8) = read_info(c, timeout).await?;
+pub(crate) async fn observe_info(c: &mut Conn) -> Result<(Info, u64), PollError> {
+    let (text, invalid_utf8) = read_info(c).await?;
     let info = Info::parse(&text);
     if info.redis_version.is_none() {
         return Err(protocol(
@@ -517,10 +665,9 @@ pub(crate) async fn observe_info(c: &Client, timeout: Duration) -> Result<(Info,
 /// CONFIG GET's values; when CONFIG is unavailable (renamed, forbidden), the empty values and
 /// why, for the caller to report: the rest of the observation goes on without them.
 pub(crate) async fn observe_config(
-    c: &Client,
-    timeout: Duration,
+    c: &mut Conn,
 ) -> Result<(ConfigValues, Option<PollError>), PollError> {
-    match read_config(c, timeout).await {
+    match read_config(c).await {
         Ok(v) => Ok((v, None)),
         Err(e) if e.kind == ErrorKind::ConfigUnavailable => Ok((ConfigValues::default(), Some(e))),
         Err(e) => Err(e),
@@ -544,7 +691,7 @@ mod tests {
     fn text_replies_decode_lossily_and_count_bad_lines() {
         let (t, bad) = text_reply(Stage::Info, Value::String("a\nb".into())).expect("text");
         assert_eq!((&*t, bad), ("a\nb", 0));
-        let bytes = fred::bytes::Bytes::from_static(b"user=ok\nuser=b\xffd\nx\xfe\xfd\n");
+        let bytes = b"user=ok\nuser=b\xffd\nx\xfe\xfd\n".to_vec();
         let (t, bad) = text_reply(Stage::Info, Value::Bytes(bytes)).expect("text");
         assert_eq!(
             (&*t, bad),
@@ -555,6 +702,35 @@ mod tests {
                 .map(|_| ())
                 .map_err(|e| e.kind),
             Err(ErrorKind::Protocol)
+        );
+    }
+
+    #[test]
+    fn error_replies_are_classified_by_what_they_say() {
+        for (reply, kind) in [
+            ("ERR max number of clients reached", ErrorKind::Maxclients),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                ErrorKind::Auth,
+            ),
+            ("NOAUTH Authentication required.", ErrorKind::Auth),
+            ("ERR invalid password", ErrorKind::Auth),
+            (
+                "NOPERM User u has no permissions to run the 'config|get' command",
+                ErrorKind::Other,
+            ),
+            ("ERR unknown command 'CONFIG'", ErrorKind::Other),
+        ] {
+            let e = classify(Stage::Config, RespError::Server(reply.into()));
+            assert_eq!((e.kind, e.message.as_str()), (kind, reply));
+        }
+        assert_eq!(
+            classify(Stage::Info, RespError::Closed).kind,
+            ErrorKind::Connect
+        );
+        assert_eq!(
+            classify(Stage::Info, RespError::Protocol("x")).kind,
+            ErrorKind::Protocol
         );
     }
 }

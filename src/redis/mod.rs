@@ -7,4 +7,5 @@ pub mod client_list;
 pub mod connection;
 pub mod info;
 pub mod label;
+pub mod resp;
 pub mod tls;

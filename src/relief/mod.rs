@@ -37,8 +37,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
-use fred::prelude::{Client, ClientLike};
-use fred::types::{ClusterHash, CustomCommand, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +46,8 @@ use crate::diagnose::shell::quote;
 use crate::diagnose::{Cause, Finding, Only, Report, Step};
 use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
 use crate::redis::connection::ErrorKind;
-use crate::redis::connection::{bounded, PollError, Stage};
+use crate::redis::connection::{Conn, PollError, Stage};
+use crate::redis::resp::{Arg, Value};
 use crate::targets::state::Store;
 
 /// Tokens (used or not) remembered at once; the oldest go first.
@@ -791,22 +790,21 @@ fn finding(
 }
 
 /// Runs `work` on the target's poller (its held connection) and waits for the answer.
-async fn on_poller<T, F, Fut>(h: &Handle, work: F) -> Result<T, Refusal>
+async fn on_poller<T, F>(h: &Handle, work: F) -> Result<T, Refusal>
 where
     T: Send + 'static,
-    F: FnOnce(Client, Duration) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, Refusal>> + Send + 'static,
+    F: for<'a> FnOnce(&'a mut Conn, Duration) -> Work<'a, T> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
     let t = h.command_timeout;
-    let job: Job = Box::new(move |client| {
+    let job: Job = Box::new(move |conn| {
         Box::pin(async move {
             // The requester stopped waiting: it was told nothing happened, so nothing does.
             if tx.is_closed() {
                 return;
             }
-            let r = match client {
-                Some(c) if c.is_connected() => work(c, t).await,
+            let r = match conn {
+                Some(c) if !c.broken() => work(c, t).await,
                 _ => Err(refuse(
                     Outcome::Unavailable,
                     "the exporter holds no connection to this target right now (down or reconnecting): nothing can be done through it",
@@ -839,33 +837,28 @@ where
     }
 }
 
+/// A job's work on the held connection.
+type Work<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, Refusal>> + Send + 'a>>;
+
 async fn command(
-    c: &Client,
-    t: Duration,
+    c: &mut Conn,
     stage: Stage,
     name: &'static str,
     args: Vec<String>,
 ) -> Result<Value, PollError> {
-    bounded(
-        stage,
-        t,
-        c.custom::<Value, String>(
-            CustomCommand::new_static(name, ClusterHash::FirstKey, false),
-            args,
-        ),
-    )
-    .await
+    let all = std::iter::once(Arg::Str(name)).chain(args.iter().map(|a| Arg::Str(a)));
+    c.call(stage, all).await
 }
 
 /// CLIENT LIST (of `ids` only, when given), decoded lossily: a name with invalid UTF-8 must
 /// not make the list unreadable.
-async fn client_list(c: &Client, t: Duration, ids: Option<&[u64]>) -> Result<String, PollError> {
+async fn client_list(c: &mut Conn, ids: Option<&[u64]>) -> Result<String, PollError> {
     let mut args = vec!["LIST".to_string()];
     if let Some(ids) = ids {
         args.push("ID".to_string());
         args.extend(ids.iter().map(u64::to_string));
     }
-    let v = command(c, t, Stage::ClientList, "CLIENT", args).await?;
+    let v = command(c, Stage::ClientList, "CLIENT", args).await?;
     match v.as_bytes() {
         Some(b) => Ok(String::from_utf8_lossy(b).into_owned()),
         None => Err(PollError::new(
@@ -876,30 +869,30 @@ async fn client_list(c: &Client, t: Duration, ids: Option<&[u64]>) -> Result<Str
     }
 }
 
-async fn own_id(c: &Client, t: Duration) -> Result<Option<u64>, PollError> {
-    let v = command(c, t, Stage::ClientId, "CLIENT", vec!["ID".into()]).await?;
+async fn own_id(c: &mut Conn) -> Result<Option<u64>, PollError> {
+    let v = command(c, Stage::ClientId, "CLIENT", vec!["ID".into()]).await?;
     Ok(v.as_u64())
 }
 
 /// The current value of a parameter, or why it cannot be read.
-async fn config_get(c: &Client, t: Duration, p: Param) -> Result<Option<i64>, String> {
+async fn config_get(c: &mut Conn, p: Param) -> Result<Option<i64>, String> {
     let v = command(
         c,
-        t,
         Stage::Config,
         "CONFIG",
         vec!["GET".into(), p.redis_name().into()],
     )
     .await
     .map_err(|e| e.to_string())?;
-    let pair: Vec<String> = v.convert().map_err(|e| e.to_string())?;
+    let pair = v
+        .into_strings()
+        .ok_or_else(|| "CONFIG GET did not answer strings".to_string())?;
     Ok(pair.get(1).and_then(|v| v.trim().parse().ok()))
 }
 
-async fn config_set(c: &Client, t: Duration, p: Param, v: i64) -> Result<(), PollError> {
+async fn config_set(c: &mut Conn, p: Param, v: i64) -> Result<(), PollError> {
     command(
         c,
-        t,
         Stage::Config,
         "CONFIG",
         vec!["SET".into(), p.redis_name().into(), v.to_string()],
@@ -965,20 +958,22 @@ async fn do_preview(
     })?;
     let params: Vec<Param> = set.iter().map(|(p, _)| *p).collect();
     let wants_list = !req.select.is_empty();
-    let snap = on_poller(&handle, move |c, t| async move {
-        let mut current = Vec::new();
-        for p in params {
-            current.push((p, config_get(&c, t, p).await));
-        }
-        let (own, reply) = if wants_list {
-            (own_id(&c, t).await?, client_list(&c, t, None).await?)
-        } else {
-            (None, String::new())
-        };
-        Ok(Snapshot {
-            own,
-            reply,
-            current,
+    let snap = on_poller(&handle, move |c, _| {
+        Box::pin(async move {
+            let mut current = Vec::new();
+            for p in params {
+                current.push((p, config_get(c, p).await));
+            }
+            let (own, reply) = if wants_list {
+                (own_id(c).await?, client_list(c, None).await?)
+            } else {
+                (None, String::new())
+            };
+            Ok(Snapshot {
+                own,
+                reply,
+                current,
+            })
         })
     })
     .await?;
@@ -1145,11 +1140,11 @@ struct SetResult {
 /// On the held connection: CONFIG SETs that go first, the re-check, the kills, the CONFIG SETs
 /// that go last. Every previewed connection is closed only if it is still the same connection
 /// (same address, not younger) and still matches the selector and no protection.
-async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
+async fn run_action(c: &mut Conn, p: Pending) -> Executed {
     let mut x = Executed::default();
     for (param, v) in p.set.iter().filter(|(q, _)| q.before_kills()) {
-        let previous = config_get(&c, t, *param).await.ok().flatten();
-        if let Err(e) = config_set(&c, t, *param, *v).await {
+        let previous = config_get(c, *param).await.ok().flatten();
+        if let Err(e) = config_set(c, *param, *v).await {
             x.error = Some(format!("CONFIG SET {} {v}: {e}", param.redis_name()));
             return x;
         }
@@ -1165,12 +1160,12 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
     if !p.conns.is_empty() {
         let ids: Vec<u64> = p.conns.iter().map(|c| c.id).collect();
         let fresh = async {
-            let own = own_id(&c, t).await?;
+            let own = own_id(c).await?;
             // CLIENT LIST ID (6.2+) costs a microsecond per listed id where a full list holds
             // Redis' main thread for every client; older servers answer a syntax error.
-            let reply = match client_list(&c, t, Some(&ids)).await {
+            let reply = match client_list(c, Some(&ids)).await {
                 Ok(r) => r,
-                Err(e) if e.kind == ErrorKind::Other => client_list(&c, t, None).await?,
+                Err(e) if e.kind == ErrorKind::Other => client_list(c, None).await?,
                 Err(e) => return Err(e),
             };
             Ok::<_, PollError>((own, reply))
@@ -1213,55 +1208,55 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
     if !kill.is_empty() {
         // Redis 7.0's CLIENT KILL ID takes one id: one command per connection, pipelined on
         // the held connection. ADDR makes Redis itself check it is still the same connection.
-        let pipe = c.pipeline();
-        let cmd = || CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+        c.settle();
+        let mut sent = 0;
         for k in &kill {
-            let args = vec![
-                "KILL".to_string(),
-                "ID".to_string(),
-                k.id.to_string(),
-                "ADDR".to_string(),
-                k.addr.clone(),
-                "SKIPME".to_string(),
-                "yes".to_string(),
+            let args = [
+                Arg::Str("CLIENT"),
+                Arg::Str("KILL"),
+                Arg::Str("ID"),
+                Arg::Int(k.id),
+                Arg::Str("ADDR"),
+                Arg::Str(&k.addr),
+                Arg::Str("SKIPME"),
+                Arg::Str("yes"),
             ];
-            let queued: Result<Value, _> = pipe.custom(cmd(), args).await;
-            if let Err(e) = queued {
+            if let Err(e) = c.send(Stage::ClientId, args).await {
                 x.error = Some(format!("CLIENT KILL: {e}"));
-                return x;
+                break;
+            }
+            sent += 1;
+        }
+        for k in &kill[..sent] {
+            match c.recv(Stage::ClientId).await {
+                Ok(v) if v.as_u64() == Some(1) => x.closed.push(k.id),
+                Ok(_) => x.skipped.push(Skipped {
+                    id: k.id,
+                    reason: "gone",
+                }),
+                Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
+                    // Some may have been closed: the next poll shows it.
+                    x.changed = true;
+                    x.error = Some(format!("CLIENT KILL: {e}"));
+                    return x;
+                }
+                Err(e) => {
+                    x.skipped.push(Skipped {
+                        id: k.id,
+                        reason: "refused",
+                    });
+                    x.error.get_or_insert_with(|| format!("CLIENT KILL: {e}"));
+                }
             }
         }
-        match tokio::time::timeout(t, pipe.try_all::<Value>()).await {
-            Ok(results) => {
-                for (k, r) in kill.iter().zip(results) {
-                    match r {
-                        Ok(v) if v.as_u64() == Some(1) => x.closed.push(k.id),
-                        Ok(_) => x.skipped.push(Skipped {
-                            id: k.id,
-                            reason: "gone",
-                        }),
-                        Err(e) => {
-                            x.skipped.push(Skipped {
-                                id: k.id,
-                                reason: "refused",
-                            });
-                            x.error.get_or_insert_with(|| format!("CLIENT KILL: {e}"));
-                        }
-                    }
-                }
-                x.changed |= !x.closed.is_empty();
-            }
-            Err(_) => {
-                // Some may have been closed: the next poll shows it.
-                x.changed = true;
-                x.error = Some(format!("CLIENT KILL: no reply within {t:?}"));
-                return x;
-            }
+        x.changed |= !x.closed.is_empty();
+        if sent < kill.len() {
+            return x;
         }
     }
     for (param, v) in p.set.iter().filter(|(q, _)| !q.before_kills()) {
-        let previous = config_get(&c, t, *param).await.ok().flatten();
-        match config_set(&c, t, *param, *v).await {
+        let previous = config_get(c, *param).await.ok().flatten();
+        match config_set(c, *param, *v).await {
             Ok(()) => {
                 x.changed = true;
                 x.set.push(SetResult {
@@ -1283,16 +1278,7 @@ async fn run_action(c: Client, t: Duration, p: Pending) -> Executed {
             }
         }
     }
-    if let Ok(info) = bounded(
-        Stage::Info,
-        t,
-        c.custom::<String, String>(
-            CustomCommand::new_static("INFO", ClusterHash::FirstKey, false),
-            vec!["clients".into()],
-        ),
-    )
-    .await
-    {
+    if let Ok(Value::String(info)) = c.command(Stage::Info, &["INFO", "clients"]).await {
         x.connected_clients_after = crate::redis::info::Info::parse(&info)
             .connected_clients
             .map(|v| v as u64);
@@ -1320,8 +1306,8 @@ async fn do_execute(
     rec.select = serde_json::to_string(&pending.select).ok();
     rec.finding = pending.criteria.finding.as_ref().map(|(c, _)| c.as_str());
     rec.listed = Some(pending.conns.len());
-    let x = on_poller(&handle, move |c, t| async move {
-        Ok(run_action(c, t, pending).await)
+    let x = on_poller(&handle, move |c, _| {
+        Box::pin(async move { Ok(run_action(c, pending).await) })
     })
     .await?;
     rec.closed = x.closed.clone();

@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fred::prelude::ClientLike;
-use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::shard::Shard;
 use crate::config::topology::{Group, GroupKind, Resolver, TargetsFile};
 use crate::config::{Config, Endpoint, Target};
-use crate::redis::connection::{bounded, Conn, PollError, Stage};
+use crate::redis::connection::{Conn, PollError, Stage};
+use crate::redis::resp::{Arg, Value};
 use crate::targets::reconcile::{reconcile_pollers, PollerSpec, ReloadSummary, TaskSet};
 use crate::targets::state::{Role, Store, Topology};
 
@@ -340,7 +339,7 @@ pub async fn discover(
     };
     let mut last = None;
     for t in &candidates {
-        let conn = match Conn::open(t).await {
+        let mut conn = match Conn::open(t).await {
             Ok(c) => c,
             Err(e) => {
                 last = Some(DiscoveryError::Poll(e));
@@ -348,8 +347,8 @@ pub async fn discover(
             }
         };
         let r = match &group.kind {
-            GroupKind::Cluster => ask_cluster(&conn, t).await,
-            GroupKind::Sentinel { master, .. } => ask_sentinel(&conn, t, master).await,
+            GroupKind::Cluster => ask_cluster(&mut conn, t).await,
+            GroupKind::Sentinel { master, .. } => ask_sentinel(&mut conn, master).await,
         };
         conn.close().await;
         match r {
@@ -364,24 +363,18 @@ pub async fn discover(
 }
 
 /// One discovery command (`CLUSTER ...`, `SENTINEL ...`) under the target's command timeout.
-async fn command(conn: &Conn, t: &Target, name: &str, args: &[&str]) -> Result<Value, PollError> {
-    let cmd = CustomCommand::new(name.to_string(), ClusterHash::FirstKey, false);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    bounded(
-        Stage::Discovery,
-        t.command_timeout,
-        conn.client.custom::<Value, String>(cmd, args),
-    )
-    .await
+async fn command(conn: &mut Conn, name: &str, args: &[&str]) -> Result<Value, PollError> {
+    let all = std::iter::once(&name).chain(args).map(|a| Arg::Str(a));
+    conn.call(Stage::Discovery, all).await
 }
 
-async fn ask_cluster(conn: &Conn, t: &Target) -> Result<Vec<Node>, DiscoveryError> {
+async fn ask_cluster(conn: &mut Conn, t: &Target) -> Result<Vec<Node>, DiscoveryError> {
     let tls = t.tls.is_some();
-    match command(conn, t, "CLUSTER", &["SHARDS"]).await {
+    match command(conn, "CLUSTER", &["SHARDS"]).await {
         Ok(v) => parse_cluster_shards(&v, tls),
         // CLUSTER SHARDS is 7.0+; older servers answer "unknown subcommand".
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            let v = command(conn, t, "CLUSTER", &["NODES"]).await?;
+            let v = command(conn, "CLUSTER", &["NODES"]).await?;
             let text = as_string(&v).ok_or_else(|| reply_error("CLUSTER NODES", "not text"))?;
             parse_cluster_nodes(&text)
         }
@@ -389,8 +382,8 @@ async fn ask_cluster(conn: &Conn, t: &Target) -> Result<Vec<Node>, DiscoveryErro
     }
 }
 
-async fn ask_sentinel(conn: &Conn, t: &Target, master: &str) -> Result<Vec<Node>, DiscoveryError> {
-    let m = match command(conn, t, "SENTINEL", &["MASTER", master]).await {
+async fn ask_sentinel(conn: &mut Conn, master: &str) -> Result<Vec<Node>, DiscoveryError> {
+    let m = match command(conn, "SENTINEL", &["MASTER", master]).await {
         Ok(v) => v,
         Err(e) if e.message.to_ascii_lowercase().contains("no such master") => {
             return Err(DiscoveryError::UnknownMaster(master.to_string()))
@@ -398,11 +391,11 @@ async fn ask_sentinel(conn: &Conn, t: &Target, master: &str) -> Result<Vec<Node>
         Err(e) => return Err(e.into()),
     };
     let mut nodes = vec![sentinel_node(&m, Role::Primary, "SENTINEL MASTER")?];
-    let replicas = match command(conn, t, "SENTINEL", &["REPLICAS", master]).await {
+    let replicas = match command(conn, "SENTINEL", &["REPLICAS", master]).await {
         Ok(v) => v,
         // SENTINEL REPLICAS is 5.0+; before, SLAVES.
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            command(conn, t, "SENTINEL", &["SLAVES", master]).await?
+            command(conn, "SENTINEL", &["SLAVES", master]).await?
         }
         Err(e) => return Err(e.into()),
     };

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use fred::prelude::Client;
 use tokio::sync::mpsc;
 
 use crate::config::Target;
 use crate::diagnose::Report;
+use crate::redis::connection::Conn;
 
 /// Jobs queued per poller; past it a request is refused as busy instead of piling up.
 pub const QUEUE: usize = 4;
@@ -19,7 +19,10 @@ pub const QUEUE: usize = 4;
 pub const POLLER_WAIT: Duration = Duration::from_secs(30);
 
 /// Work for a poller: run on its held connection (`None` when it holds none right now).
-pub type Job = Box<dyn FnOnce(Option<Client>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+pub type Job = Box<
+    dyn for<'a> FnOnce(Option<&'a mut Conn>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>
+        + Send,
+>;
 
 /// What the pollers tell the one who acts through them (relief's hub).
 pub trait Actions: Send + Sync {
@@ -41,8 +44,12 @@ impl Actions for NoActions {
 }
 
 /// Waits `wait`, meanwhile running the jobs sent to this poller on its held connection
-/// (`client`). A poller calls this between polls, so a job never overlaps a poll.
-pub async fn idle(wait: Duration, jobs: &mut Option<mpsc::Receiver<Job>>, client: Option<&Client>) {
+/// (`conn`). A poller calls this between polls, so a job never overlaps a poll.
+pub async fn idle(
+    wait: Duration,
+    jobs: &mut Option<mpsc::Receiver<Job>>,
+    mut conn: Option<&mut Conn>,
+) {
     let until = tokio::time::Instant::now() + wait;
     loop {
         let Some(rx) = jobs.as_mut() else {
@@ -57,7 +64,9 @@ pub async fn idle(wait: Duration, jobs: &mut Option<mpsc::Receiver<Job>>, client
         match job {
             // Each job bounds its own commands; this bounds the job against a bug.
             Some(job) => {
-                let _ = tokio::time::timeout(POLLER_WAIT, job(client.cloned())).await;
+                // A job cut off here may leave a reply owed: the connection's next exchange
+                // drops it (`Conn::settle`), or the connection is broken and replaced.
+                let _ = tokio::time::timeout(POLLER_WAIT, job(conn.as_deref_mut())).await;
             }
             None => *jobs = None,
         }

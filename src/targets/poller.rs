@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fred::prelude::{Client, ClientLike};
-use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::aggregate::Aggregator;
@@ -16,10 +14,11 @@ use crate::analysis::history::{History, Sample};
 use crate::config::Target;
 use crate::diagnose::{self, Observation, Report};
 use crate::redis::connection::{
-    bounded, no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn,
-    ErrorKind, PollError, Stage,
+    no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn, ErrorKind,
+    PollError, Stage,
 };
 use crate::redis::info::Info;
+use crate::redis::resp::Arg;
 use crate::targets::state::{StageDurations, Store, TargetState};
 use crate::targets::Logged;
 
@@ -119,8 +118,8 @@ impl Poller {
         loop {
             let started = Instant::now();
             // The poll and the wait between polls are boxed, each for as long as it runs: inline,
-            // the task would hold the largest of them (the poll's, with fred's command futures)
-            // for good, ~20 kB per target, also while it only waits (issue 20).
+            // the task would hold the largest of them (the poll's) for good, also while it
+            // only waits (issue 20).
             let ok = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 ok = Box::pin(self.cycle()) => ok,
@@ -133,7 +132,7 @@ impl Poller {
                 }
             } else {
                 let wait = backoff.step();
-                let held = self.conn.as_ref().map(|c| &c.client);
+                let held = self.conn.as_mut();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = Box::pin(crate::targets::jobs::idle(wait, &mut self.relief, held)) => {}
@@ -164,15 +163,15 @@ impl Poller {
                 _ = Box::pin(crate::targets::jobs::idle(
                     ping.unwrap_or(left),
                     &mut self.relief,
-                    self.conn.as_ref().map(|c| &c.client),
+                    self.conn.as_mut(),
                 )) => {}
             }
-            let Some(conn) = self.conn.as_ref().filter(|_| ping.is_some()) else {
+            let Some(conn) = self.conn.as_mut().filter(|_| ping.is_some()) else {
                 continue;
             };
             let pong = tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                r = bounded(Stage::Ping, self.target.command_timeout, conn.client.ping::<Value>(None)) => r,
+                r = conn.command(Stage::Ping, &["PING"]) => r,
             };
             match pong {
                 Ok(_) => {}
@@ -195,7 +194,7 @@ impl Poller {
     /// memory pressure `maxmemory-clients` must not evict the one connection that shows what
     /// is going on. A refusal (an ACL without `client`, a renamed CLIENT, a proxy) is logged
     /// once and otherwise ignored; only a broken connection fails the poll.
-    async fn protect(&mut self, c: &Client, info: &Info) -> Result<(), PollError> {
+    async fn protect(&mut self, c: &mut Conn, info: &Info) -> Result<(), PollError> {
         let Some(version) = info.version() else {
             return Ok(());
         };
@@ -224,9 +223,8 @@ impl Poller {
             if version < since {
                 continue;
             }
-            let cmd = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
-            let t = self.target.command_timeout;
-            match bounded(stage, t, c.custom::<Value, _>(cmd, args.to_vec())).await {
+            let cmd = std::iter::once(&"CLIENT").chain(args).map(|a| Arg::Str(a));
+            match c.call(stage, cmd).await {
                 Ok(_) => {}
                 Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
                     return Err(e)
@@ -250,10 +248,9 @@ impl Poller {
     async fn cycle(&mut self) -> bool {
         self.state.counters.polls += 1;
         let result = match self.conn.take() {
-            // fred ends its routing task when the server closes the socket (CLIENT KILL, a
-            // restart, the idle `timeout`); a command sent then would wait out the whole
-            // command timeout and look like a hung server. Call it what it is.
-            Some(c) if c.task.is_finished() || !c.client.is_connected() => {
+            // A keepalive PING or a relief job found the connection closed by the server
+            // (CLIENT KILL, a restart, the idle `timeout`) or out of step. Call it what it is.
+            Some(c) if c.broken() => {
                 c.close().await;
                 Err(PollError::new(
                     ErrorKind::Connect,
@@ -293,19 +290,18 @@ impl Poller {
     }
 
     async fn poll(&mut self, conn: &mut Conn) -> Result<PollResult, PollError> {
-        let t = self.target.command_timeout;
         let t0 = Instant::now();
-        let (info, info_invalid_utf8) = observe_info(&conn.client, t).await?;
+        let (info, info_invalid_utf8) = observe_info(conn).await?;
         if !conn.protected {
             // A new connection: what the chunked walk knew may describe another server.
             self.listing.reset();
-            self.protect(&conn.client, &info).await?;
+            self.protect(conn, &info).await?;
             conn.protected = true;
         }
-        let c = &conn.client;
+        let c = conn;
         let t1 = Instant::now();
 
-        let (config, config_error) = observe_config(c, t).await?;
+        let (config, config_error) = observe_config(c).await?;
         let t2 = Instant::now();
 
         let every = self.target.client_list.interval(
@@ -321,7 +317,7 @@ impl Poller {
         let (clients, t3) = if due {
             // In chunks of ids where the server allows (src/redis/chunked.rs), each parsed into the
             // aggregator as it arrives; so `client_list` includes that parse, `aggregate` the fold.
-            let listed = self.listing.list(c, t, &info, &mut self.aggregator).await?;
+            let listed = self.listing.list(c, &info, &mut self.aggregator).await?;
             client_list_invalid_utf8 = listed.invalid_utf8_lines;
             let counters = &mut self.state.counters;
             counters.client_list_commands += listed.commands;
@@ -345,6 +341,7 @@ impl Poller {
             (None, t2)
         };
         let t4 = Instant::now();
+        c.trim();
         Ok(PollResult {
             info,
             config,

@@ -92,10 +92,9 @@ struct Snap {
     at: f64,
 }
 
-async fn snapshot(conn: &Conn, timeout: Duration) -> Result<Snap, PollError> {
-    let c = &conn.client;
-    let (info, _) = observe_info(c, timeout).await?;
-    let reply = read_client_list(c, timeout).await?.0.into_string();
+async fn snapshot(c: &mut Conn) -> Result<Snap, PollError> {
+    let (info, _) = observe_info(c).await?;
+    let reply = read_client_list(c).await?.0.into_string();
     Ok(Snap {
         info,
         reply,
@@ -105,8 +104,8 @@ async fn snapshot(conn: &Conn, timeout: Duration) -> Result<Snap, PollError> {
 
 /// Runs the triage. `waiting` is told (once) when the command has to wait for a free slot.
 pub async fn run(o: &Options, waiting: impl FnMut(&str)) -> Result<Report, TriageError> {
-    let conn = connect(o, waiting).await?;
-    let result = observe(o, &conn).await;
+    let mut conn = connect(o, waiting).await?;
+    let result = observe(o, &mut conn).await;
     conn.close().await;
     result.map_err(|source| TriageError::Poll {
         target: o.target.label.clone(),
@@ -114,19 +113,18 @@ pub async fn run(o: &Options, waiting: impl FnMut(&str)) -> Result<Report, Triag
     })
 }
 
-async fn observe(o: &Options, conn: &Conn) -> Result<Report, PollError> {
-    let t = o.target.command_timeout;
+async fn observe(o: &Options, conn: &mut Conn) -> Result<Report, PollError> {
     // An unavailable CONFIG leaves its values unknown; the diagnosis says what it lacks.
-    let (config, _) = observe_config(&conn.client, t).await?;
+    let (config, _) = observe_config(conn).await?;
     let mut agg = Aggregator::new(o.idle_threshold_seconds);
-    let first = snapshot(conn, t).await?;
+    let first = snapshot(conn).await?;
     let first_summary = agg.summarize(&first.reply, o.top_k);
     let mut history = vec![Sample::new(first.at, &first.info, &first_summary, None)];
     let last = if o.sample.is_zero() {
         first
     } else {
         tokio::time::sleep(o.sample).await;
-        snapshot(conn, t).await?
+        snapshot(conn).await?
     };
     let summary = agg.summarize(&last.reply, o.top_k);
     if summary.connections == 0 {
