@@ -204,11 +204,25 @@ fn a_small_reply_gives_back_what_a_large_one_left() {
         was_large.summarize(&small, 50);
     });
     assert_eq!(n1, n2, "a steady small population keeps allocating more");
+    // The same through the poller's path (src/redis/chunked.rs feeds the sink; the poller
+    // finishes): it gives the capacity back too.
+    let mut listed = Aggregator::new(60);
+    listed.set_parallel(false);
+    for reply in [&large, &small, &small] {
+        listed.begin();
+        listed.add_reply(reply);
+        listed.finish(50);
+    }
     let (small_held, was_large_held) = (held(only_small), held(was_large));
+    let listed_held = held(listed);
     // A margin for the allocator's own rounding, far below the megabytes the large
     // population's maps took.
     assert!(
         was_large_held < small_held + 64 * 1024,
         "after a small reply the aggregator still holds {was_large_held} bytes (one that only saw small ones: {small_held})"
+    );
+    assert!(
+        listed_held < small_held + 64 * 1024,
+        "after a small listing the aggregator still holds {listed_held} bytes (one that only saw small ones: {small_held})"
     );
 }
