@@ -5,13 +5,9 @@
 //! with its connection.
 //! (Its own test binary: the allocator is global to it.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// A global allocator can only be written with `unsafe` (as in tests/alloc.rs).
-#![allow(unsafe_code)]
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,31 +20,9 @@ use redis_clients_exporter::redis::info::Info;
 use redis_clients_exporter::targets::poller::{PollResult, Poller};
 use redis_clients_exporter::targets::state::{ConfigValues, StageDurations, Store, TargetState};
 
-struct Counting;
-
-/// Bytes allocated and not yet freed (what is live), by every thread.
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// The counts are process-wide: the tests of this file run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+#[path = "support/counting.rs"]
+mod counting;
+use counting::{live, SERIAL};
 
 /// Targets measured at once: the bytes per target are the average over them.
 const TARGETS: usize = 30;
@@ -60,10 +34,6 @@ const PER_TARGET: i64 = 50_000;
 const OURS: i64 = 35_000;
 /// A full hour of history of a small idle population.
 const HISTORY: i64 = 8_000;
-
-fn live() -> i64 {
-    LIVE.load(Relaxed)
-}
 
 fn kb(bytes: i64) -> String {
     format!("{:.1} kB", bytes as f64 / 1000.0)
