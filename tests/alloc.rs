@@ -1,62 +1,15 @@
 //! The hot path allocates nothing per line: a counting global allocator proves it.
 //! (This file holds one test only: the allocator is global to the test binary.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// A global allocator can only be written with `unsafe`: the one place it is allowed (Cargo.toml
-// denies it everywhere; src/ cannot have it, tests/architecture.rs checks).
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use redis_clients_exporter::analysis::aggregate::{Aggregator, PARALLEL_MIN_BYTES};
 use redis_clients_exporter::analysis::synthetic;
 use redis_clients_exporter::redis::chunked::ChunkSink;
 use redis_clients_exporter::redis::client_list::lines;
 
-struct Counting;
-
-// Global, not per thread: a large reply's second half is aggregated on a helper thread, and
-// its allocations count too.
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static COUNT: AtomicU64 = AtomicU64::new(0);
-/// Bytes allocated and not yet freed, always counted (for what an aggregator holds).
-static LIVE: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Relaxed) {
-            COUNT.fetch_add(1, Relaxed);
-        }
-        LIVE.fetch_add(layout.size() as u64, Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as u64, Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Relaxed) {
-            COUNT.fetch_add(1, Relaxed);
-        }
-        LIVE.fetch_add(new_size as u64, Relaxed);
-        LIVE.fetch_sub(layout.size() as u64, Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// The counts are process-wide: the tests of this file run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn allocations(f: impl FnOnce()) -> u64 {
-    COUNT.store(0, Relaxed);
-    COUNTING.store(true, Relaxed);
-    f();
-    COUNTING.store(false, Relaxed);
-    COUNT.load(Relaxed)
-}
+#[path = "support/counting.rs"]
+mod counting;
+use counting::{allocations, live, SERIAL};
 
 #[test]
 fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
@@ -174,9 +127,9 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
 
 /// What an aggregator holds: the live bytes its drop gives back.
 fn held(agg: Aggregator) -> u64 {
-    let before = LIVE.load(Relaxed);
+    let before = live();
     drop(agg);
-    before.saturating_sub(LIVE.load(Relaxed))
+    u64::try_from(before - live()).unwrap_or(0)
 }
 
 /// Issue 20: an aggregator that once saw a large population gives the capacity back after a
@@ -204,11 +157,25 @@ fn a_small_reply_gives_back_what_a_large_one_left() {
         was_large.summarize(&small, 50);
     });
     assert_eq!(n1, n2, "a steady small population keeps allocating more");
+    // The same through the poller's path (src/redis/chunked.rs feeds the sink; the poller
+    // finishes): it gives the capacity back too.
+    let mut listed = Aggregator::new(60);
+    listed.set_parallel(false);
+    for reply in [&large, &small, &small] {
+        listed.begin();
+        listed.add_reply(reply);
+        listed.finish(50);
+    }
     let (small_held, was_large_held) = (held(only_small), held(was_large));
+    let listed_held = held(listed);
     // A margin for the allocator's own rounding, far below the megabytes the large
     // population's maps took.
     assert!(
         was_large_held < small_held + 64 * 1024,
         "after a small reply the aggregator still holds {was_large_held} bytes (one that only saw small ones: {small_held})"
+    );
+    assert!(
+        listed_held < small_held + 64 * 1024,
+        "after a small listing the aggregator still holds {listed_held} bytes (one that only saw small ones: {small_held})"
     );
 }

@@ -582,6 +582,8 @@ pub const PARALLEL_MIN_BYTES: usize = 8 << 20;
 /// A reply shorter than this (about 200 connections) lets the aggregator give back capacity
 /// a larger population left; a longer one keeps everything warm (the 0-allocation hot path).
 pub const SHRINK_BELOW_BYTES: usize = 64 << 10;
+/// The same for a snapshot fed line by line (`add`, no reply to measure): at most this many.
+pub const SHRINK_BELOW_LINES: u64 = 200;
 
 /// Reusable aggregation state for one target. See the module docs.
 pub struct Aggregator {
@@ -597,8 +599,11 @@ pub struct Aggregator {
     /// Scratch space of the fleet evidence, kept so that it stops allocating once warm.
     rows: Vec<InstanceRow>,
     pools: Vec<u64>,
-    /// Kept between polls: it has learned the server's field order.
-    parser: Parser,
+    /// Kept between polls: it has learned the server's field order. Boxed and dropped after
+    /// a small snapshot (2.3 kB that a small population relearns in one line).
+    parser: Option<Box<Parser>>,
+    /// Bytes of CLIENT LIST replies in this snapshot: whether it was small (see `finish`).
+    listed_bytes: usize,
     /// Whether a second core exists (read once: the check reads cgroup files).
     parallel: bool,
     /// Aggregates the second half of a large reply; kept, like the maps, so that it too stops
@@ -623,7 +628,8 @@ impl Aggregator {
             scalars: ClientListSummary::default(),
             rows: Vec::new(),
             pools: Vec::new(),
-            parser: Parser::new(),
+            parser: None,
+            listed_bytes: 0,
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             helper: None,
             scratch: String::new(),
@@ -647,11 +653,8 @@ impl Aggregator {
             Some((first, second)) => self.add_halves(first, second),
             None => self.add_lines(reply),
         }
-        let summary = self.finish(top_k);
-        if reply.len() < SHRINK_BELOW_BYTES {
-            self.shrink();
-        }
-        summary
+        // `finish` gives back what a larger population left when this reply was small.
+        self.finish(top_k)
     }
 
     /// After a small reply: what an earlier, larger population left in the reused maps and
@@ -677,16 +680,20 @@ impl Aggregator {
             self.scratch.shrink_to(256);
         }
         self.helper = None;
+        self.parser = None;
     }
 
     fn add_lines(&mut self, reply: &str) {
+        self.listed_bytes += reply.len();
+        let mut parser = self.parser.take().unwrap_or_default();
         let mut e = ClientEntry::default();
         for line in raw_lines(reply) {
-            match self.parser.parse_into(&mut e, line) {
+            match parser.parse_into(&mut e, line) {
                 Ok(()) => self.add(&e),
                 Err(_) => self.scalars.parse_errors += 1,
             }
         }
+        self.parser = Some(parser);
     }
 
     fn add_halves(&mut self, first: &str, second: &str) {
@@ -797,6 +804,7 @@ impl Aggregator {
             c.reset();
         }
         self.scalars = ClientListSummary::default();
+        self.listed_bytes = 0;
     }
 
     /// Counts a parse error for the current snapshot.
@@ -890,9 +898,11 @@ impl Aggregator {
 
     /// Adds a chunk of a CLIENT LIST reply (src/redis/chunked.rs) and pushes each parsed line's id.
     fn add_lines_with_ids(&mut self, reply: &str, ids: &mut Vec<u64>) {
+        self.listed_bytes += reply.len();
+        let mut parser = self.parser.take().unwrap_or_default();
         let mut e = ClientEntry::default();
         for line in raw_lines(reply) {
-            match self.parser.parse_into(&mut e, line) {
+            match parser.parse_into(&mut e, line) {
                 Ok(()) => {
                     ids.extend(e.id);
                     self.add(&e);
@@ -900,6 +910,7 @@ impl Aggregator {
                 Err(_) => self.scalars.parse_errors += 1,
             }
         }
+        self.parser = Some(parser);
     }
 
     /// Ends the snapshot: builds the /24 and fleet evidence, forgets keys that did not appear
@@ -948,6 +959,18 @@ impl Aggregator {
         out.by_user = fold(self.users.iter(), top_k, add);
         out.by_command = fold(self.commands.iter(), top_k, add);
         out.details = self.details.finish(top_k);
+        let small = match self.listed_bytes {
+            // Fed line by line (`add`): no reply to measure.
+            0 => out.connections + out.parse_errors <= SHRINK_BELOW_LINES,
+            bytes => bytes < SHRINK_BELOW_BYTES,
+        };
+        if small {
+            self.shrink();
+            // The summary is kept until the next poll (the state a scrape serves): a clone
+            // (String and Vec clones are exact) drops the spare capacity it grew with, a third
+            // of a small one (issue 20, tests/memory.rs).
+            return out.clone();
+        }
         out
     }
 

@@ -22,7 +22,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         return None;
     };
     let c = ctx.obs.clients;
-    let tally = ctx.history.last().map_or(&[][..], |s| &s.young[..]);
+    let tally = ctx.history.last().map_or(&[][..], |s| s.young());
     let who: Option<(String, f64)> = match tally.first().filter(|t| t.value >= 1.0) {
         Some(t) => Some((format!("source_ip {}", t.key), t.value)),
         None => c

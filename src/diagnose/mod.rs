@@ -744,7 +744,7 @@ pub fn diagnose(
         _ => 0.0,
     };
     let server = ctx.server;
-    Report {
+    let report = Report {
         target: target.to_string(),
         generated_at: now,
         status,
@@ -779,7 +779,11 @@ pub fn diagnose(
         history_samples: history.len(),
         history_window_seconds: window,
         redis_cli: redis_cli.to_string(),
-    }
+    };
+    // Every target keeps its report until the next poll: a clone (String and Vec clones are
+    // exact) drops the spare capacity its text grew with, ~1.5 kB of a small report's ~4.5 kB
+    // (issue 20; tests/memory.rs).
+    report.clone()
 }
 
 /// The threat every finding shares: how full the server is, whether it refuses connections,

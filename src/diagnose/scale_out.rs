@@ -43,7 +43,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
         // the count of instances really grew (a rolling deploy replaces them instead).
         let before = ctx
             .sample_before(ctx.now - s.young_oldest_age as f64 - 1.0)
-            .map(|b| (b.instances, b.at));
+            .map(|b| (u64::from(b.instances), b.at));
         let history = match before {
             Some((n, _)) if (c.instances as f64 - n as f64) >= 0.5 * young => 1.05,
             Some(_) => 0.4,

@@ -379,13 +379,13 @@ fn every_leak_fix_carries_timeout_and_keepalive() {
 }
 
 fn sample(at: f64, total: f64, rejected: f64, limit: f64) -> Sample {
-    Sample {
-        at,
-        total_connections_received: Some(total),
-        rejected_connections: Some(rejected),
-        limit_connections: Some(limit),
-        ..Sample::default()
-    }
+    // Field by field: a sample's groups are private (shared between samples).
+    let mut s = Sample::default();
+    s.at = at;
+    s.total_connections_received = Some(total);
+    s.rejected_connections = Some(rejected);
+    s.limit_connections = Some(limit);
+    s
 }
 
 #[test]

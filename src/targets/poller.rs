@@ -91,6 +91,14 @@ impl Poller {
         self
     }
 
+    /// Starts from `history` instead of an empty one: tests/memory.rs fills an hour of it to
+    /// measure what a target holds after an hour, without waiting an hour.
+    #[doc(hidden)]
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
     /// Labels every series of this target with its place in a cluster or Sentinel set.
     pub fn with_topology(mut self, topology: Arc<crate::targets::state::Topology>) -> Self {
         self.state.topology = Some(topology);
@@ -98,7 +106,13 @@ impl Poller {
     }
 
     /// Polls until `shutdown` is cancelled, then closes the connection.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub fn run(self, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> + Send {
+        // The poller on the heap and the task holding a pointer: an `async fn` taking `self`
+        // keeps two copies of it in its future (the argument and the local, ~3.6 kB each).
+        Box::new(self).run_boxed(shutdown)
+    }
+
+    async fn run_boxed(mut self: Box<Self>, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(self.target.poll_interval.min(Duration::from_secs(30)));
         self.store.publish(&self.target.label, self.state.clone());
         loop {
@@ -121,12 +135,12 @@ impl Poller {
                 let held = self.conn.as_mut();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = crate::targets::jobs::idle(wait, &mut self.relief, held) => {}
+                    _ = Box::pin(crate::targets::jobs::idle(wait, &mut self.relief, held)) => {}
                 }
             }
         }
         if let Some(conn) = self.conn.take() {
-            conn.close().await;
+            Box::pin(conn.close()).await;
         }
     }
 
