@@ -203,6 +203,52 @@ fn tls_targets_verify_the_server_present_a_client_certificate_and_honour_sni() {
             &[("target", "verified")]
         )
         .is_some());
+
+    // A rotated CA file is read again at the next connect (the client configuration is shared
+    // between connections only while its files are unchanged): replaced by a CA that did not
+    // sign the server's certificate, the reconnect fails; put back, it succeeds.
+    let ca = certs.path().join("ca.pem");
+    let good_ca = std::fs::read(&ca).expect("ca");
+    openssl(
+        certs.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other-ca",
+        ],
+    );
+    std::fs::copy(certs.path().join("other.pem"), &ca).expect("rotate");
+    let connect_errors = |m: &common::Metrics| {
+        m.get(
+            "redis_clients_exporter_poll_errors_total",
+            &[("target", "verified"), ("kind", "connect")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = connect_errors(&m);
+    let kill_ours = || {
+        let mut admin = r.conn();
+        admin.cmd(&["CLIENT", "KILL", "USER", "default", "SKIPME", "yes"]);
+    };
+    kill_ours();
+    exp.wait_for("verified down with the rotated CA", WAIT, |m| {
+        m.get("redis_up", &[("target", "verified")]) == Some(0.0)
+            && connect_errors(m) > before + 1.0
+    });
+    std::fs::write(&ca, good_ca).expect("restore");
+    exp.wait_for("verified up with the CA back", WAIT, |m| {
+        m.get("redis_up", &[("target", "verified")]) == Some(1.0)
+    });
 }
 
 fn bcrypt_hash(password: &str) -> String {

@@ -502,7 +502,7 @@ async fn connect(target: &Target) -> Result<Stream, PollError> {
             let Some(tls) = &target.tls else {
                 return Ok(Stream::Tcp(tcp));
             };
-            let config = crate::redis::tls::client_config(tls)
+            let config = crate::redis::tls::shared_client_config(tls)
                 .map_err(|e| PollError::new(ErrorKind::Connect, Stage::Connect, e.to_string()))?;
             let name = tls.server_name.as_deref().unwrap_or(host);
             let name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| {
@@ -512,7 +512,7 @@ async fn connect(target: &Target) -> Result<Stream, PollError> {
                     format!("TLS server name: {e}"),
                 )
             })?;
-            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(failed)?;

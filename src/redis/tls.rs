@@ -83,6 +83,50 @@ pub fn client_config(opts: &TlsOptions) -> Result<rustls::ClientConfig, TlsError
     finish(builder, opts)
 }
 
+/// The client configuration for `opts`, shared by every connection with the same settings as
+/// long as its files (CA, client certificate, key) are unchanged: a changed file (a rotated
+/// certificate) is read again at the next connect.
+///
+/// Built per connection, each config carried its own session-resumption cache (rustls reserves
+/// room for 256 servers up front) and its own parsed CA bundle: ~68 kB more per `rediss://`
+/// target than per plain one (500 targets: 71.8 vs 37.7 MiB RSS). Shared, a reconnect can also
+/// resume its TLS session.
+pub fn shared_client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    type Entry = (
+        TlsOptions,
+        Vec<Option<FileStamp>>,
+        Arc<rustls::ClientConfig>,
+    );
+    // Bounded by the configuration: one entry per distinct TLS settings (targets, profiles).
+    static CACHE: std::sync::Mutex<Vec<Entry>> = std::sync::Mutex::new(Vec::new());
+    let stamps: Vec<Option<FileStamp>> = [&opts.ca_file, &opts.cert_file, &opts.key_file]
+        .into_iter()
+        .map(|f| f.as_deref().and_then(FileStamp::of))
+        .collect();
+    {
+        let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, c)) = cache.iter().find(|(o, s, _)| o == opts && *s == stamps) {
+            return Ok(Arc::clone(c));
+        }
+    }
+    let config = Arc::new(client_config(opts)?);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.retain(|(o, _, _)| o != opts);
+    cache.push((opts.clone(), stamps, Arc::clone(&config)));
+    Ok(config)
+}
+
+/// What tells a changed file: its modification time and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(std::time::SystemTime, u64);
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp(m.modified().ok()?, m.len()))
+    }
+}
+
 /// The client certificate, when the target has one.
 fn finish(
     builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
