@@ -2,7 +2,8 @@
 //! of 100 targets (aliases of three real redis-server processes). Their target sets must be
 //! disjoint and cover all 100, each the set the documented hash (FNV-1a of the label, modulo
 //! N) gives it; a real Prometheus scraping both must see every target exactly once; and with
-//! N = 3 only the targets whose shard changed move.
+//! N = 3 only the targets whose shard changed move. And README's `/scrape` + `hashmod` layout,
+//! run as written with a real Prometheus and three replicas: each target polled once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -293,4 +294,155 @@ impl Query for Prometheus {
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// README's "Layout 2" as written: a real Prometheus with README's scrape configuration (only
+/// the replicas' addresses and the target list replaced) sends each of 20 `/scrape` targets to
+/// one of three exporter replicas by `hashmod`. Prometheus holds each target's series exactly
+/// once, and on the Redis side each target is polled by exactly one exporter connection: no
+/// replica polls what another one was sent.
+#[test]
+fn prometheus_hashmod_sends_each_scrape_target_to_exactly_one_replica() {
+    if !common::require_tool("prometheus", "prometheus") {
+        return;
+    }
+    // Two servers, each listening on ten loopback addresses: 20 distinct `host:port` targets.
+    let binds: Vec<String> = (1..=10).map(|i| format!("127.0.0.{i}")).collect();
+    let mut args = vec!["--bind"];
+    args.extend(binds.iter().map(String::as_str));
+    let servers: Vec<Redis> = (0..2).map(|_| Redis::start(&args)).collect();
+    let targets: Vec<String> = servers
+        .iter()
+        .flat_map(|r| binds.iter().map(move |b| format!("{b}:{}", r.port)))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allow: Vec<String> = servers
+        .iter()
+        .map(|r| format!("\"127.0.0.0/24:{}\"", r.port))
+        .collect();
+    let replicas: Vec<Exporter> = (0..3)
+        .map(|i| {
+            let p = dir.path().join(format!("replica-{i}.toml"));
+            std::fs::write(
+                &p,
+                format!(
+                    "listen = \"127.0.0.1:0\"\nscrape_allow = [{a}]\n\n[auth_profiles.ops]\ntargets = [{a}]\n",
+                    a = allow.join(", ")
+                ),
+            )
+            .expect("write config");
+            let cfg = config::load_with_env(Some(&p), &Overrides::default(), Vec::new())
+                .expect("config");
+            Exporter::start(cfg)
+        })
+        .collect();
+
+    // README's scrape configuration, with this test's replicas and targets.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let layout = readme
+        .split("### Layout 2")
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README's Layout 2 scrape configuration");
+    let sd = dir.path().join("redis-targets.yaml");
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    std::fs::write(&sd, format!("- targets: [{}]\n", list.join(", "))).expect("write sd");
+    let mut scrape = String::new();
+    let mut replaced = 0;
+    for line in layout.lines() {
+        let line = if line.contains("file_sd_configs:") {
+            format!("    file_sd_configs: [{{files: ['{}']}}]", sd.display())
+        } else if let Some(at) = line.find("replacement: redis-clients-exporter-") {
+            let i = line[at..]
+                .chars()
+                .find(char::is_ascii_digit)
+                .and_then(|c| c.to_digit(10))
+                .expect("replica index") as usize;
+            replaced += 1;
+            format!("{}replacement: '{}'}}", &line[..at], replicas[i].addr)
+        } else {
+            line.to_string()
+        };
+        scrape.push_str(&line);
+        scrape.push('\n');
+    }
+    assert_eq!(
+        replaced, 3,
+        "README's layout names three replicas:\n{layout}"
+    );
+    let prom = Prometheus::start(|_| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{}",
+            scrape
+        )
+    });
+
+    // Prometheus: every target once, up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = prom.query("count by (instance) (redis_up == 1)");
+        let per: BTreeMap<String, String> = r
+            .iter()
+            .map(|v| {
+                (
+                    v["metric"]["instance"].as_str().unwrap_or("").to_string(),
+                    v["value"][1].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let want: BTreeSet<String> = targets.iter().cloned().collect();
+        if per.keys().cloned().collect::<BTreeSet<_>>() == want {
+            assert!(
+                per.values().all(|n| n == "1"),
+                "a target is held more than once: {per:?}"
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            let (_, t) = common::http_get(
+                format!("127.0.0.1:{}", prom.port).parse().expect("addr"),
+                "/api/v1/targets",
+            );
+            panic!("Prometheus never saw all 20 targets up once: {per:?}\n{scrape}\n{t}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Redis: each target (a listening address) has exactly one exporter connection.
+    for r in &servers {
+        let mut admin = r.conn();
+        let list = match admin.cmd(&["CLIENT", "LIST"]) {
+            common::Reply::Bulk(Some(b)) => b,
+            other => panic!("CLIENT LIST: {other:?}"),
+        };
+        for b in &binds {
+            let laddr = format!(" laddr={b}:{} ", r.port);
+            let ours = list
+                .lines()
+                .filter(|l| l.contains(&laddr) && l.contains(" name=redis-clients-exporter "))
+                .count();
+            assert_eq!(
+                ours, 1,
+                "{b}:{} polled by {ours} connections\n{list}",
+                r.port
+            );
+        }
+    }
+    // Prometheus sent the targets to more than one replica (which one is its MD5 `hashmod`).
+    let (_, t) = common::http_get(
+        format!("127.0.0.1:{}", prom.port).parse().expect("addr"),
+        "/api/v1/targets",
+    );
+    let t: serde_json::Value = serde_json::from_str(&t).expect("targets json");
+    let used: BTreeSet<String> = t["data"]["activeTargets"]
+        .as_array()
+        .expect("active targets")
+        .iter()
+        .filter_map(|a| a["scrapeUrl"].as_str())
+        .filter_map(|u| u.split('/').nth(2).map(str::to_string))
+        .collect();
+    let used = used.len();
+    assert!(used >= 2, "hashmod sent all 20 targets to {used} replica");
 }

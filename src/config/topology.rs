@@ -456,6 +456,16 @@ impl Resolver {
         auth: Option<&str>,
         allow: &Allowlist,
     ) -> Result<Target, ScrapeTargetError> {
+        // Service discovery lists `host:port` (file_sd, Kubernetes endpoints): without a scheme
+        // it is `redis://host:port`, as for the Go redis_exporter. Every check below still
+        // applies to what it spells.
+        let with_scheme;
+        let address = if address.contains("://") {
+            address
+        } else {
+            with_scheme = format!("redis://{address}");
+            &with_scheme
+        };
         let parsed = crate::config::parse_address(address).map_err(ScrapeTargetError::Invalid)?;
         if parsed.username.is_some() || parsed.password.is_some() {
             return Err(ScrapeTargetError::Invalid(
@@ -887,6 +897,19 @@ mod tests {
         assert!(e.to_string().contains("auth profile"), "{e}");
         assert!(!e.to_string().contains("pw@"), "{e}");
         assert!(r.scrape_target("unix:///tmp/r.sock", None, allow).is_err());
+        // `host:port` as service discovery lists it is `redis://host:port`, checked the same.
+        assert_eq!(
+            r.scrape_target("10.1.1.1:6380", Some("ops"), allow)
+                .map(|t| t.label),
+            r.scrape_target("redis://10.1.1.1:6380", Some("ops"), allow)
+                .map(|t| t.label)
+        );
+        assert_eq!(
+            r.scrape_target("other.internal:6379", None, allow)
+                .map(|t| t.label),
+            Err(ScrapeTargetError::NotAllowed)
+        );
+        assert!(r.scrape_target("u:pw@10.1.1.1:6380", None, allow).is_err());
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 
