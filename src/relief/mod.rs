@@ -163,7 +163,6 @@ impl From<PollError> for Refusal {
 struct Handle {
     jobs: mpsc::Sender<Job>,
     poll_interval: Duration,
-    command_timeout: Duration,
 }
 
 /// A previewed connection, as the execute step must find it again.
@@ -228,7 +227,6 @@ impl Hub {
             Handle {
                 jobs,
                 poll_interval: target.poll_interval,
-                command_timeout: target.command_timeout,
             },
         );
     }
@@ -793,10 +791,10 @@ fn finding(
 async fn on_poller<T, F>(h: &Handle, work: F) -> Result<T, Refusal>
 where
     T: Send + 'static,
-    F: for<'a> FnOnce(&'a mut Conn, Duration) -> Work<'a, T> + Send + 'static,
+    F: for<'a> FnOnce(&'a mut Conn) -> Work<'a, T> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let t = h.command_timeout;
+    // Each command of `work` is bounded by the connection's (the target's) command timeout.
     let job: Job = Box::new(move |conn| {
         Box::pin(async move {
             // The requester stopped waiting: it was told nothing happened, so nothing does.
@@ -804,7 +802,7 @@ where
                 return;
             }
             let r = match conn {
-                Some(c) if !c.broken() => work(c, t).await,
+                Some(c) if !c.broken() => work(c).await,
                 _ => Err(refuse(
                     Outcome::Unavailable,
                     "the exporter holds no connection to this target right now (down or reconnecting): nothing can be done through it",
@@ -958,7 +956,7 @@ async fn do_preview(
     })?;
     let params: Vec<Param> = set.iter().map(|(p, _)| *p).collect();
     let wants_list = !req.select.is_empty();
-    let snap = on_poller(&handle, move |c, _| {
+    let snap = on_poller(&handle, move |c| {
         Box::pin(async move {
             let mut current = Vec::new();
             for p in params {
@@ -1306,7 +1304,7 @@ async fn do_execute(
     rec.select = serde_json::to_string(&pending.select).ok();
     rec.finding = pending.criteria.finding.as_ref().map(|(c, _)| c.as_str());
     rec.listed = Some(pending.conns.len());
-    let x = on_poller(&handle, move |c, _| {
+    let x = on_poller(&handle, move |c| {
         Box::pin(async move { Ok(run_action(c, pending).await) })
     })
     .await?;
