@@ -31,26 +31,21 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA, a server certificate for `localhost` and 127.0.0.1, and a client certificate.
-fn certificates(dir: &Path) {
+/// A self-signed CA: `NAME.key` and `NAME.pem` in `dir`.
+fn self_signed_ca(dir: &Path, name: &str, subject: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
     openssl(
         dir,
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "2", "-subj", subject,
         ],
     );
+}
+
+/// A CA, a server certificate for `localhost` and 127.0.0.1, and a client certificate.
+fn certificates(dir: &Path) {
+    self_signed_ca(dir, "ca", "/CN=test-ca");
     // Both as X.509 v3 (with extensions): rustls refuses v1 end-entity certificates.
     std::fs::write(
         dir.join("server.ext"),
@@ -209,24 +204,7 @@ fn tls_targets_verify_the_server_present_a_client_certificate_and_honour_sni() {
     // sign the server's certificate, the reconnect fails; put back, it succeeds.
     let ca = certs.path().join("ca.pem");
     let good_ca = std::fs::read(&ca).expect("ca");
-    openssl(
-        certs.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other-ca",
-        ],
-    );
+    self_signed_ca(certs.path(), "other", "/CN=other-ca");
     std::fs::copy(certs.path().join("other.pem"), &ca).expect("rotate");
     let connect_errors = |m: &common::Metrics| {
         m.get(
