@@ -237,8 +237,8 @@ impl Backoff {
 pub struct Conn {
     stream: Stream,
     reader: Reader,
-    /// Commands encoded and not written yet; given back after a large command (a chunk of
-    /// 500 ids is ~7 kB), so that an idle connection keeps no buffer.
+    /// Commands encoded and not written yet; freed once written, so that an idle connection
+    /// keeps no buffer.
     out: Vec<u8>,
     /// Commands in `out`.
     queued: usize,
@@ -252,8 +252,6 @@ pub struct Conn {
     /// Whether CLIENT NO-EVICT / NO-TOUCH were tried on this connection (see `Poller::protect`).
     pub(crate) protected: bool,
 }
-
-const KEPT_OUT: usize = 1024;
 
 impl Conn {
     /// Connects (TCP, TLS or a Unix socket, under the connect timeout), authenticates,
@@ -401,10 +399,9 @@ impl Conn {
         self.stream.flush().await?;
         self.broken = false;
         self.owed += std::mem::take(&mut self.queued);
-        self.out.clear();
-        if self.out.capacity() > KEPT_OUT {
-            self.out = Vec::new();
-        }
+        // Given back once written: an idle connection keeps no buffer (one small allocation
+        // per write, never per CLIENT LIST line).
+        self.out = Vec::new();
         Ok(())
     }
 
@@ -456,13 +453,6 @@ impl Conn {
                 self.skip += 1;
                 Err(timeout_error(stage, t))
             }
-        }
-    }
-
-    /// Gives the write buffer back (after a poll).
-    pub fn trim(&mut self) {
-        if self.queued == 0 {
-            self.out = Vec::new();
         }
     }
 

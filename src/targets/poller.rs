@@ -341,7 +341,6 @@ impl Poller {
             (None, t2)
         };
         let t4 = Instant::now();
-        c.trim();
         Ok(PollResult {
             info,
             config,
