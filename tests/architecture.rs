@@ -77,6 +77,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "web",
         &[
             "web",
+            "web::build_info",
             "web::exposition",
             "web::metrics",
             "web::render",

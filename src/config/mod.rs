@@ -59,6 +59,25 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A command-line flag's value; `nth` counts from 1 among repeated uses of the flag.
+    #[error("flag `{flag}`{}: {message}", nth.map(|n| format!(" ({})", ordinal(n))).unwrap_or_default())]
+    Flag {
+        flag: &'static str,
+        nth: Option<usize>,
+        message: String,
+    },
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, … `11th`, `12th`, `13th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -191,7 +210,11 @@ fn resolve(
         (Some(s), _) => crate::config::shard::Shard::parse(s, || {
             hostname.or_else(crate::config::shard::kernel_hostname)
         })
-        .map_err(|e| invalid("command line", "--shard", e.0))?,
+        .map_err(|e| ConfigError::Flag {
+            flag: "--shard",
+            nth: None,
+            message: e.0,
+        })?,
         (None, Some(s)) => crate::config::shard::Shard::parse(s, || {
             hostname.or_else(crate::config::shard::kernel_hostname)
         })
@@ -216,6 +239,14 @@ fn resolve(
     }
 
     let raw_targets: Vec<(String, RawTarget)> = if !o.targets.is_empty() {
+        // A flag's address is checked here, so that its error names the flag, not a key.
+        for (i, a) in o.targets.iter().enumerate() {
+            parse_address(a).map_err(|message| ConfigError::Flag {
+                flag: "--target",
+                nth: Some(i + 1),
+                message,
+            })?;
+        }
         o.targets
             .iter()
             .enumerate()
@@ -304,6 +335,13 @@ fn resolve(
                 .iter()
                 .filter(|g: &&crate::config::topology::Group| g.name == label)
                 .count();
+        if uses > 1 && !o.targets.is_empty() {
+            return Err(ConfigError::Flag {
+                flag: "--target",
+                nth: Some(targets.len() + groups.len()),
+                message: format!("target label `{label}` is used twice"),
+            });
+        }
         if uses > 1 {
             return Err(invalid(
                 origin,
@@ -618,6 +656,72 @@ mod tests {
                 assert!(!is_service_link(&name, value), "{name}={value}");
             }
         }
+    }
+
+    #[test]
+    fn a_bad_target_flag_is_a_flag_error() {
+        let o = Overrides {
+            targets: vec!["redis://ok:6379".into(), "http://x:1".into()],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[])).expect_err("bad flag");
+        assert_eq!(
+            e.to_string(),
+            "flag `--target` (2nd): unsupported scheme `http`; use redis://, rediss://, valkey://, valkeys:// or unix://"
+        );
+        let o = Overrides {
+            targets: vec!["not a url".into()],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[]))
+            .expect_err("bad flag")
+            .to_string();
+        assert!(
+            e.starts_with("flag `--target` (1st): not a valid URL"),
+            "{e}"
+        );
+        let o = Overrides {
+            targets: vec![
+                "redis://a:1".into(),
+                "redis://b:1".into(),
+                "redis://a:1".into(),
+            ],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[]))
+            .expect_err("twice")
+            .to_string();
+        assert_eq!(e, "flag `--target` (3rd): target label `a:1` is used twice");
+        assert_eq!(
+            [1, 2, 3, 4, 11, 12, 13, 21, 22, 111].map(ordinal),
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th"]
+        );
+    }
+
+    #[test]
+    fn valkey_schemes_are_redis_schemes() {
+        for (address, tls) in [
+            ("valkey://v:6379/2", false),
+            ("valkeys://v:6379", true),
+            ("VALKEYS://v:6379", true),
+        ] {
+            let p = parse_address(address).unwrap_or_else(|e| panic!("{address}: {e}"));
+            assert_eq!(p.tls, tls, "{address}");
+            assert_eq!(
+                p.endpoint,
+                Endpoint::Tcp {
+                    host: "v".into(),
+                    port: 6379
+                }
+            );
+        }
+        let f = write(
+            ".toml",
+            "[[targets]]\naddress = \"valkeys://v:6380\"\ntls_server_name = \"v.internal\"\n",
+        );
+        let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect("valid");
+        assert!(c.targets[0].tls.is_some());
+        assert_eq!(c.targets[0].label, "v:6380");
     }
 
     #[test]

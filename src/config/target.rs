@@ -240,12 +240,14 @@ pub(crate) struct ParsedAddress {
     pub(crate) password: Option<String>,
 }
 
-/// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`.
+/// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`;
+/// `valkey://` and `valkeys://` are the same as `redis://` and `rediss://` (as for the Go
+/// redis_exporter).
 /// Error messages never repeat the address (it may hold a password).
 pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
     let url = url::Url::parse(address).map_err(|e| {
         format!(
-            "not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"
+            "not a valid URL ({e}); expected redis://host:port, rediss://host:port (valkey://, valkeys://) or unix:///path"
         )
     })?;
     let username = Some(url.username())
@@ -253,7 +255,7 @@ pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
         .map(percent_decode);
     let password = url.password().map(percent_decode);
     match url.scheme() {
-        "redis" | "rediss" => {
+        "redis" | "rediss" | "valkey" | "valkeys" => {
             let host = url
                 .host_str()
                 .filter(|h| !h.is_empty())
@@ -272,7 +274,7 @@ pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
             };
             Ok(ParsedAddress {
                 endpoint: Endpoint::Tcp { host, port },
-                tls: url.scheme() == "rediss",
+                tls: matches!(url.scheme(), "rediss" | "valkeys"),
                 db,
                 username,
                 password,
@@ -294,7 +296,7 @@ pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
             })
         }
         other => Err(format!(
-            "unsupported scheme `{other}`; use redis://, rediss:// or unix://"
+            "unsupported scheme `{other}`; use redis://, rediss://, valkey://, valkeys:// or unix://"
         )),
     }
 }
