@@ -78,6 +78,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "web",
             "web::build_info",
+            "web::auth",
+            "web::tls_server",
+            "web::live_config",
+            "web::accept",
             "web::exposition",
             "web::metrics",
             "web::render",

@@ -41,7 +41,10 @@ pub use secret::{Secret, SecretError};
 pub use service_link::is_service_link;
 pub(crate) use target::{parse_address, resolve_target};
 pub use target::{Endpoint, Target, TlsOptions};
-pub use web::{load_web_config, WebConfig, WebTls};
+pub use web::{
+    load_web_config, CipherSuite, ClientAuth, Curve, HttpServerConfig, Pem, TlsVersion, WebConfig,
+    WebTls,
+};
 
 /// Default listen port: beside the Go redis_exporter's 9121, never on it.
 pub const DEFAULT_PORT: u16 = 9816;
