@@ -20,12 +20,18 @@ pub enum Encoding {
     Gzip,
 }
 
-/// The comma-separated items of a header (every occurrence), each with its `q` (1 when absent;
-/// an unreadable `q` is 0: not acceptable) and its other parameters.
-fn items(
-    headers: &HeaderMap,
-    name: header::HeaderName,
-) -> Vec<(String, f32, Vec<(String, String)>)> {
+/// One comma-separated item of `Accept` or `Accept-Encoding`.
+struct Item {
+    /// The media range or coding, lower-cased.
+    token: String,
+    /// 1 when absent; an unreadable `q` is 0: not acceptable.
+    q: f32,
+    /// `version`, for a media range.
+    version: Option<String>,
+}
+
+/// The items of a header, every occurrence of it.
+fn items(headers: &HeaderMap, name: header::HeaderName) -> Vec<Item> {
     let mut out = Vec::new();
     for value in headers.get_all(name) {
         let Ok(value) = value.to_str() else { continue };
@@ -35,22 +41,27 @@ fn items(
             if token.is_empty() {
                 continue;
             }
-            let mut q = 1.0;
-            let mut params = Vec::new();
+            let mut it = Item {
+                token,
+                q: 1.0,
+                version: None,
+            };
             for p in parts {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'));
-                if k == "q" {
-                    q = v
-                        .parse::<f32>()
-                        .ok()
-                        .filter(|q| (0.0..=1.0).contains(q))
-                        .unwrap_or(0.0);
-                } else {
-                    params.push((k, v.to_string()));
+                match k.as_str() {
+                    "q" => {
+                        it.q = v
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|q| (0.0..=1.0).contains(q))
+                            .unwrap_or(0.0)
+                    }
+                    "version" => it.version = Some(v.to_string()),
+                    _ => {}
                 }
             }
-            out.push((token, q, params));
+            out.push(it);
         }
     }
     out
@@ -59,24 +70,19 @@ fn items(
 /// The format `Accept` ranks highest among those served; 0.0.4 on a tie, for anything else and
 /// without the header.
 pub fn format(headers: &HeaderMap) -> Format {
-    let mut best = (0.0f32, Format::Text);
-    let mut text_q = 0.0f32;
-    for (media, q, params) in items(headers, header::ACCEPT) {
-        let version = params
-            .iter()
-            .find(|(k, _)| k == "version")
-            .map(|(_, v)| v.as_str());
-        match media.as_str() {
-            "application/openmetrics-text" if matches!(version, None | Some("1.0.0")) => {
-                if q > best.0 {
-                    best = (q, Format::OpenMetrics);
-                }
+    let (mut om_q, mut text_q) = (0.0f32, 0.0f32);
+    for it in items(headers, header::ACCEPT) {
+        match it.token.as_str() {
+            "application/openmetrics-text"
+                if matches!(it.version.as_deref(), None | Some("1.0.0")) =>
+            {
+                om_q = om_q.max(it.q)
             }
-            "text/plain" | "*/*" | "text/*" => text_q = text_q.max(q),
+            "text/plain" | "*/*" | "text/*" => text_q = text_q.max(it.q),
             _ => {}
         }
     }
-    if best.1 == Format::OpenMetrics && best.0 > text_q {
+    if om_q > text_q {
         Format::OpenMetrics
     } else {
         Format::Text
@@ -86,10 +92,12 @@ pub fn format(headers: &HeaderMap) -> Format {
 /// gzip when `Accept-Encoding` accepts it (by name or `*`) with a `q` above 0.
 pub fn encoding(headers: &HeaderMap) -> Encoding {
     let items = items(headers, header::ACCEPT_ENCODING);
-    let gzip = items.iter().find(|(t, _, _)| t == "gzip" || t == "x-gzip");
-    let star = items.iter().find(|(t, _, _)| t == "*");
+    let gzip = items
+        .iter()
+        .find(|it| it.token == "gzip" || it.token == "x-gzip");
+    let star = items.iter().find(|it| it.token == "*");
     match gzip.or(star) {
-        Some((_, q, _)) if *q > 0.0 => Encoding::Gzip,
+        Some(it) if it.q > 0.0 => Encoding::Gzip,
         _ => Encoding::Identity,
     }
 }
