@@ -8,5 +8,6 @@ pub mod exposition;
 pub mod http;
 pub mod live_config;
 pub mod metrics;
+pub mod negotiate;
 pub mod render;
 pub mod tls_server;
