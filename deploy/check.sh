@@ -88,7 +88,8 @@ echo "python: $PY ($("$PY" -c 'import sys, yaml; print(sys.version.split()[0], "
 # --- an exporter binary, if one was built (this script never builds) --------------------------
 EXPORTER=${EXPORTER_BIN:-}
 if [ -z "$EXPORTER" ]; then
-    for b in target/release/redis-clients-exporter target/debug/redis-clients-exporter; do
+    tdir=${CARGO_TARGET_DIR:-target}
+    for b in "$tdir"/release/redis-clients-exporter "$tdir"/debug/redis-clients-exporter; do
         if [ -x "$b" ] && { [ -z "$EXPORTER" ] || [ "$b" -nt "$EXPORTER" ]; }; then EXPORTER=$b; fi
     done
 fi
@@ -348,20 +349,51 @@ elif [ -z "$EXPORTER" ]; then
 elif ! command -v redis-server >/dev/null; then
     skip "deploy/demo/run-demo.sh" "redis-server not installed"
 else
+    exporter_abs=$EXPORTER
+    case $exporter_abs in /*) ;; *) exporter_abs=$PWD/$exporter_abs ;; esac
     demo() {
-        local out
-        out=$(bash deploy/demo/run-demo.sh --duration 12 --exporter-bin "$EXPORTER" --leak-rate 5 \
+        # --no-build under a CARGO_TARGET_DIR that is not ./target: the demo must take the binary
+        # from where cargo put it (it used to look in ./target whatever cargo was told).
+        local out tdir=$work/demo-target
+        mkdir -p "$tdir/release"
+        ln -sf "$exporter_abs" "$tdir/release/redis-clients-exporter"
+        out=$(CARGO_TARGET_DIR=$tdir bash deploy/demo/run-demo.sh --duration 12 --no-build --leak-rate 5 \
             --no-prometheus --quiet-clients --exporter-port 0 2>&1) || { echo "$out"; return 1; }
         grep -E '^   redis_(up|client_connections)\{' <<<"$out" || true
-        if grep -qE 'redis_up\{target="demo"\} 1' <<<"$out" \
-            && grep -qE 'redis_client_connections\{target="demo",source_ip="127\.0\.0\.2"\} [1-9]' <<<"$out" \
-            && grep -qE 'redis_client_connections_by_name\{target="demo",name="billing-worker"\} 5' <<<"$out"; then
-            return 0
-        fi
-        echo "$out"
-        return 1
+        local ok=0
+        grep -qF "starting the exporter ($tdir/release/redis-clients-exporter)" <<<"$out" \
+            || { echo "   the demo did not use \$CARGO_TARGET_DIR/release/redis-clients-exporter"; ok=1; }
+        grep -qE 'redis_up\{target="demo"\} 1' <<<"$out" || { echo "   no redis_up 1"; ok=1; }
+        grep -qE 'redis_client_connections\{target="demo",source_ip="127\.0\.0\.2"\} [1-9]' <<<"$out" \
+            || { echo "   the leak from 127.0.0.2 is not seen"; ok=1; }
+        grep -qE 'redis_client_connections_by_name\{target="demo",name="billing-worker"\} 5' <<<"$out" \
+            || { echo "   the billing-worker pool is not seen"; ok=1; }
+        grep -qE '^   diagnosis +http://127\.0\.0\.1:[0-9]+/diagnose\?target=demo' <<<"$out" \
+            || { echo "   the list of URLs lacks /diagnose"; ok=1; }
+        grep -A6 -F '== what /diagnose says' <<<"$out" | grep -qi 'demo' \
+            || { echo "   /diagnose?target=demo did not answer with the demo's diagnosis"; ok=1; }
+        [ "$ok" = 0 ] || echo "$out"
+        return $ok
     }
-    step "deploy/demo/run-demo.sh --duration 12 with $EXPORTER: exporter sees the leak from 127.0.0.2" demo
+    step "run-demo.sh --duration 12 --no-build (CARGO_TARGET_DIR elsewhere): the exporter sees the leak, /diagnose listed" demo
+    demo_hints() {
+        # A missing binary is named with the way out that applies to how the demo was called.
+        local out ok=0
+        out=$(CARGO_TARGET_DIR=$work/empty-target bash deploy/demo/run-demo.sh --no-build 2>&1) && ok=1
+        if ! grep -qF "$work/empty-target/release/redis-clients-exporter not found" <<<"$out" \
+            || ! grep -qF 'drop --no-build' <<<"$out"; then
+            echo "   --no-build: $out"
+            ok=1
+        fi
+        out=$(bash deploy/demo/run-demo.sh --exporter-bin "$work/no-such-exporter" 2>&1) && ok=1
+        if ! grep -qF -- "--exporter-bin $work/no-such-exporter: no such executable" <<<"$out" \
+            || grep -qF -- '--no-build' <<<"$out"; then
+            echo "   --exporter-bin: $out"
+            ok=1
+        fi
+        return $ok
+    }
+    step "run-demo.sh: a missing binary's error names the option actually given" demo_hints
 fi
 
 # === summary ===================================================================================
