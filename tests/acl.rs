@@ -329,7 +329,11 @@ fn the_exporter_user_of_the_shipped_acl_file_polls_with_no_denied_command() {
     assert_nothing_denied(&mut admin, "after the exporter stopped (QUIT)");
 
     // Every rule of the user was used: none is there for nothing (the cluster rules are
-    // exercised by the cluster test below).
+    // exercised by the cluster test below). Before 7.0, INFO commandstats does not name
+    // subcommands (and CLIENT NO-EVICT, 7.0+, is not sent): nothing to compare there.
+    if common::server_version() < (7, 0) {
+        return;
+    }
     let used: BTreeSet<String> = command_calls(&mut admin)
         .into_iter()
         .filter(|(_, calls)| *calls > 0)
@@ -542,7 +546,7 @@ fn cluster_discovery_with_the_shipped_user_is_never_denied() {
     let mut seed_conn = cluster.nodes[0].conn();
     let discovery = command_calls(&mut seed_conn)
         .into_iter()
-        .filter(|(n, calls)| n.starts_with("cluster|") && *calls > 0)
+        .filter(|(n, calls)| (n == "cluster" || n.starts_with("cluster|")) && *calls > 0)
         .count();
     assert!(discovery > 0, "no CLUSTER SHARDS/NODES on the seed");
 }
