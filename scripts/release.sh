@@ -54,9 +54,6 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 out=${out:-$target_dir/release-artifacts}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-# Reproducible archives: every file's time is the commit's.
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
-export SOURCE_DATE_EPOCH
 revision=$(git rev-parse --short=12 HEAD)
 echo "== $name $version ($revision) for $host into $out"
 
@@ -64,6 +61,10 @@ echo "== cargo build --release --locked"
 cargo build --release --locked
 bin=$target_dir/release/$name
 "$bin" --version
+# Reproducible packages: every file's time is the commit's. Set after the build: build scripts
+# (cc, for ring) rerun when it changes, which would rebuild what is already built.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+export SOURCE_DATE_EPOCH
 
 echo "== .deb (cargo-deb $(cargo deb --version))"
 rm -f "$out"/*.deb
@@ -85,8 +86,8 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH
     -C "$stage" -cf - "$dir" | gzip -n -9 >"$tarball"
 
 echo "== SBOM (cargo-cyclonedx $(cargo cyclonedx --version | awk '{print $NF}'))"
-# Written next to Cargo.toml by the tool, then moved: the tree stays clean.
-cargo cyclonedx --format json --spec-version 1.5 --override-filename "$name-$version" -q
+# Written next to Cargo.toml by the tool (FILENAME.json), then moved: the tree stays clean.
+cargo cyclonedx --format json --spec-version 1.5 --override-filename "$name-$version.cdx" -q
 sbom=$out/$name-$version.cdx.json
 mv "$name-$version.cdx.json" "$sbom"
 
