@@ -35,7 +35,7 @@ field() { dpkg-deb --field "$deb" "$1"; }
 [ "$(field Architecture)" = "$(dpkg --print-architecture 2>/dev/null || echo amd64)" ] || fail "Architecture $(field Architecture)"
 grep -q 'libc6' <<<"$(field Depends)" || fail "Depends lacks libc6 (\$auto): $(field Depends)"
 ok "$(field Package) $(field Version) $(field Architecture), Depends: $(field Depends)"
-contents=$(dpkg-deb --contents "$deb" | awk '{print $NF}')
+contents=$(dpkg-deb --contents "$deb" | awk '{sub(/^\.\//, "", $NF); print "./" $NF}')
 for f in ./usr/bin/$pkg ./etc/$pkg/config.toml "./lib/systemd/system/$pkg.service|./usr/lib/systemd/system/$pkg.service" \
     ./usr/share/$pkg/systemd/password.conf ./usr/share/$pkg/acl/users.acl ./usr/share/$pkg/alerts/redis-clients.rules.yml \
     ./usr/share/$pkg/dashboards/redis-connections-overview.json ./usr/share/doc/$pkg/copyright; do
