@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use crate::redis::client_list::raw_lines;
 use crate::redis::connection::{protocol, Conn, ErrorKind, PollError, Stage, Text};
 use crate::redis::info::Info;
-use crate::redis::resp::{Arg, Value};
+use crate::redis::resp::{Arg, Charge, Value};
 
 /// Ids per `CLIENT LIST ID` command. Redis 7.0.15 here spent 0.62 ms on 500 listed clients
 /// (INFO commandstats), so one command stays under a millisecond of Redis' main thread.
@@ -377,8 +377,10 @@ impl ChunkedLister {
         sink: &mut impl ChunkSink,
         reason: FullReason,
     ) -> Result<Listing, PollError> {
-        let reply = c.command(Stage::ClientList, &["CLIENT", "LIST"]).await?;
-        let (text, invalid) = chunk_text(reply)?;
+        let (reply, charge) = c
+            .call_charged(Stage::ClientList, [Arg::Str("CLIENT"), Arg::Str("LIST")])
+            .await?;
+        let (text, invalid) = chunk_text(reply, charge)?;
         sink.begin();
         off_runtime(text.len(), || sink.add_reply(&text));
         self.seen.clear();
@@ -436,8 +438,8 @@ impl ChunkedLister {
         send_ids(c, &self.request).await?;
         let mut in_flight = Some(kind);
         while let Some(kind) = in_flight.take() {
-            let reply = c.recv(Stage::ClientList).await?;
-            let (text, invalid) = chunk_text(reply)?;
+            let (reply, charge) = c.recv_charged(Stage::ClientList).await?;
+            let (text, invalid) = chunk_text(reply, charge)?;
             listing.commands += 1;
             listing.invalid_utf8_lines += invalid;
             // The next command goes out before this reply is parsed: Redis works on it while
@@ -599,8 +601,8 @@ async fn send_ids(c: &mut Conn, ids: &[u64]) -> Result<(), PollError> {
 
 /// A chunk's text and its count of lines that were not UTF-8 (connection's decoding); an
 /// empty bulk reply (no id matched) may come as Null.
-fn chunk_text(v: Value) -> Result<(Text, u64), PollError> {
-    match Text::of(v) {
+fn chunk_text(v: Value, charge: Charge) -> Result<(Text, u64), PollError> {
+    match Text::charged(v, charge) {
         Ok(t) => Ok(t),
         Err(Value::Null) => Ok((Text::empty(), 0)),
         Err(_) => Err(protocol(Stage::ClientList, "the reply is not a string")),

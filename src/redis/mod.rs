@@ -9,3 +9,4 @@ pub mod info;
 pub mod label;
 pub mod resp;
 pub mod tls;
+pub mod untrusted;

@@ -537,6 +537,7 @@ async fn scrape(
         )
             .into_response(),
         Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e @ ScrapeError::Held) => scrape_error(StatusCode::CONFLICT, &e),
         Err(e @ ScrapeError::Disabled) => scrape_error(StatusCode::NOT_FOUND, &e),
         Err(
             e @ ScrapeError::Target(ScrapeTargetError::NotAllowed | ScrapeTargetError::Profile(_)),
@@ -587,6 +588,7 @@ async fn metrics(
     let mut chunks = crate::web::metrics::render_chunks(&store.snapshot());
     chunks.push(crate::web::metrics::render_actions(&relief.counts()).into());
     chunks.push(crate::web::metrics::render_shard(&store.shard).into());
+    chunks.push(crate::web::metrics::render_discovery(&store.dropped_nodes).into());
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
         axum::body::Body::new(crate::web::exposition::Chunks::new(chunks)),
@@ -624,8 +626,10 @@ async fn diagnose(
     let mut snapshot = store.snapshot();
     // "The only target" means the only configured one: /scrape targets come and go.
     let configured = snapshot.len();
-    snapshot.extend(dynamic.snapshot());
+    // Errors list the targets of the configuration (as /metrics does), never `/scrape` ones:
+    // those were named by callers, and one caller must not learn what the others asked for.
     let labels: Vec<String> = snapshot.iter().map(|(l, _)| l.clone()).collect();
+    snapshot.extend(dynamic.snapshot());
     let state = match &q.target {
         Some(t) => snapshot.iter().find(|(l, _)| l == t),
         None if configured == 1 => snapshot.first(),
