@@ -125,9 +125,10 @@ fn errors(m: &Metrics, target: &str) -> f64 {
         .sum()
 }
 
-/// Items 1 and 5: every hostile reply of the suite at once, on configured targets and
-/// `/scrape` targets: the exporter's peak RSS (VmHWM) stays under the shipped container
-/// limit, the hostile targets are down with errors, and a real Redis beside them stays up.
+/// Items 1 and 5: every hostile reply of the suite at once (this file's, tests/reliability.rs's
+/// garbage, tests/hostile_clients.rs's 4 MiB names), on configured targets and `/scrape`
+/// targets: the exporter's peak RSS (VmHWM) stays under the shipped container limit, the hostile
+/// targets are down with errors, and real Redis servers beside them stay up.
 #[test]
 fn every_hostile_reply_at_once_stays_under_the_container_limit() {
     let real = Redis::start(&[]);
@@ -202,7 +203,21 @@ fn every_hostile_reply_at_once_stays_under_the_container_limit() {
             "list_300mb",
             FakeRedis::start(Hostile::HugeClientList { bytes: 300 << 20 }),
         ),
+        // tests/reliability.rs's garbage, from a peer rather than through a proxy.
+        ("junk", raw_info(junk(1 << 20))),
+        (
+            "absurd_length",
+            raw_info(b"$9223372036854775807\r\n".to_vec()),
+        ),
+        ("array_2_31", raw_info(b"*2147483648\r\n".to_vec())),
+        ("deep", raw_info(b"*1\r\n".repeat(200_000))),
+        ("wrong_type", raw_info(b":1\r\n".to_vec())),
     ];
+    // tests/hostile_clients.rs's clients named with 4 MiB each, on a real Redis.
+    let named = Redis::start(&[]);
+    let _long_names: Vec<_> = (0..3u8)
+        .map(|i| named.conn().named(&format!("{}{i}", "n".repeat(4 << 20))))
+        .collect();
     // Asked for through /scrape by whoever can reach the exporter.
     let scraped: Vec<FakeRedis> = (0..2)
         .map(|_| {
@@ -214,8 +229,9 @@ fn every_hostile_reply_at_once_stays_under_the_container_limit() {
     let mut config = format!(
         "poll_interval_seconds = 0.5\nconnect_timeout_seconds = 2\ncommand_timeout_seconds = 2\n\
          scrape_allow = [\"127.0.0.1:1-65535\"]\n\
-         [[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"real\"\n",
-        real.port
+         [[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"real\"\n\
+         [[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"long_names\"\n",
+        real.port, named.port
     );
     for (alias, p) in &peers {
         config.push_str(&format!(
@@ -238,6 +254,7 @@ fn every_hostile_reply_at_once_stays_under_the_container_limit() {
     // Every hostile target has been polled, refused, and polled again.
     let m = exp.wait_for("every hostile target failing twice, the real one up", |m| {
         m.get("redis_up", &[("target", "real")]) == Some(1.0)
+            && m.get("redis_up", &[("target", "long_names")]) == Some(1.0)
             && peers.iter().all(|(alias, _)| errors(m, alias) >= 2.0)
     });
     for s in scrapers {
@@ -266,6 +283,23 @@ fn every_hostile_reply_at_once_stays_under_the_container_limit() {
         peak < limit,
         "the exporter's peak RSS {peak} KiB passed the shipped container limit {limit} KiB"
     );
+}
+
+/// Deterministic bytes that are not RESP (a fixed xorshift sequence).
+fn junk(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn raw_info(bytes: Vec<u8>) -> FakeRedis {
+    FakeRedis::start(Hostile::RawInfo(Arc::new(bytes)))
 }
 
 /// A `CLUSTER SHARDS` reply (RESP2) of `masters` shards of one master each at `host(i)`.

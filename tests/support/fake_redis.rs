@@ -24,6 +24,8 @@ pub enum Hostile {
     SlowDrip { announced: usize, drip: usize },
     /// CONFIG GET: an array announcing `count` elements, then `count` integers.
     ManyElements { count: usize },
+    /// INFO: these bytes, verbatim (junk, absurd lengths, deep nesting, a wrong type).
+    RawInfo(Arc<Vec<u8>>),
     /// CLUSTER SHARDS: this reply, verbatim. CLUSTER NODES: `nodes`, verbatim, as a bulk string.
     Cluster {
         shards: Arc<Vec<u8>>,
@@ -166,6 +168,7 @@ fn serve(sock: TcpStream, mode: &Hostile, seen: &Mutex<Vec<u8>>) -> std::io::Res
                 w.write_all(format!("${announced}\r\n").as_bytes())?;
                 stream(&mut w, *announced, 1 << 16, Duration::ZERO)?;
             }
+            (["INFO", ..], Hostile::RawInfo(bytes)) => w.write_all(bytes)?,
             (["INFO", ..], Hostile::SlowDrip { announced, drip }) => {
                 w.write_all(format!("${announced}\r\n").as_bytes())?;
                 stream(&mut w, *announced, *drip, Duration::from_millis(20))?;
