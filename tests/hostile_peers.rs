@@ -212,6 +212,8 @@ fn every_hostile_reply_at_once_stays_under_the_container_limit() {
         ("array_2_31", raw_info(b"*2147483648\r\n".to_vec())),
         ("deep", raw_info(b"*1\r\n".repeat(200_000))),
         ("wrong_type", raw_info(b":1\r\n".to_vec())),
+        // An empty line used to panic the poller's task (found by tests/resp_properties.rs).
+        ("empty_line", raw_info(b"\r\n".to_vec())),
     ];
     // tests/hostile_clients.rs's clients named with 4 MiB each, on a real Redis.
     let named = Redis::start(&[]);

@@ -426,7 +426,10 @@ impl Reader {
         let mut elements = 0usize;
         loop {
             let (start, end) = self.line(r).await?;
-            let (kind, rest) = (self.buf[start], &self.buf[start + 1..end]);
+            // An empty line has no type byte (found by tests/resp_properties.rs: it panicked).
+            let Some((&kind, rest)) = self.buf[start..end].split_first() else {
+                return Err(RespError::Protocol("an empty line"));
+            };
             let mut v = match kind {
                 b'+' => Value::String(String::from_utf8_lossy(rest).into_owned()),
                 b'-' => Value::Error(error_text(rest)),
@@ -623,6 +626,8 @@ mod tests {
             (b"$abc\r\n", "not a number"),
             (b"!3\r\nabc\r\n", "unknown reply type"),
             (b"+OK\n", "CRLF"),
+            (b"\r\n", "empty line"),
+            (b"*2\r\n:1\r\n\r\n", "empty line"),
             (b"$3\r\nabcd\r\n", "longer than announced"),
             (
                 &[b"*1\r\n".repeat(17), b":1\r\n".to_vec()].concat(),
