@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Endpoint, Target};
 use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::commands::{limits_of, Command};
 use crate::redis::info::extra::ClientMemoryLimit;
 use crate::redis::info::Info;
 use crate::redis::resp::{encode, Arg, Charge, Limits, Reader, RespError, Stream, Value};
@@ -291,20 +292,15 @@ impl Conn {
         // reached": this is where that surfaces for a new connection.
         let auth = password.is_some();
         if let Some(pw) = password.as_deref() {
-            let args: &[&str] = match target.username.as_deref() {
-                Some(user) => &["AUTH", user, pw],
-                None => &["AUTH", pw],
-            };
-            conn.queue(args.iter().map(|a| Arg::Str(a)));
+            conn.queue_command(Command::Auth {
+                user: target.username.as_deref(),
+                password: pw,
+            });
         }
         if let Some(db) = target.db.map(u64::from).filter(|&d| d != 0) {
-            conn.queue([Arg::Str("SELECT"), Arg::Int(db)]);
+            conn.queue_command(Command::Select(db));
         }
-        conn.queue([
-            Arg::Str("CLIENT"),
-            Arg::Str("SETNAME"),
-            Arg::Str(CLIENT_NAME),
-        ]);
+        conn.queue_command(Command::ClientSetname(CLIENT_NAME));
         let steps = conn.queued;
         let handshake = async {
             conn.flush().await?;
@@ -375,6 +371,42 @@ impl Conn {
         self.skip = self.owed;
     }
 
+    fn queue_command(&mut self, command: Command<'_>) {
+        command.encode(&mut self.out);
+        self.limits.push_back(command.limits(self.clients_hint));
+        self.queued += 1;
+    }
+
+    /// Sends one of the exporter's commands and reads its reply ([`Conn::call`]).
+    pub async fn run(&mut self, stage: Stage, command: Command<'_>) -> Result<Value, PollError> {
+        self.run_charged(stage, command).await.map(|(v, _)| v)
+    }
+
+    /// [`Conn::run`] with the reply's share of the memory budget, for a reply that may be
+    /// large and is kept while it is parsed (INFO, CLIENT LIST).
+    pub async fn run_charged(
+        &mut self,
+        stage: Stage,
+        command: Command<'_>,
+    ) -> Result<(Value, Charge), PollError> {
+        self.settle();
+        self.send_command(stage, command).await?;
+        self.recv_charged(stage).await
+    }
+
+    /// Writes one of the exporter's commands without reading its reply ([`Conn::send`]).
+    pub async fn send_command(
+        &mut self,
+        stage: Stage,
+        command: Command<'_>,
+    ) -> Result<(), PollError> {
+        if self.broken {
+            return Err(out_of_step(stage));
+        }
+        self.queue_command(command);
+        self.write_queued(stage).await
+    }
+
     fn queue<'a>(&mut self, args: impl IntoIterator<Item = Arg<'a>>) {
         let mut words: [Option<Arg<'a>>; 2] = [None, None];
         let mut count = 0usize;
@@ -400,6 +432,11 @@ impl Conn {
             return Err(out_of_step(stage));
         }
         self.queue(args);
+        self.write_queued(stage).await
+    }
+
+    /// Writes the queued commands under the command timeout.
+    async fn write_queued(&mut self, stage: Stage) -> Result<(), PollError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.flush()).await {
             Ok(Ok(())) => Ok(()),
@@ -500,7 +537,7 @@ impl Conn {
         }
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
-            self.call(Stage::Connect, [Arg::Str("QUIT")]),
+            self.run(Stage::Connect, Command::Quit),
         )
         .await;
     }
@@ -609,48 +646,22 @@ pub(crate) fn text_reply(
 pub(crate) async fn read_info(c: &mut Conn) -> Result<(Text, u64), PollError> {
     text_reply(
         Stage::Info,
-        c.call_charged(Stage::Info, [Arg::Str("INFO")]).await?,
+        c.run_charged(Stage::Info, Command::Info).await?,
     )
 }
 
 /// CLIENT LIST as text, with its count of lines that were not UTF-8.
 pub(crate) async fn read_client_list(c: &mut Conn) -> Result<(Text, u64), PollError> {
-    let list = [Arg::Str("CLIENT"), Arg::Str("LIST")];
-    text_reply(
-        Stage::ClientList,
-        c.call_charged(Stage::ClientList, list).await?,
-    )
-}
-
-/// What a real server can answer to a command, by its first two words and its number of
-/// arguments: the bound its reply is read within (src/redis/resp.rs `Limits`).
-fn limits_of(words: [Option<Arg<'_>>; 2], args: usize, clients: Option<usize>) -> Limits {
-    let is = |w: Option<Arg<'_>>, name: &str| matches!(w, Some(Arg::Str(s)) if s.eq_ignore_ascii_case(name));
-    let [first, second] = words;
-    if is(first, "INFO") {
-        Limits::INFO
-    } else if is(first, "CLIENT") && is(second, "LIST") {
-        // `CLIENT LIST ID a b c`: one line per id at most; a full listing: the connections INFO
-        // reported, a quarter more and 64 for those that connected since (unknown: 50,000,
-        // where the process-wide budget binds first).
-        let lines = match args.checked_sub(3) {
-            Some(ids) if ids > 0 => ids,
-            _ => clients.map_or(50_000, |n| n + n / 4 + 64),
-        };
-        Limits::client_list(lines)
-    } else if is(first, "CLUSTER") {
-        Limits::CLUSTER
-    } else if is(first, "SENTINEL") {
-        Limits::SENTINEL
-    } else {
-        Limits::SMALL
-    }
+    let reply = c
+        .run_charged(Stage::ClientList, Command::ClientList)
+        .await?;
+    text_reply(Stage::ClientList, reply)
 }
 
 /// One `CONFIG GET` pair: the value when the reply is `[name, value]`, `None` when empty
 /// (an unknown or hidden parameter).
 async fn config_get(c: &mut Conn, param: &str) -> Result<Result<Option<String>, ()>, PollError> {
-    let v = c.command(Stage::Config, &["CONFIG", "GET", param]).await?;
+    let v = c.run(Stage::Config, Command::ConfigGet(param)).await?;
     let Some(pair) = v.into_strings() else {
         return Ok(Err(()));
     };

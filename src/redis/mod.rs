@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod client_list;
+pub mod commands;
 pub mod connection;
 pub mod info;
 pub mod label;

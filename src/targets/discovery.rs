@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::shard::Shard;
 use crate::config::topology::{Group, GroupKind, Resolver, TargetsFile};
 use crate::config::{Config, Endpoint, Target};
+use crate::redis::commands::Command;
 use crate::redis::connection::{Conn, PollError, Stage};
-use crate::redis::resp::{Arg, Value};
+use crate::redis::resp::Value;
 use crate::targets::reconcile::{reconcile_pollers, PollerSpec, ReloadSummary, TaskSet};
 use crate::targets::state::{Role, Store, Topology};
 
@@ -441,18 +442,17 @@ pub async fn discover(
 }
 
 /// One discovery command (`CLUSTER ...`, `SENTINEL ...`) under the target's command timeout.
-async fn command(conn: &mut Conn, name: &str, args: &[&str]) -> Result<Value, PollError> {
-    let all = std::iter::once(&name).chain(args).map(|a| Arg::Str(a));
-    conn.call(Stage::Discovery, all).await
+async fn command(conn: &mut Conn, command: Command<'_>) -> Result<Value, PollError> {
+    conn.run(Stage::Discovery, command).await
 }
 
 async fn ask_cluster(conn: &mut Conn, t: &Target) -> Result<Vec<Node>, DiscoveryError> {
     let tls = t.tls.is_some();
-    match command(conn, "CLUSTER", &["SHARDS"]).await {
+    match command(conn, Command::ClusterShards).await {
         Ok(v) => parse_cluster_shards(&v, tls),
         // CLUSTER SHARDS is 7.0+; older servers answer "unknown subcommand".
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            let v = command(conn, "CLUSTER", &["NODES"]).await?;
+            let v = command(conn, Command::ClusterNodes).await?;
             let text = as_string(&v).ok_or_else(|| reply_error("CLUSTER NODES", "not text"))?;
             parse_cluster_nodes(&text)
         }
@@ -461,7 +461,7 @@ async fn ask_cluster(conn: &mut Conn, t: &Target) -> Result<Vec<Node>, Discovery
 }
 
 async fn ask_sentinel(conn: &mut Conn, master: &str) -> Result<Vec<Node>, DiscoveryError> {
-    let m = match command(conn, "SENTINEL", &["MASTER", master]).await {
+    let m = match command(conn, Command::SentinelMaster(master)).await {
         Ok(v) => v,
         Err(e) if e.message.to_ascii_lowercase().contains("no such master") => {
             return Err(DiscoveryError::UnknownMaster(master.to_string()))
@@ -469,11 +469,11 @@ async fn ask_sentinel(conn: &mut Conn, master: &str) -> Result<Vec<Node>, Discov
         Err(e) => return Err(e.into()),
     };
     let mut nodes = vec![sentinel_node(&m, Role::Primary, "SENTINEL MASTER")?];
-    let replicas = match command(conn, "SENTINEL", &["REPLICAS", master]).await {
+    let replicas = match command(conn, Command::SentinelReplicas(master)).await {
         Ok(v) => v,
         // SENTINEL REPLICAS is 5.0+; before, SLAVES.
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            command(conn, "SENTINEL", &["SLAVES", master]).await?
+            command(conn, Command::SentinelSlaves(master)).await?
         }
         Err(e) => return Err(e.into()),
     };
