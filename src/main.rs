@@ -230,9 +230,28 @@ fn init_logging(format: LogFormat) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
+        // JSON escapes control characters in every string (no forged line); a reader that
+        // shows bidi overrides shows them inside a quoted value.
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(escaped_fields()).init(),
     }
+}
+
+/// Text log fields as tracing-subscriber writes them (`message`, then `name=value`), every
+/// value through the one cleaning rule (src/redis/untrusted.rs): whatever a server, a discovery
+/// reply or a caller put in a value cannot start a forged line, move the cursor or reorder it.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = redis_clients_exporter::redis::untrusted::escape(&text, usize::MAX);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ")
 }
 
 #[tokio::main]

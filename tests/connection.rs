@@ -131,12 +131,14 @@ fn a_connection_killed_by_the_server_is_broken_and_says_so() {
 fn large_replies_arrive_whole_over_tcp_and_unix_sockets_and_the_database_is_selected() {
     let r = Redis::start(&[]);
     let mut admin = r.conn();
-    // 3 MB in one bulk string: more than any read buffer, read straight into its allocation.
+    // A CLIENT LIST of 3 MB (a client named with 3 MB, which CLIENT SETNAME accepts): more than
+    // any read buffer, read straight into its allocation.
     let big: String = (0..3_000_000u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
+    let _named = r.conn().named(&big);
     admin.cmd(&["SELECT", "3"]);
-    admin.cmd(&["SET", "big", &big]);
+    admin.cmd(&["SET", "small", "in-db-3"]);
     runtime().block_on(async {
         let mut tcp = target(&r, Duration::from_secs(10));
         tcp.db = Some(3);
@@ -145,10 +147,16 @@ fn large_replies_arrive_whole_over_tcp_and_unix_sockets_and_the_database_is_sele
         for t in [tcp, unix] {
             let mut c = Conn::open(&t).await.unwrap();
             for _ in 0..2 {
-                let v = c.command(Stage::Info, &["GET", "big"]).await.unwrap();
-                assert_eq!(v.as_bytes().map(<[u8]>::len), Some(big.len()));
-                assert_eq!(v, Value::String(big.clone()));
+                let v = c
+                    .command(Stage::ClientList, &["CLIENT", "LIST"])
+                    .await
+                    .unwrap();
+                let list = std::str::from_utf8(v.as_bytes().unwrap()).unwrap();
+                assert!(list.len() > big.len());
+                assert!(list.contains(&format!(" name={big} ")));
             }
+            let v = c.command(Stage::Info, &["GET", "small"]).await.unwrap();
+            assert_eq!(v, Value::String("in-db-3".into()));
             // Our name, set at connect.
             match c
                 .command(Stage::Info, &["CLIENT", "GETNAME"])

@@ -280,20 +280,15 @@ fn credentials_go_only_where_an_auth_profile_lists_them() {
         Some(1.0),
         "{body}"
     );
-    // And without it, the same server gets no password: Redis refuses, and says only that.
+    // Without it, the running target is not restarted without credentials (issue 25, item 2):
+    // the caller is refused and the target stays up with the profile's.
     let (status, body) = exp.get(&scrape_url(redis.port));
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = exp.get(&format!("{}&auth=ops", scrape_url(redis.port)));
     assert_eq!(status, 200, "{body}");
-    let m = Metrics::parse(&body);
     assert_eq!(
-        m.get("redis_up", &[("target", &label)]),
-        Some(0.0),
-        "{body}"
-    );
-    assert!(
-        m.get(
-            "redis_clients_exporter_poll_errors_total",
-            &[("target", &label), ("kind", "auth")]
-        ) >= Some(1.0),
+        Metrics::parse(&body).get("redis_up", &[("target", &label)]),
+        Some(1.0),
         "{body}"
     );
     assert_no_credentials(&allowed);
@@ -598,4 +593,196 @@ fn a_reload_stops_targets_the_new_configuration_refuses() {
     wait_gone("scrape_allow removed");
     assert_eq!(common::http_get(addr, &url).0, 404);
     rt.block_on(running.stop());
+}
+
+/// Connections to `redis` until it refuses one (maxclients), kept open.
+fn fill(redis: &Redis) -> Vec<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let mut held = Vec::new();
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"PING\r\n").expect("ping");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if reply.contains("max number of clients") {
+            return held;
+        }
+        assert!(
+            reply.starts_with("-NOAUTH") || reply.starts_with("+PONG"),
+            "{reply}"
+        );
+        held.push(s);
+        assert!(held.len() < 200, "the server never filled");
+    }
+}
+
+/// Issue 25, item 2: a caller who asks for a running target with another profile, no profile or
+/// another scheme must not make the exporter close its held connection. On a full server the
+/// slot would go to whoever connects next, and the exporter would be blind when it matters.
+#[test]
+fn another_profile_or_scheme_never_closes_the_held_connection_of_a_full_server() {
+    let redis = Redis::start(&["--requirepass", PASSWORD, "--maxclients", "12"]);
+    let (cfg, _f) = load(
+        &format!(
+            "listen = \"127.0.0.1:0\"\npoll_interval_seconds = 0.2\n\
+             connect_timeout_seconds = 1\ncommand_timeout_seconds = 1\n\
+             scrape_allow = [\"127.0.0.1:{r}\"]\n\
+             [auth_profiles.ops]\npassword = \"{PASSWORD}\"\ntargets = [\"127.0.0.1:{r}\"]\n\
+             [auth_profiles.other]\npassword = \"not-the-password\"\ntargets = [\"127.0.0.1:{r}\"]\n",
+            r = redis.port,
+        ),
+        &Overrides::default(),
+    );
+    let exp = Exporter::start(cfg);
+    let label = format!("127.0.0.1:{}", redis.port);
+    let ops = format!("{}&auth=ops", scrape_url(redis.port));
+    let up = |body: &str| Metrics::parse(body).get("redis_up", &[("target", &label)]);
+    let (status, body) = exp.get(&ops);
+    assert_eq!((status, up(&body)), (200, Some(1.0)), "{body}");
+    let mut admin = redis.conn();
+    assert_eq!(admin.cmd(&["AUTH", PASSWORD]).as_simple(), Some("OK"));
+    let mut ours = || {
+        let list = admin.cmd(&["CLIENT", "LIST"]);
+        list.as_bulk()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("name=redis-clients-exporter"))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let held = ours();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let _leakers = fill(&redis);
+
+    for (what, path) in [
+        (
+            "another profile",
+            format!("{}&auth=other", scrape_url(redis.port)),
+        ),
+        ("no profile", scrape_url(redis.port)),
+        (
+            "an unknown profile's twin",
+            format!("{}&auth=ops&auth=other", scrape_url(redis.port)),
+        ),
+        (
+            "another scheme",
+            format!("/scrape?target=rediss://127.0.0.1:{}&auth=ops", redis.port),
+        ),
+    ] {
+        let (status, body) = exp.get(&path);
+        assert!(status == 409 || status == 400, "{what}: {status} {body}");
+        if status == 409 {
+            assert!(
+                body.contains("runs with another auth profile or scheme"),
+                "{body}"
+            );
+        }
+        // Long enough for a restarted poller to have closed and reconnected.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(ours(), held, "{what}: the held connection was replaced");
+        let (status, body) = exp.get(&ops);
+        assert_eq!((status, up(&body)), (200, Some(1.0)), "{what}: {body}");
+    }
+}
+
+/// `/diagnose`'s errors list the configured targets only: `/scrape` targets were named by
+/// callers, and another caller must not learn them.
+#[test]
+fn diagnose_errors_do_not_list_scrape_targets() {
+    let redis = Redis::start(&[]);
+    let other = Redis::start(&[]);
+    let (cfg, _f) = load(
+        &format!(
+            "listen = \"127.0.0.1:0\"\npoll_interval_seconds = 0.2\n\
+             scrape_allow = [\"127.0.0.1:{}\"]\n\
+             [[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"configured\"\n",
+            redis.port, other.port
+        ),
+        &Overrides::default(),
+    );
+    let exp = Exporter::start(cfg);
+    let (status, body) = exp.get(&scrape_url(redis.port));
+    assert_eq!(status, 200, "{body}");
+    let dynamic = format!("127.0.0.1:{}", redis.port);
+    // It is diagnosable by its label...
+    let (status, body) = exp.get(&format!("/diagnose?target={dynamic}"));
+    assert_ne!(status, 404, "{body}");
+    // ...but never listed to a caller who does not know it.
+    for path in [
+        "/diagnose?target=nope",
+        "/diagnose?target=configured&format=x",
+    ] {
+        let (status, body) = exp.get(path);
+        assert!([400, 404, 503].contains(&status), "{path}: {status} {body}");
+        assert!(body.contains("configured"), "{path}: {body}");
+        assert!(
+            !body.contains(&dynamic),
+            "{path} lists a /scrape target: {body}"
+        );
+    }
+}
+
+/// A flood of scrapes of new targets that never answer must not hold every HTTP connection
+/// for their first polls: past a few dozen waiting, a scrape answers at once.
+#[test]
+fn a_flood_of_slow_first_polls_does_not_hold_every_connection() {
+    // One silent listener on every loopback address: 60 distinct targets.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().map_while(Result::ok) {
+            held.push(s);
+        }
+    });
+    let (cfg, _f) = load(
+        &format!(
+            "listen = \"127.0.0.1:0\"\nconnect_timeout_seconds = 30\ncommand_timeout_seconds = 30\n\
+             scrape_first_poll_wait_seconds = 30\n\
+             scrape_allow = [\"127.0.0.0/8:{port}\"]\n"
+        ),
+        &Overrides::default(),
+    );
+    let exp = Exporter::start(cfg);
+    let addr = exp.addr;
+    let done = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..60)
+        .map(|i| {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let path = format!("/scrape?target=redis://127.0.0.{}:{port}", i + 2);
+                let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(60)))
+                    .expect("timeout");
+                write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    // Those past the waiters' bound answer long before the 30 s first-poll wait ends.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while done.load(Ordering::SeqCst)
+        < 60 - redis_clients_exporter::targets::dynamic::FIRST_POLL_WAITERS
+    {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 60 scrapes answered while the others wait for their first poll",
+            done.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And /metrics still answers meanwhile.
+    assert_eq!(exp.get("/metrics").0, 200);
+    // The waiting ones are cut off with the exporter; their threads end with it.
+    drop(exp);
+    drop(threads);
 }

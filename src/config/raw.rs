@@ -36,6 +36,7 @@ pub(crate) struct RawConfig {
     // Topology, dynamic targets and the targets file: src/config/topology.rs.
     pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
     pub(crate) discovery_interval_seconds: Option<f64>,
+    pub(crate) discovery_max_nodes: Option<usize>,
     pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,
     pub(crate) scrape_max_targets: Option<usize>,
     pub(crate) scrape_never_up_timeout_seconds: Option<f64>,

@@ -602,12 +602,18 @@ pub struct TargetsFile {
     pub interval: Duration,
 }
 
+/// Redis Cluster's documented design limit is 1,000 nodes; a Sentinel set is a handful.
+pub const DEFAULT_DISCOVERY_MAX_NODES: usize = 1000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopologyConfig {
     pub groups: Vec<Group>,
     /// How often clusters and Sentinel sets are asked again (earlier when a node's role or
     /// reachability changes).
     pub discovery_interval: Duration,
+    /// The most nodes one cluster or Sentinel set may name: a reply naming more (a compromised
+    /// node, anything on a plain TCP path) keeps the first ones (docs/security.md).
+    pub discovery_max_nodes: usize,
     pub dynamic: DynamicConfig,
     pub targets_file: Option<TargetsFile>,
     pub resolver: Resolver,
@@ -618,6 +624,7 @@ impl Default for TopologyConfig {
         Self {
             groups: Vec::new(),
             discovery_interval: Duration::from_secs(30),
+            discovery_max_nodes: DEFAULT_DISCOVERY_MAX_NODES,
             dynamic: DynamicConfig {
                 allow: Allowlist::default(),
                 max_targets: 256,
@@ -651,6 +658,16 @@ impl TopologyConfig {
                 origin,
                 "scrape_max_targets",
                 "must be at most 100000 (0 turns /scrape off)",
+            ));
+        }
+        let discovery_max_nodes = raw
+            .discovery_max_nodes
+            .unwrap_or(DEFAULT_DISCOVERY_MAX_NODES);
+        if !(1..=100_000).contains(&discovery_max_nodes) {
+            return Err(invalid(
+                origin,
+                "discovery_max_nodes",
+                "must be between 1 and 100000",
             ));
         }
         let allow = Allowlist::resolve(raw.scrape_allow.as_ref(), origin, "scrape_allow")?;
@@ -691,6 +708,7 @@ impl TopologyConfig {
                 raw.discovery_interval_seconds,
                 30.0,
             )?,
+            discovery_max_nodes,
             dynamic: DynamicConfig {
                 allow,
                 max_targets,

@@ -125,29 +125,17 @@ pub fn reselect_and_kill(cli: &str, env: &[(&str, &str)], cond: &str) -> String 
 }
 
 /// Characters that change how a terminal or a page shows text instead of showing themselves:
-/// C0 controls but the newline, DEL, C1 controls (U+009B is a CSI on some terminals) and the
-/// bidirectional overrides that make text read differently from what it is.
+/// the one rule of `redis::untrusted` ([`crate::redis::untrusted::is_unsafe`]) but the newline,
+/// which a multi-line report keeps.
 pub fn is_invisible(c: char) -> bool {
-    (c.is_control() && c != '\n')
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c != '\n' && crate::redis::untrusted::is_unsafe(c)
 }
 
 /// `s` with every [`is_invisible`] character written as `\u{..}`: what Redis sent cannot
 /// move the cursor, retitle the terminal or reorder a line. Commands never need this (they are
 /// printable ASCII by construction, see [`crate::diagnose::shell::quote`]); names and labels might.
 pub fn visible(s: &str) -> String {
-    if !s.chars().any(is_invisible) {
-        return s.to_string();
-    }
-    let mut o = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_invisible(c) {
-            let _ = write!(o, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            o.push(c);
-        }
-    }
-    o
+    crate::redis::untrusted::escape_with(s, usize::MAX, |c| c == '\n').into_owned()
 }
 
 #[cfg(test)]

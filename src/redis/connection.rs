@@ -10,13 +10,15 @@
 //! when it comes), and nothing here reconnects by itself: the owner decides, and says so.
 //! RESP itself (encoding, the bounded reader, the socket kinds) is src/redis/resp.rs.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Endpoint, Target};
 use crate::redis::client_list::CLIENT_NAME;
+use crate::redis::commands::{limits_of, Command};
 use crate::redis::info::extra::ClientMemoryLimit;
 use crate::redis::info::Info;
-use crate::redis::resp::{encode, Arg, Reader, RespError, Stream, Value};
+use crate::redis::resp::{encode, Arg, Charge, Limits, Reader, RespError, Stream, Value};
 
 /// Kinds of poll error, as the `kind` label of `redis_clients_exporter_poll_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +246,11 @@ pub struct Conn {
     queued: usize,
     /// Replies of written commands not read yet, in order.
     owed: usize,
+    /// The bounds of the replies of the commands queued and owed, oldest first: each reply is
+    /// read within what a real server can answer to its command ([`limits_of`]).
+    limits: VecDeque<Limits>,
+    /// Connections the last INFO reported: a full CLIENT LIST is bounded by it.
+    clients_hint: Option<usize>,
     /// The oldest `skip` of those are dropped when they arrive: their caller gave up on them
     /// (a timeout, a cancelled job).
     skip: usize,
@@ -272,6 +279,8 @@ impl Conn {
             out: Vec::new(),
             queued: 0,
             owed: 0,
+            limits: VecDeque::new(),
+            clients_hint: None,
             skip: 0,
             broken: false,
             timeout: target.command_timeout,
@@ -283,20 +292,15 @@ impl Conn {
         // reached": this is where that surfaces for a new connection.
         let auth = password.is_some();
         if let Some(pw) = password.as_deref() {
-            let args: &[&str] = match target.username.as_deref() {
-                Some(user) => &["AUTH", user, pw],
-                None => &["AUTH", pw],
-            };
-            conn.queue(args.iter().map(|a| Arg::Str(a)));
+            conn.queue_command(Command::Auth {
+                user: target.username.as_deref(),
+                password: pw,
+            });
         }
         if let Some(db) = target.db.map(u64::from).filter(|&d| d != 0) {
-            conn.queue([Arg::Str("SELECT"), Arg::Int(db)]);
+            conn.queue_command(Command::Select(db));
         }
-        conn.queue([
-            Arg::Str("CLIENT"),
-            Arg::Str("SETNAME"),
-            Arg::Str(CLIENT_NAME),
-        ]);
+        conn.queue_command(Command::ClientSetname(CLIENT_NAME));
         let steps = conn.queued;
         let handshake = async {
             conn.flush().await?;
@@ -367,8 +371,54 @@ impl Conn {
         self.skip = self.owed;
     }
 
+    fn queue_command(&mut self, command: Command<'_>) {
+        command.encode(&mut self.out);
+        self.limits.push_back(command.limits(self.clients_hint));
+        self.queued += 1;
+    }
+
+    /// Sends one of the exporter's commands and reads its reply ([`Conn::call`]).
+    pub async fn run(&mut self, stage: Stage, command: Command<'_>) -> Result<Value, PollError> {
+        self.run_charged(stage, command).await.map(|(v, _)| v)
+    }
+
+    /// [`Conn::run`] with the reply's share of the memory budget, for a reply that may be
+    /// large and is kept while it is parsed (INFO, CLIENT LIST).
+    pub async fn run_charged(
+        &mut self,
+        stage: Stage,
+        command: Command<'_>,
+    ) -> Result<(Value, Charge), PollError> {
+        self.settle();
+        self.send_command(stage, command).await?;
+        self.recv_charged(stage).await
+    }
+
+    /// Writes one of the exporter's commands without reading its reply ([`Conn::send`]).
+    pub async fn send_command(
+        &mut self,
+        stage: Stage,
+        command: Command<'_>,
+    ) -> Result<(), PollError> {
+        if self.broken {
+            return Err(out_of_step(stage));
+        }
+        self.queue_command(command);
+        self.write_queued(stage).await
+    }
+
     fn queue<'a>(&mut self, args: impl IntoIterator<Item = Arg<'a>>) {
+        let mut words: [Option<Arg<'a>>; 2] = [None, None];
+        let mut count = 0usize;
+        let args = args.into_iter().inspect(|a| {
+            if let Some(w) = words.get_mut(count) {
+                *w = Some(*a);
+            }
+            count += 1;
+        });
         encode(&mut self.out, args);
+        self.limits
+            .push_back(limits_of(words, count, self.clients_hint));
         self.queued += 1;
     }
 
@@ -382,6 +432,11 @@ impl Conn {
             return Err(out_of_step(stage));
         }
         self.queue(args);
+        self.write_queued(stage).await
+    }
+
+    /// Writes the queued commands under the command timeout.
+    async fn write_queued(&mut self, stage: Stage) -> Result<(), PollError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.flush()).await {
             Ok(Ok(())) => Ok(()),
@@ -405,12 +460,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads the next reply. Until its first byte arrives, giving up leaves the connection in
-    /// step; after that, a reply cut off leaves it broken.
-    async fn read_one(&mut self) -> Result<Value, RespError> {
+    /// Reads the next reply, within its command's limits. Until its first byte arrives, giving
+    /// up leaves the connection in step; after that, a reply cut off leaves it broken.
+    async fn read_one(&mut self) -> Result<(Value, Charge), RespError> {
         self.reader.ready(&mut self.stream).await?;
         self.broken = true;
-        let r = self.reader.reply(&mut self.stream).await;
+        let limits = self.limits.pop_front().unwrap_or(Limits::SMALL);
+        let r = self.reader.reply(&mut self.stream, limits).await;
         match &r {
             Ok(_) | Err(RespError::Server(_)) => self.broken = false,
             Err(_) => {}
@@ -421,6 +477,23 @@ impl Conn {
 
     /// Reads the reply of the oldest command whose reply is wanted (see [`Conn::settle`]).
     pub async fn recv(&mut self, stage: Stage) -> Result<Value, PollError> {
+        self.recv_charged(stage).await.map(|(v, _)| v)
+    }
+
+    /// [`Conn::call`] with the reply's share of the memory budget, for a reply that may be
+    /// large and is kept while it is parsed (INFO, CLIENT LIST).
+    pub async fn call_charged<'a>(
+        &mut self,
+        stage: Stage,
+        args: impl IntoIterator<Item = Arg<'a>>,
+    ) -> Result<(Value, Charge), PollError> {
+        self.settle();
+        self.send(stage, args).await?;
+        self.recv_charged(stage).await
+    }
+
+    /// [`Conn::recv`] with the reply's share of the memory budget ([`Conn::call_charged`]).
+    pub async fn recv_charged(&mut self, stage: Stage) -> Result<(Value, Charge), PollError> {
         if self.broken {
             return Err(out_of_step(stage));
         }
@@ -464,7 +537,7 @@ impl Conn {
         }
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
-            self.call(Stage::Connect, [Arg::Str("QUIT")]),
+            self.run(Stage::Connect, Command::Quit),
         )
         .await;
     }
@@ -519,7 +592,8 @@ async fn connect(target: &Target) -> Result<Stream, PollError> {
 /// A text reply (INFO, CLIENT LIST): the reply's own string when it is UTF-8 (no copy), a
 /// lossy copy when it is not. Redis allows any byte in ACL user names and error prefixes (INFO
 /// errorstats), so one such byte must not make the whole reply unreadable.
-pub struct Text(String);
+/// Its share of the memory budget (src/redis/resp.rs) is held as long as the text lives.
+pub struct Text(String, #[allow(dead_code)] Charge);
 
 impl std::ops::Deref for Text {
     type Target = str;
@@ -534,21 +608,25 @@ impl Text {
     }
 
     pub(crate) fn empty() -> Text {
-        Text(String::new())
+        Text(String::new(), Charge::default())
     }
 
     /// The text of a string reply and how many of its lines held bytes that are not UTF-8
-    /// (each replaced by U+FFFD); the value itself back when it is not a string.
-    pub(crate) fn of(v: Value) -> Result<(Text, u64), Value> {
+    /// (each replaced by U+FFFD), the reply's share of the memory budget kept with the text;
+    /// the value itself back when it is not a string.
+    pub(crate) fn charged(v: Value, charge: Charge) -> Result<(Text, u64), Value> {
         match v {
-            Value::String(s) => Ok((Text(s), 0)),
+            Value::String(s) => Ok((Text(s, charge), 0)),
             // The reader hands over bytes exactly when they are not valid UTF-8.
             Value::Bytes(b) => {
                 let invalid = b
                     .split(|&c| c == b'\n')
                     .filter(|line| std::str::from_utf8(line).is_err())
                     .count() as u64;
-                Ok((Text(String::from_utf8_lossy(&b).into_owned()), invalid))
+                Ok((
+                    Text(String::from_utf8_lossy(&b).into_owned(), charge),
+                    invalid,
+                ))
             }
             other => Err(other),
         }
@@ -557,26 +635,33 @@ impl Text {
 
 /// The text of a string reply, and how many of its lines held bytes that are not UTF-8 (each
 /// replaced by U+FFFD). Anything but a string is a protocol error.
-pub(crate) fn text_reply(stage: Stage, v: Value) -> Result<(Text, u64), PollError> {
-    Text::of(v).map_err(|_| protocol(stage, "the reply is not a string"))
+pub(crate) fn text_reply(
+    stage: Stage,
+    (v, charge): (Value, Charge),
+) -> Result<(Text, u64), PollError> {
+    Text::charged(v, charge).map_err(|_| protocol(stage, "the reply is not a string"))
 }
 
 /// INFO (the default sections) as text, with its count of lines that were not UTF-8.
 pub(crate) async fn read_info(c: &mut Conn) -> Result<(Text, u64), PollError> {
-    let v = c.command(Stage::Info, &["INFO"]).await?;
-    text_reply(Stage::Info, v)
+    text_reply(
+        Stage::Info,
+        c.run_charged(Stage::Info, Command::Info).await?,
+    )
 }
 
 /// CLIENT LIST as text, with its count of lines that were not UTF-8.
 pub(crate) async fn read_client_list(c: &mut Conn) -> Result<(Text, u64), PollError> {
-    let v = c.command(Stage::ClientList, &["CLIENT", "LIST"]).await?;
-    text_reply(Stage::ClientList, v)
+    let reply = c
+        .run_charged(Stage::ClientList, Command::ClientList)
+        .await?;
+    text_reply(Stage::ClientList, reply)
 }
 
 /// One `CONFIG GET` pair: the value when the reply is `[name, value]`, `None` when empty
 /// (an unknown or hidden parameter).
 async fn config_get(c: &mut Conn, param: &str) -> Result<Result<Option<String>, ()>, PollError> {
-    let v = c.command(Stage::Config, &["CONFIG", "GET", param]).await?;
+    let v = c.run(Stage::Config, Command::ConfigGet(param)).await?;
     let Some(pair) = v.into_strings() else {
         return Ok(Err(()));
     };
@@ -643,6 +728,10 @@ async fn read_maxmemory_clients(c: &mut Conn) -> Result<Option<ClientMemoryLimit
 pub(crate) async fn observe_info(c: &mut Conn) -> Result<(Info, u64), PollError> {
     let (text, invalid_utf8) = read_info(c).await?;
     let info = Info::parse(&text);
+    c.clients_hint = info
+        .connected_clients
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| n.min(1e7) as usize);
     if info.redis_version.is_none() {
         return Err(protocol(
             Stage::Info,
@@ -679,16 +768,21 @@ mod tests {
 
     #[test]
     fn text_replies_decode_lossily_and_count_bad_lines() {
-        let (t, bad) = text_reply(Stage::Info, Value::String("a\nb".into())).expect("text");
+        let (t, bad) = text_reply(
+            Stage::Info,
+            (Value::String("a\nb".into()), Charge::default()),
+        )
+        .expect("text");
         assert_eq!((&*t, bad), ("a\nb", 0));
         let bytes = b"user=ok\nuser=b\xffd\nx\xfe\xfd\n".to_vec();
-        let (t, bad) = text_reply(Stage::Info, Value::Bytes(bytes)).expect("text");
+        let (t, bad) =
+            text_reply(Stage::Info, (Value::Bytes(bytes), Charge::default())).expect("text");
         assert_eq!(
             (&*t, bad),
             ("user=ok\nuser=b\u{fffd}d\nx\u{fffd}\u{fffd}\n", 2)
         );
         assert_eq!(
-            text_reply(Stage::Info, Value::Integer(3))
+            text_reply(Stage::Info, (Value::Integer(3), Charge::default()))
                 .map(|_| ())
                 .map_err(|e| e.kind),
             Err(ErrorKind::Protocol)

@@ -4,8 +4,10 @@
 
 pub mod chunked;
 pub mod client_list;
+pub mod commands;
 pub mod connection;
 pub mod info;
 pub mod label;
 pub mod resp;
 pub mod tls;
+pub mod untrusted;

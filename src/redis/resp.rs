@@ -10,34 +10,144 @@
 //! bulk reply (INFO, CLIENT LIST) is read straight into one allocation of its exact size.
 //!
 //! Everything read is untrusted (a hostile server, or anything in the middle of a plain TCP
-//! connection): lengths are bounded before anything is allocated for them ([`MAX_BULK`],
-//! [`MAX_LINE`], [`MAX_ELEMENTS`], [`MAX_DEPTH`]) and memory grows only as bytes actually
-//! arrive, so a header that announces 512 MB costs nothing until 512 MB are sent.
+//! connection): lengths are bounded before anything is allocated for them, by what a real
+//! server can answer to the command asked ([`Limits`]) and by [`MAX_LINE`] and [`MAX_DEPTH`];
+//! memory grows only as bytes actually arrive; and large bulk strings are charged to one
+//! process-wide budget ([`REPLY_BUDGET`]), so that many hostile ports cannot add up.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// The longest bulk string accepted: Redis' own `proto-max-bulk-len` default. A CLIENT LIST of
-/// 100,000 clients is ~40 MB.
+/// The longest bulk string any reply may be: Redis' own `proto-max-bulk-len` default. Each
+/// command's replies have a much smaller bound ([`Limits`]), and every large one is charged to
+/// the process-wide [`REPLY_BUDGET`].
 pub const MAX_BULK: usize = 512 << 20;
 /// The longest simple string, error or length line.
 pub const MAX_LINE: usize = 64 << 10;
-/// Elements of all arrays of one reply, together (CLUSTER SHARDS of a large cluster is a few
-/// thousand; a `*` header costs 4 bytes on the wire and a [`Value`] 32 in memory).
+/// Elements of all arrays of one reply, together, whatever the command.
 pub const MAX_ELEMENTS: usize = 1 << 20;
 /// Arrays inside arrays (CLUSTER SHARDS nests four deep).
 pub const MAX_DEPTH: usize = 16;
+/// Bytes of large bulk strings (each over [`CHARGED_FROM`]) being read or still held by the
+/// code that asked for them, across every connection of the process: N hostile ports cannot add
+/// up past it. 48 MiB holds the largest real reply the exporter asks for (a full CLIENT LIST of
+/// 100,000 clients is ~40 MB; a chunk of 500 clients ~200 kB) and keeps the exporter under the
+/// shipped container limit (128 MiB) with its own ~50 MiB of 1,000 targets.
+pub const REPLY_BUDGET: usize = 48 << 20;
+/// Bulk strings up to this size are not charged to the budget: every connection may hold one
+/// (a small INFO, a CONFIG value), and they are bounded by the number of targets.
+pub const CHARGED_FROM: usize = 64 << 10;
+/// A bulk string longer than this gets an allocation of at least [`ALWAYS_MAPPED`] bytes of
+/// capacity: glibc's malloc serves that with its own mapping and unmaps it when freed, whatever
+/// its adaptive threshold says. A smaller large allocation comes from a heap arena, which keeps
+/// freed memory for the next one: with several worker threads (each its own arena), freed
+/// replies of 16 MiB added up to 10 times the memory budget (tests/hostile_peers.rs). The pages
+/// past the reply's length are never touched, so never resident.
+const MAPPED_FROM: usize = 1 << 20;
+/// Above glibc's largest adaptive mmap threshold (32 MiB on 64-bit systems).
+const ALWAYS_MAPPED: usize = (32 << 20) + 4096;
+/// Array elements of one reply up to this many are not charged to the budget; past it each
+/// costs [`ELEMENT_COST`].
+const CHARGED_ELEMENTS_FROM: usize = 1024;
+/// What an element of a reply holds: a [`Value`] (32 bytes) and a short string's allocation.
+const ELEMENT_COST: usize = 64;
 /// What one read asks the socket for.
 const READ_CHUNK: usize = 4096;
-/// A bulk string announcing more than this is allocated as its bytes arrive (by doubling, at
-/// least this much at a time) instead of at once.
-const TRUSTED_BULK: usize = 1 << 20;
 /// Longest error text kept from a reply: it ends up in logs and in poll errors.
 const MAX_ERROR_TEXT: usize = 512;
+
+/// The largest reply a real server can send to one command: the longest bulk string and the
+/// array elements of the whole reply. A reply past them is a protocol error, found before
+/// anything is allocated for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub bulk: usize,
+    pub elements: usize,
+}
+
+impl Limits {
+    /// Status replies, integers, `CONFIG GET` pairs, `CLIENT ID`: a value is a few bytes to
+    /// a few kB (a `save` schedule, `client-output-buffer-limit`).
+    pub const SMALL: Limits = Limits {
+        bulk: 64 << 10,
+        elements: 1024,
+    };
+    /// `INFO`: ~7 kB for `INFO everything` on Redis 7 (tests/fixtures), a few 100 kB with
+    /// thousands of commandstats, errorstats and keyspace lines: 1 MiB.
+    pub const INFO: Limits = Limits {
+        bulk: 1 << 20,
+        elements: 0,
+    };
+    /// `CLUSTER SHARDS` / `CLUSTER NODES`: ~22 elements a node in SHARDS (2^19 is ~20,000
+    /// nodes, twenty times Redis Cluster's design limit; `discovery_max_nodes` keeps the first
+    /// of them), ~1 kB a node in NODES, slot ranges at most 16,384 in all.
+    pub const CLUSTER: Limits = Limits {
+        bulk: 4 << 20,
+        elements: 1 << 19,
+    };
+    /// `SENTINEL MASTER` / `REPLICAS`: ~40 fields per replica.
+    pub const SENTINEL: Limits = Limits {
+        bulk: 64 << 10,
+        elements: 1 << 16,
+    };
+    /// A CLIENT LIST line is ~300-400 bytes of fields plus the connection's name, user and
+    /// library: 2 KiB per line, and room for a few names of several MiB (CLIENT SETNAME takes
+    /// them) in the whole reply.
+    pub const CLIENT_LINE: usize = 2 << 10;
+    pub const CLIENT_LIST_OUTLIERS: usize = 16 << 20;
+
+    /// CLIENT LIST of at most `lines` connections (a chunk's ids, or the count INFO reported
+    /// with a margin for those that connected since).
+    pub fn client_list(lines: usize) -> Limits {
+        Limits {
+            bulk: lines
+                .saturating_mul(Self::CLIENT_LINE)
+                .saturating_add(Self::CLIENT_LIST_OUTLIERS)
+                .min(MAX_BULK),
+            elements: 0,
+        }
+    }
+}
+
+/// Bytes of large bulk strings read or being read, process-wide (see [`REPLY_BUDGET`]).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The budget's bytes in use now.
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// A reply's share of [`REPLY_BUDGET`], given back when dropped: whoever keeps the reply's
+/// bytes keeps this with them.
+#[derive(Debug, Default)]
+pub struct Charge(usize);
+
+impl Charge {
+    fn take(&mut self, n: usize) -> Result<(), RespError> {
+        let before = IN_FLIGHT.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > REPLY_BUDGET {
+            IN_FLIGHT.fetch_sub(n, Ordering::Relaxed);
+            return Err(RespError::Protocol(
+                "a reply past the exporter's memory budget for replies in flight",
+            ));
+        }
+        self.0 += n;
+        Ok(())
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            IN_FLIGHT.fetch_sub(self.0, Ordering::Relaxed);
+        }
+    }
+}
 
 /// A reply, or an element of one.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,16 +265,19 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(decimal(n, &mut digits));
 }
 
-/// The text of an error reply, bounded and without control characters.
+/// The text of an error reply, bounded, every character that could forge a log line escaped
+/// (`redis::untrusted`, the one rule).
 fn error_text(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let mut out = String::with_capacity(text.len().min(MAX_ERROR_TEXT + 3));
+    let mut one = [0u8; 4];
     for c in text.chars() {
-        if out.len() + c.len_utf8() > MAX_ERROR_TEXT {
+        let piece = crate::redis::untrusted::escape(c.encode_utf8(&mut one), 1);
+        if out.len() + piece.len() > MAX_ERROR_TEXT {
             out.push('…');
             break;
         }
-        out.push(if c.is_control() { '\u{fffd}' } else { c });
+        out.push_str(&piece);
     }
     out
 }
@@ -243,24 +356,30 @@ impl Reader {
         }
     }
 
-    /// A bulk string of `n` bytes and its CRLF.
+    /// A bulk string of `n` bytes and its CRLF, read into one allocation of its size (no
+    /// copy as it grows). One over [`CHARGED_FROM`] is charged to `charge` whole before it is
+    /// allocated; its pages become resident only as its bytes arrive.
     async fn bulk<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
         n: usize,
+        charge: &mut Charge,
     ) -> Result<Vec<u8>, RespError> {
+        if n > CHARGED_FROM {
+            charge.take(n)?;
+        }
         let have = (self.buf.len() - self.pos).min(n);
-        let mut out = Vec::with_capacity(if n <= TRUSTED_BULK { n } else { have });
+        let mut out = Vec::with_capacity(if n > MAPPED_FROM {
+            n.max(ALWAYS_MAPPED)
+        } else {
+            n
+        });
         out.extend_from_slice(&self.buf[self.pos..self.pos + have]);
         self.pos += have;
         while out.len() < n {
-            let left = n - out.len();
-            if out.capacity() == out.len() {
-                out.reserve_exact(left.min(out.len().max(TRUSTED_BULK)));
-            }
             // Straight into the reply's own allocation, never past its end: what follows it
             // belongs to the next reply and goes through `buf`.
-            let room = (out.capacity() - out.len()).min(left);
+            let room = n - out.len();
             if r.read_buf(&mut (&mut out).limit(room)).await? == 0 {
                 return Err(RespError::Closed);
             }
@@ -275,10 +394,16 @@ impl Reader {
         Ok(out)
     }
 
-    /// Reads one whole reply. An error reply is `Err(RespError::Server)`, and leaves the
-    /// stream in step.
-    pub async fn reply<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Value, RespError> {
-        let v = self.value(r).await;
+    /// Reads one whole reply, within `limits`; its large bulk strings' share of the memory
+    /// budget comes with it. An error reply is `Err(RespError::Server)`, and leaves the stream
+    /// in step.
+    pub async fn reply<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        limits: Limits,
+    ) -> Result<(Value, Charge), RespError> {
+        let mut charge = Charge::default();
+        let v = self.value(r, limits, &mut charge).await;
         if !self.buffered() {
             // Drained: an idle connection keeps no buffer.
             self.buf = Vec::new();
@@ -286,17 +411,25 @@ impl Reader {
         }
         match v? {
             Value::Error(e) => Err(RespError::Server(e)),
-            v => Ok(v),
+            v => Ok((v, charge)),
         }
     }
 
-    async fn value<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Value, RespError> {
+    async fn value<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        limits: Limits,
+        charge: &mut Charge,
+    ) -> Result<Value, RespError> {
         // Arrays being filled, innermost last, each with the elements it still expects.
         let mut open: Vec<(Vec<Value>, usize)> = Vec::new();
         let mut elements = 0usize;
         loop {
             let (start, end) = self.line(r).await?;
-            let (kind, rest) = (self.buf[start], &self.buf[start + 1..end]);
+            // An empty line has no type byte (found by tests/resp_properties.rs: it panicked).
+            let Some((&kind, rest)) = self.buf[start..end].split_first() else {
+                return Err(RespError::Protocol("an empty line"));
+            };
             let mut v = match kind {
                 b'+' => Value::String(String::from_utf8_lossy(rest).into_owned()),
                 b'-' => Value::Error(error_text(rest)),
@@ -304,10 +437,12 @@ impl Reader {
                 b'$' => match integer(rest)? {
                     -1 => Value::Null,
                     n if n < 0 => return Err(RespError::Protocol("a negative length")),
-                    n if n as u64 > MAX_BULK as u64 => {
-                        return Err(RespError::Protocol("a bulk string longer than 512 MB"))
+                    n if n as u64 > limits.bulk.min(MAX_BULK) as u64 => {
+                        return Err(RespError::Protocol(
+                            "a bulk string longer than any reply to this command",
+                        ))
                     }
-                    n => match String::from_utf8(self.bulk(r, n as usize).await?) {
+                    n => match String::from_utf8(self.bulk(r, n as usize, charge).await?) {
                         Ok(s) => Value::String(s),
                         Err(e) => Value::Bytes(e.into_bytes()),
                     },
@@ -318,9 +453,19 @@ impl Reader {
                     0 => Value::Array(Vec::new()),
                     n => {
                         let n = n as u64;
+                        let before = elements;
                         elements = elements.saturating_add(n.min(usize::MAX as u64) as usize);
-                        if elements > MAX_ELEMENTS {
-                            return Err(RespError::Protocol("more than 2^20 array elements"));
+                        if elements > limits.elements.min(MAX_ELEMENTS) {
+                            return Err(RespError::Protocol(
+                                "more array elements than any reply to this command",
+                            ));
+                        }
+                        // A large array's elements are memory too (a `Value` and a small
+                        // string each): charged like a large bulk string.
+                        let over = |e: usize| e.saturating_sub(CHARGED_ELEMENTS_FROM);
+                        let new = over(elements) - over(before);
+                        if new > 0 {
+                            charge.take(new * ELEMENT_COST)?;
                         }
                         if open.len() >= MAX_DEPTH {
                             return Err(RespError::Protocol("arrays nested too deep"));
@@ -406,8 +551,17 @@ impl AsyncWrite for Stream {
 mod tests {
     use super::*;
 
+    const LOOSE: Limits = Limits {
+        bulk: MAX_BULK,
+        elements: MAX_ELEMENTS,
+    };
+
     /// Reads every reply of `wire`, fed `step` bytes at a time.
     fn replies(wire: &[u8], step: usize) -> Vec<Result<Value, String>> {
+        replies_within(wire, step, LOOSE)
+    }
+
+    fn replies_within(wire: &[u8], step: usize, limits: Limits) -> Vec<Result<Value, String>> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -425,7 +579,7 @@ mod tests {
             let mut reader = Reader::default();
             let mut out = Vec::new();
             loop {
-                match reader.reply(&mut client).await {
+                match reader.reply(&mut client, limits).await.map(|(v, _)| v) {
                     Err(RespError::Closed) => break,
                     Err(e @ (RespError::Protocol(_) | RespError::Io(_))) => {
                         out.push(Err(e.to_string()));
@@ -466,12 +620,14 @@ mod tests {
     #[test]
     fn hostile_headers_are_refused_before_anything_is_allocated() {
         for (wire, what) in [
-            (&b"$536870913\r\n"[..], "longer than 512 MB"),
-            (b"*1048577\r\n", "2^20"),
+            (&b"$536870913\r\n"[..], "longer than any reply"),
+            (b"*1048577\r\n", "more array elements"),
             (b"$-2\r\n", "negative"),
             (b"$abc\r\n", "not a number"),
             (b"!3\r\nabc\r\n", "unknown reply type"),
             (b"+OK\n", "CRLF"),
+            (b"\r\n", "empty line"),
+            (b"*2\r\n:1\r\n\r\n", "empty line"),
             (b"$3\r\nabcd\r\n", "longer than announced"),
             (
                 &[b"*1\r\n".repeat(17), b":1\r\n".to_vec()].concat(),
@@ -500,8 +656,11 @@ mod tests {
             panic!("{got:?}")
         };
         assert!(e.len() <= MAX_ERROR_TEXT + 3 && e.ends_with('…'), "{e}");
-        let got = replies(b"-ERR a\x1b[31mb\r\n", 100);
-        assert_eq!(got, vec![Err("ERR a\u{fffd}[31mb".to_string())]);
+        let got = replies("-ERR a\x1b[31mb\u{202e}c\u{2028}d\r\n".as_bytes(), 100);
+        assert_eq!(
+            got,
+            vec![Err("ERR a\\u{1b}[31mb\\u{202e}c\\u{2028}d".to_string())]
+        );
     }
 
     #[test]
@@ -535,13 +694,69 @@ mod tests {
             let wire: Vec<u8> = wire.chain(*b"\r\n+PONG\r\n").collect();
             let mut r = &wire[..];
             let mut reader = Reader::default();
-            let v = reader.reply(&mut r).await.expect("bulk");
+            let (v, _) = reader.reply(&mut r, LOOSE).await.expect("bulk");
             assert_eq!(v.as_bytes().map(<[u8]>::len), Some(6000));
             assert_eq!(
-                reader.reply(&mut r).await.ok(),
+                reader.reply(&mut r, LOOSE).await.ok().map(|(v, _)| v),
                 Some(Value::String("PONG".into()))
             );
             assert_eq!(reader.buf.capacity(), 0);
+        });
+    }
+
+    #[test]
+    fn each_command_s_limits_refuse_a_larger_reply_before_it_is_read() {
+        let small = Limits {
+            bulk: 10,
+            elements: 2,
+        };
+        let got = replies_within(b"$11\r\n", 3, small);
+        assert!(matches!(got.last(), Some(Err(e)) if e.contains("longer than any reply")));
+        let got = replies_within(b"*2\r\n*1\r\n", 3, small);
+        assert!(matches!(got.last(), Some(Err(e)) if e.contains("more array elements")));
+        let got = replies_within(b"$10\r\n0123456789\r\n*2\r\n:1\r\n:2\r\n", 3, small);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(Limits::client_list(500).bulk < 20 << 20);
+    }
+
+    #[test]
+    fn large_replies_are_charged_to_the_budget_until_dropped_and_refused_past_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let n = 300 << 10;
+            let wire: Vec<u8> = [
+                format!("${n}\r\n").into_bytes(),
+                vec![b'a'; n],
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            let before = in_flight();
+            let mut reader = Reader::default();
+            let mut r = &wire[..];
+            let (v, charge) = reader.reply(&mut r, LOOSE).await.expect("bulk");
+            assert_eq!(v.as_bytes().map(<[u8]>::len), Some(n));
+            assert!(in_flight() >= before + n, "charged while held");
+            drop((v, charge));
+            // Other tests of this process may hold some; ours is given back.
+            assert!(in_flight() < before + n);
+
+            // Past the budget: refused (the header alone announces less than MAX_BULK).
+            let held: Vec<Charge> = (0..REPLY_BUDGET / (8 << 20))
+                .map(|_| {
+                    let mut c = Charge::default();
+                    c.take(8 << 20).expect("room");
+                    c
+                })
+                .collect();
+            let mut r = &wire[..];
+            let got = reader.reply(&mut r, LOOSE).await;
+            assert!(
+                matches!(&got, Err(RespError::Protocol(m)) if m.contains("memory budget")),
+                "{got:?}"
+            );
+            drop(held);
         });
     }
 }

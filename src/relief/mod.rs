@@ -638,23 +638,10 @@ fn finish(
     resp
 }
 
-/// Control characters escaped (no forged log lines), at most `max` characters.
+/// Control characters escaped (no forged log lines), at most `max` characters: the one rule,
+/// `redis::untrusted::escape`.
 fn clean(s: &str, max: usize) -> String {
-    let mut o = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            o.push('…');
-            break;
-        }
-        if c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
-            o.extend(c.escape_unicode());
-        } else {
-            o.push(c);
-        }
-    }
-    o
+    crate::redis::untrusted::escape(s, max).into_owned()
 }
 
 /// Enough of a token to tell actions apart in the audit log, too little to use it.

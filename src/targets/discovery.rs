@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::shard::Shard;
 use crate::config::topology::{Group, GroupKind, Resolver, TargetsFile};
 use crate::config::{Config, Endpoint, Target};
+use crate::redis::commands::Command;
 use crate::redis::connection::{Conn, PollError, Stage};
-use crate::redis::resp::{Arg, Value};
+use crate::redis::resp::Value;
 use crate::targets::reconcile::{reconcile_pollers, PollerSpec, ReloadSummary, TaskSet};
 use crate::targets::state::{Role, Store, Topology};
 
@@ -31,6 +32,7 @@ pub enum SourceSpec {
         idle_threshold_seconds: u64,
         interval: Duration,
         shard: Shard,
+        max_nodes: usize,
     },
     File {
         file: TargetsFile,
@@ -63,6 +65,7 @@ pub fn source_specs(cfg: &Config) -> BTreeMap<String, SourceSpec> {
                 idle_threshold_seconds: cfg.idle_threshold_seconds,
                 interval: cfg.topology.discovery_interval,
                 shard: cfg.shard,
+                max_nodes: cfg.topology.discovery_max_nodes,
             },
         );
     }
@@ -105,6 +108,7 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
             idle_threshold_seconds,
             interval,
             shard,
+            max_nodes,
         } => {
             let mut g = GroupRunner {
                 group: *group,
@@ -112,6 +116,8 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
                 idle_threshold_seconds,
                 interval,
                 shard,
+                max_nodes,
+                logged_dropped: false,
                 discovered: BTreeMap::new(),
                 observed: BTreeMap::new(),
                 logged_ok: None,
@@ -138,6 +144,7 @@ async fn run(spec: SourceSpec, store: Arc<Store>, stop: CancellationToken) {
     }
     nodes.stop_all(|label| store.remove(label)).await;
     store.shard.forget(&ledger_key);
+    store.dropped_nodes.forget(&ledger_key);
 }
 
 /// A node as discovery reports it.
@@ -192,6 +199,10 @@ struct GroupRunner {
     interval: Duration,
     /// Only the nodes whose label this replica's shard owns get a poller.
     shard: Shard,
+    /// `discovery_max_nodes`: past it, a reply's other nodes are dropped.
+    max_nodes: usize,
+    /// Whether the last round dropped nodes (logged once per change).
+    logged_dropped: bool,
     /// Node target label -> what discovery said (every node, owned or not: all are candidates
     /// to ask at the next discovery).
     discovered: BTreeMap<String, Node>,
@@ -277,6 +288,22 @@ impl GroupRunner {
                 return;
             }
         };
+        let source = format!("group:{}", self.group.name);
+        let named = found.len();
+        let (found, bad_address, over_limit) = admit(found, self.max_nodes);
+        store
+            .dropped_nodes
+            .add(&source, "address", bad_address as u64);
+        store.dropped_nodes.add(&source, "limit", over_limit as u64);
+        let dropping = bad_address + over_limit > 0;
+        if dropping != self.logged_dropped {
+            if dropping {
+                tracing::warn!(cluster = %self.group.name, named, bad_address, over_limit, max_nodes = self.max_nodes, "discovery named nodes the exporter will not poll (not a host:port, or past discovery_max_nodes)");
+            } else {
+                tracing::info!(cluster = %self.group.name, nodes = named, "discovery names only nodes the exporter polls again");
+            }
+            self.logged_dropped = dropping;
+        }
         if self.logged_ok != Some(true) {
             tracing::info!(cluster = %self.group.name, nodes = found.len(), "discovery succeeded");
             self.logged_ok = Some(true);
@@ -285,7 +312,9 @@ impl GroupRunner {
         let mut discovered = BTreeMap::new();
         let mut skipped = 0;
         for n in found {
-            let target = self.group.node_target(n.endpoint.clone());
+            let mut target = self.group.node_target(n.endpoint.clone());
+            // Bounded like every value from the network that becomes a label.
+            target.label = crate::redis::label::bound(&target.label).into_owned();
             if !self.shard.owns(&target.label) {
                 skipped += 1;
                 discovered.insert(target.label.clone(), n);
@@ -293,7 +322,7 @@ impl GroupRunner {
             }
             let topology = Topology {
                 group: self.group.name.clone(),
-                node: n.endpoint.label(),
+                node: crate::redis::label::bound(&n.endpoint.label()).into_owned(),
                 discovered_role: n.role,
             };
             discovered.insert(target.label.clone(), n);
@@ -307,15 +336,65 @@ impl GroupRunner {
                 },
             );
         }
-        store
-            .shard
-            .record(&format!("group:{}", self.group.name), wanted.len(), skipped);
+        store.shard.record(&source, wanted.len(), skipped);
         let summary = reconcile_pollers(nodes, wanted, store).await;
         if summary.is_change() {
             tracing::info!(cluster = %self.group.name, added = ?summary.added, removed = ?summary.removed, "node set changed");
         }
         self.observed.retain(|l, _| discovered.contains_key(l));
         self.discovered = discovered;
+    }
+}
+
+/// The nodes of a discovery reply the exporter polls: those whose address is a host:port it
+/// would connect to ([`checked_address`]), primaries first, at most `max`; and how many were
+/// dropped for their address and for the bound.
+fn admit(found: Vec<Node>, max: usize) -> (Vec<Node>, usize, usize) {
+    let named = found.len();
+    let mut ok: Vec<Node> = found
+        .into_iter()
+        .filter(|n| match &n.endpoint {
+            Endpoint::Tcp { host, port } => checked_address(host, *port).is_ok(),
+            Endpoint::Unix(_) => false,
+        })
+        .collect();
+    let bad_address = named - ok.len();
+    ok.sort_by_key(|n| n.role != Role::Primary);
+    let over_limit = ok.len().saturating_sub(max);
+    ok.truncate(max);
+    (ok, bad_address, over_limit)
+}
+
+/// A discovered address is checked as a configured one would be: an IP address (not the
+/// unspecified one) or a DNS host name (labels of letters, digits, `-` and `_`, at most 63
+/// bytes each and 253 in all), and a port that is not 0. So no userinfo, path, percent
+/// escape, whitespace or control character, and nothing longer than a name can be.
+pub fn checked_address(host: &str, port: u16) -> Result<(), &'static str> {
+    if port == 0 {
+        return Err("port 0");
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return if ip.is_unspecified() {
+            Err("the unspecified address")
+        } else {
+            Ok(())
+        };
+    }
+    if host.is_empty() || host.len() > 253 {
+        return Err("not a host name's length");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.trim_end_matches('.').split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("not a host name")
     }
 }
 
@@ -363,18 +442,17 @@ pub async fn discover(
 }
 
 /// One discovery command (`CLUSTER ...`, `SENTINEL ...`) under the target's command timeout.
-async fn command(conn: &mut Conn, name: &str, args: &[&str]) -> Result<Value, PollError> {
-    let all = std::iter::once(&name).chain(args).map(|a| Arg::Str(a));
-    conn.call(Stage::Discovery, all).await
+async fn command(conn: &mut Conn, command: Command<'_>) -> Result<Value, PollError> {
+    conn.run(Stage::Discovery, command).await
 }
 
 async fn ask_cluster(conn: &mut Conn, t: &Target) -> Result<Vec<Node>, DiscoveryError> {
     let tls = t.tls.is_some();
-    match command(conn, "CLUSTER", &["SHARDS"]).await {
+    match command(conn, Command::ClusterShards).await {
         Ok(v) => parse_cluster_shards(&v, tls),
         // CLUSTER SHARDS is 7.0+; older servers answer "unknown subcommand".
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            let v = command(conn, "CLUSTER", &["NODES"]).await?;
+            let v = command(conn, Command::ClusterNodes).await?;
             let text = as_string(&v).ok_or_else(|| reply_error("CLUSTER NODES", "not text"))?;
             parse_cluster_nodes(&text)
         }
@@ -383,7 +461,7 @@ async fn ask_cluster(conn: &mut Conn, t: &Target) -> Result<Vec<Node>, Discovery
 }
 
 async fn ask_sentinel(conn: &mut Conn, master: &str) -> Result<Vec<Node>, DiscoveryError> {
-    let m = match command(conn, "SENTINEL", &["MASTER", master]).await {
+    let m = match command(conn, Command::SentinelMaster(master)).await {
         Ok(v) => v,
         Err(e) if e.message.to_ascii_lowercase().contains("no such master") => {
             return Err(DiscoveryError::UnknownMaster(master.to_string()))
@@ -391,11 +469,11 @@ async fn ask_sentinel(conn: &mut Conn, master: &str) -> Result<Vec<Node>, Discov
         Err(e) => return Err(e.into()),
     };
     let mut nodes = vec![sentinel_node(&m, Role::Primary, "SENTINEL MASTER")?];
-    let replicas = match command(conn, "SENTINEL", &["REPLICAS", master]).await {
+    let replicas = match command(conn, Command::SentinelReplicas(master)).await {
         Ok(v) => v,
         // SENTINEL REPLICAS is 5.0+; before, SLAVES.
         Err(e) if e.message.to_ascii_lowercase().contains("unknown") => {
-            command(conn, "SENTINEL", &["SLAVES", master]).await?
+            command(conn, Command::SentinelSlaves(master)).await?
         }
         Err(e) => return Err(e.into()),
     };

@@ -49,7 +49,16 @@ pub struct Dynamic {
     settings: RwLock<Settings>,
     inner: Mutex<Inner>,
     store: Arc<Store>,
+    /// Scrapes that may wait for a first poll at once ([`FIRST_POLL_WAITERS`]).
+    waiters: tokio::sync::Semaphore,
 }
+
+/// At most this many `/scrape` requests wait for a new target's first poll at once; the others
+/// answer at once with what there is (`redis_up 0` until the first poll ends). A handler that
+/// waits keeps its HTTP connection busy, and the server never closes a busy connection to make
+/// room (src/web/http.rs: 256): a flood of scrapes of new targets that never answer must not
+/// hold them all.
+pub const FIRST_POLL_WAITERS: usize = 32;
 
 /// Why a scrape was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,6 +69,8 @@ pub enum ScrapeError {
     Target(#[from] ScrapeTargetError),
     #[error("/scrape is turned off in this exporter's configuration")]
     Disabled,
+    #[error("this target runs with another auth profile or scheme; a scrape cannot change how a running target connects (it changes at a reload or when the target expires)")]
+    Held,
     #[error("too many dynamic targets ({0} running, the limit set by scrape_max_targets), all of them up at least once; idle ones expire after scrape_idle_timeout_seconds")]
     Full(usize),
 }
@@ -74,6 +85,7 @@ impl Dynamic {
                 last_scrape: HashMap::new(),
             }),
             store: Arc::new(Store::default()),
+            waiters: tokio::sync::Semaphore::new(FIRST_POLL_WAITERS),
         });
         let weak = Arc::downgrade(&d);
         tokio::spawn(async move {
@@ -280,13 +292,21 @@ impl Dynamic {
             (spec, s.limits.clone())
         };
         let label = spec.target.label.clone();
-        // A target asked for with another auth profile is the same server: it restarts with
-        // the new credentials instead of holding two connections. The old poller is stopped
-        // (a QUIT to a slow server takes up to a second) outside the lock, so that scrapes of
-        // other targets do not queue behind it; its series go before the new one starts.
+        // A target asked for with another auth profile or scheme is the same server. A caller
+        // must never close a held connection (on a full server, a leaker takes the slot and the
+        // exporter goes blind): a target that has been up, or whose first poll still runs,
+        // keeps its connection and the caller is refused. Only one that has never been up and
+        // has failed its first poll (wrong credentials, say) restarts with the new ones. The
+        // old poller is stopped outside the lock (a QUIT to a slow server takes up to a
+        // second), so that scrapes of other targets do not queue behind it; its series go
+        // before the new one starts.
         let replaced = {
             let mut inner = self.inner.lock().await;
             if inner.pollers.spec(&label).is_some_and(|s| *s != spec) {
+                let s = self.store.get(&label).unwrap_or_default();
+                if s.last_success.is_some() || s.counters.polls == 0 {
+                    return Err(ScrapeError::Held);
+                }
                 inner.pollers.cancel(&label)
             } else {
                 None
@@ -341,7 +361,10 @@ impl Dynamic {
             let d = Arc::clone(self);
             tokio::spawn(async move { d.forget(evicted, "made room for a new target").await });
         }
-        let state = self.first_poll(&label, wait.first_poll_wait).await;
+        let state = match self.waiters.try_acquire() {
+            Ok(_waiting) => self.first_poll(&label, wait.first_poll_wait).await,
+            Err(_) => self.first_poll(&label, Duration::ZERO).await,
+        };
         let state = for_caller(&label, state);
         Ok((label, state))
     }

@@ -13,12 +13,12 @@ use crate::analysis::aggregate::Aggregator;
 use crate::analysis::history::{History, Sample};
 use crate::config::Target;
 use crate::diagnose::{self, Observation, Report};
+use crate::redis::commands::Command;
 use crate::redis::connection::{
     no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn, ErrorKind,
     PollError, Stage,
 };
 use crate::redis::info::Info;
-use crate::redis::resp::Arg;
 use crate::targets::state::{StageDurations, Store, TargetState};
 use crate::targets::Logged;
 
@@ -171,7 +171,7 @@ impl Poller {
             };
             let pong = tokio::select! {
                 _ = shutdown.cancelled() => return false,
-                r = conn.command(Stage::Ping, &["PING"]) => r,
+                r = conn.run(Stage::Ping, Command::Ping) => r,
             };
             match pong {
                 Ok(_) => {}
@@ -201,38 +201,39 @@ impl Poller {
         // The exporter names its library too (CLIENT SETINFO, 7.2+): it shows under its own
         // name in redis_client_connections_by_library, not as `unset`. Sent only where the
         // version has it, so older servers see no error and nothing is logged there.
-        let commands: [(&[&str], (u32, u32), Stage); 4] = [
-            (&["NO-EVICT", "on"], (7, 0), Stage::ClientNoEvict),
-            (&["NO-TOUCH", "on"], (7, 2), Stage::ClientNoTouch),
+        let commands: [(Command, (u32, u32), Stage); 4] = [
+            (Command::ClientNoEvict, (7, 0), Stage::ClientNoEvict),
+            (Command::ClientNoTouch, (7, 2), Stage::ClientNoTouch),
             (
-                &[
-                    "SETINFO",
-                    "LIB-NAME",
-                    crate::redis::client_list::CLIENT_NAME,
-                ],
+                Command::ClientSetinfo {
+                    attribute: "LIB-NAME",
+                    value: crate::redis::client_list::CLIENT_NAME,
+                },
                 (7, 2),
                 Stage::ClientSetinfo,
             ),
             (
-                &["SETINFO", "LIB-VER", env!("CARGO_PKG_VERSION")],
+                Command::ClientSetinfo {
+                    attribute: "LIB-VER",
+                    value: env!("CARGO_PKG_VERSION"),
+                },
                 (7, 2),
                 Stage::ClientSetinfo,
             ),
         ];
-        for (args, since, stage) in commands {
+        for (cmd, since, stage) in commands {
             if version < since {
                 continue;
             }
-            let cmd = std::iter::once(&"CLIENT").chain(args).map(|a| Arg::Str(a));
-            match c.call(stage, cmd).await {
+            match c.run(stage, cmd).await {
                 Ok(_) => {}
                 Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => {
                     return Err(e)
                 }
                 Err(e) => {
                     if self.logged_protect_error.changed(true) {
-                        let command = format!("CLIENT {}", args.join(" "));
-                        if args[0] == "SETINFO" {
+                        let command = cmd.spelled();
+                        if matches!(cmd, Command::ClientSetinfo { .. }) {
                             tracing::info!(target_label = %self.target.label, command = %command, error = %e, "the server refused CLIENT SETINFO; the exporter's connection shows as library unset");
                         } else {
                             tracing::warn!(target_label = %self.target.label, command = %command, error = %e, "the server refused to exempt the exporter's connection; it may be evicted under memory pressure");

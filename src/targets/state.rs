@@ -105,6 +105,37 @@ pub struct Store {
     published: tokio::sync::Notify,
     /// This replica's shard and its owned/skipped targets per source (src/config/shard.rs).
     pub shard: crate::config::shard::Ledger,
+    /// Nodes discovery named and the exporter does not poll (src/targets/discovery.rs).
+    pub dropped_nodes: DroppedNodes,
+}
+
+/// Per discovery source (`group:NAME`) and reason (`limit`: past `discovery_max_nodes`;
+/// `address`: not a host:port the exporter connects to), the nodes a discovery reply named and
+/// the exporter did not poll, summed over discovery rounds:
+/// `redis_clients_exporter_discovery_nodes_dropped_total`.
+#[derive(Debug, Default)]
+pub struct DroppedNodes(std::sync::Mutex<BTreeMap<(String, &'static str), u64>>);
+
+impl DroppedNodes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, &'static str), u64>> {
+        // A poisoned lock only means a writer panicked between two plain stores.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn add(&self, source: &str, reason: &'static str, n: u64) {
+        *self.lock().entry((source.to_string(), reason)).or_default() += n;
+    }
+
+    pub fn forget(&self, source: &str) {
+        self.lock().retain(|(s, _), _| s != source);
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, &'static str, u64)> {
+        self.lock()
+            .iter()
+            .map(|((s, r), n)| (s.clone(), *r, *n))
+            .collect()
+    }
 }
 
 impl Default for Store {
@@ -120,6 +151,7 @@ impl Store {
             actions,
             published: tokio::sync::Notify::new(),
             shard: Default::default(),
+            dropped_nodes: Default::default(),
         }
     }
 

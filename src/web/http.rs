@@ -46,6 +46,7 @@ async fn scrape(
             negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
         }
         Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e @ ScrapeError::Held) => scrape_error(StatusCode::CONFLICT, &e),
         Err(e @ ScrapeError::Disabled) => scrape_error(StatusCode::NOT_FOUND, &e),
         Err(
             e @ ScrapeError::Target(ScrapeTargetError::NotAllowed | ScrapeTargetError::Profile(_)),
@@ -152,11 +153,14 @@ async fn metrics(
     axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
     headers: HeaderMap,
 ) -> Response {
-    use crate::web::metrics::{render_actions_as, render_chunks_as, render_shard_as};
+    use crate::web::metrics::{
+        render_actions_as, render_chunks_as, render_discovery_as, render_shard_as,
+    };
     let format = negotiate::format(&headers);
     let mut chunks = render_chunks_as(&store.snapshot(), format);
     chunks.push(render_actions_as(&relief.counts(), format).into());
     chunks.push(render_shard_as(&store.shard, format).into());
+    chunks.push(render_discovery_as(&store.dropped_nodes, format).into());
     negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
 }
 
@@ -191,8 +195,10 @@ async fn diagnose(
     let mut snapshot = store.snapshot();
     // "The only target" means the only configured one: /scrape targets come and go.
     let configured = snapshot.len();
-    snapshot.extend(dynamic.snapshot());
+    // Errors list the targets of the configuration (as /metrics does), never `/scrape` ones:
+    // those were named by callers, and one caller must not learn what the others asked for.
     let labels: Vec<String> = snapshot.iter().map(|(l, _)| l.clone()).collect();
+    snapshot.extend(dynamic.snapshot());
     let state = match &q.target {
         Some(t) => snapshot.iter().find(|(l, _)| l == t),
         None if configured == 1 => snapshot.first(),

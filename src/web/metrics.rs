@@ -188,6 +188,30 @@ pub fn render_shard_as(ledger: &crate::config::shard::Ledger, format: Format) ->
     f.out.into_bytes()
 }
 
+/// Per discovery source and reason, the nodes a discovery reply named that are not polled
+/// (src/targets/discovery.rs); text to append to [`render`]'s, empty without clusters or
+/// Sentinel sets.
+pub fn render_discovery(dropped: &crate::targets::state::DroppedNodes) -> Vec<u8> {
+    render_discovery_as(dropped, Format::Text)
+}
+
+/// [`render_discovery`] in the given text format.
+pub fn render_discovery_as(
+    dropped: &crate::targets::state::DroppedNodes,
+    format: Format,
+) -> Vec<u8> {
+    let mut f = Families::new(format);
+    for (source, reason, n) in dropped.snapshot() {
+        f.counter(
+            "redis_clients_exporter_discovery_nodes_dropped_total",
+            "Nodes a cluster or Sentinel discovery reply named and the exporter does not poll, by reason (limit: past discovery_max_nodes; address: not a host:port it connects to), summed over discovery rounds.",
+            &[("source", &source), ("reason", reason)],
+            n as f64,
+        );
+    }
+    f.out.into_bytes()
+}
+
 /// `cluster`, `node` and `role` for a node of a cluster or Sentinel set; nothing otherwise, so
 /// plain targets keep their label set. The role is the node's own INFO `role` once polled.
 fn topology_labels(s: &TargetState) -> Vec<(&'static str, String)> {
