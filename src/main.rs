@@ -328,7 +328,7 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
 }
 
 fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
-    use redis_clients_exporter::relief::client::{self, Exporter};
+    use redis_clients_exporter::cli::relieve::{self as client, Exporter};
     let fail = |code: u8, e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         std::process::ExitCode::from(code)

@@ -555,7 +555,7 @@ pub fn router(
     store: Arc<Store>,
     users: BTreeMap<String, String>,
     dynamic: Arc<Dynamic>,
-    relief: Arc<crate::relief::Hub>,
+    relief: Arc<crate::relief::ReliefHub>,
 ) -> Router {
     let mut protected = Router::new()
         .route("/", get(landing))
@@ -564,8 +564,8 @@ pub fn router(
         // The one route that may wait on Redis: a bounded wait for a new target's first poll.
         .route("/scrape", get(scrape))
         // Relief (src/relief): its own permission (relief.users) on top of this auth.
-        .route("/relief/preview", post(crate::relief::preview))
-        .route("/relief/execute", post(crate::relief::execute))
+        .route("/relief/preview", post(crate::web::relief::preview))
+        .route("/relief/execute", post(crate::web::relief::execute))
         .layer(axum::Extension(dynamic))
         .layer(axum::Extension(relief));
     if !users.is_empty() {
@@ -582,7 +582,7 @@ pub fn router(
 /// thousands of targets it is megabytes, and joining it would hold it twice.
 async fn metrics(
     State(store): State<Arc<Store>>,
-    axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
+    axum::Extension(relief): axum::Extension<Arc<crate::relief::ReliefHub>>,
 ) -> impl IntoResponse {
     let mut chunks = crate::web::metrics::render_chunks(&store.snapshot());
     chunks.push(crate::web::metrics::render_actions(&relief.counts()).into());

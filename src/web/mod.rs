@@ -4,4 +4,5 @@
 pub mod exposition;
 pub mod http;
 pub mod metrics;
+pub mod relief;
 pub mod render;
