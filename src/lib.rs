@@ -3,10 +3,14 @@
 //! ARCHITECTURE.md maps the modules; [`start`] wires them together and [`Running::reload`]
 //! applies a new configuration without a restart.
 
+// Forbidden here, not only denied (Cargo.toml): no module can lift it with an `allow`.
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod diagnose;
+pub mod hash;
 pub mod redis;
 pub mod relief;
 pub mod targets;

@@ -1,5 +1,7 @@
 //! The binary's edge: flags, logging, signals. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
