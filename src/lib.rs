@@ -3,9 +3,14 @@
 //! ARCHITECTURE.md maps the modules; [`start`] wires them together and [`Running::reload`]
 //! applies a new configuration without a restart.
 
+// Forbidden here, not only denied (Cargo.toml): no module can lift it with an `allow`.
+#![forbid(unsafe_code)]
+
 pub mod analysis;
+pub mod cli;
 pub mod config;
 pub mod diagnose;
+pub mod hash;
 pub mod redis;
 pub mod relief;
 pub mod targets;
@@ -41,7 +46,7 @@ pub struct Running {
     pub store: Arc<state::Store>,
     /// Relief's state (src/relief): configuration, tokens, counts; the pollers know it as
     /// the store's `actions`.
-    pub relief: Arc<relief::Hub>,
+    pub relief: Arc<relief::ReliefHub>,
     listen: SocketAddr,
     shutdown: CancellationToken,
     pollers: Mutex<TaskSet<PollerSpec>>,
@@ -150,7 +155,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         addr: cfg.listen,
         source,
     })?;
-    let relief = Arc::new(relief::Hub::default());
+    let relief = Arc::new(relief::ReliefHub::default());
     relief.configure(cfg.relief.clone(), exporter_url(addr, &cfg));
     let store = Arc::new(state::Store::new(relief.clone()));
     store.shard.configure(cfg.shard);

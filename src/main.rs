@@ -1,5 +1,7 @@
 //! The binary's edge: flags, logging, signals. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -349,7 +351,7 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
 }
 
 fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
-    use redis_clients_exporter::relief::client::{self, Exporter};
+    use redis_clients_exporter::cli::relieve::{self as client, Exporter};
     let fail = |code: u8, e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         std::process::ExitCode::from(code)

@@ -4,8 +4,8 @@
 //! than a jump in the ages (see `aggregate::AgeStep`). The daemon's history confirms or
 //! refutes it when it reaches back before the jump; its first sample alone is never "before".
 
-use super::{advice, ev, pct, raise_maxclients, Cause, Ctx, Finding};
-use crate::analysis::aggregate::{Fleet, FleetKind, UNNAMED};
+use super::{advice, ev, pct, raise_maxclients, Cause, Ctx, Evidence, Finding, Step};
+use crate::analysis::aggregate::{AgeStep, Fleet, FleetKind, UNNAMED};
 
 /// A sample from before the jump: its instance count and time.
 type Before = Option<(u64, f64)>;
@@ -24,6 +24,42 @@ fn rank(f: &Fleet) -> u8 {
 
 /// The finding, and how many connections the scale-out added (the newer instances').
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
+    let (f, conf, before) = best_fleet(ctx)?;
+    let s = f.step?;
+    let n = f.instances as f64;
+    let young = s.young_instances as f64;
+    let old = n - young;
+    let culprit = match f.kind {
+        FleetKind::All => None,
+        FleetKind::Name if f.key == UNNAMED => Some("client_name ''".to_string()),
+        k => Some(format!("{} {}", k.as_str(), f.key)),
+    };
+    let who = culprit.clone().unwrap_or_else(|| "the clients".to_string());
+    let pool = f.connections as f64 / n.max(1.0);
+    let mut evidence = evidence(ctx, f, s, &who, before);
+    let remediation = remediation(ctx, f, &who, &mut evidence);
+    let title = match &culprit {
+        Some(c) => format!("scale-out of {c}: more instances, each with its own pool"),
+        None => "scale-out: more client instances, each with its own pool".to_string(),
+    };
+    let mut finding = Finding::new(Cause::ScaleOut, title, conf);
+    finding.severity = ctx.threat.value;
+    finding.threat = ctx.threat.why.clone();
+    finding.culprit = culprit;
+    finding.summary = format!(
+        "{young:.0} of the {n:.0} instances of {who} appeared within the last {} s, after {old:.0} that exist for {} s or more; each holds ~{pool:.1} connections, so the count follows instances × pool ({} in all).",
+        s.young_oldest_age + 1,
+        s.old_youngest_age,
+        f.connections
+    );
+    finding.evidence = evidence;
+    finding.remediation = remediation;
+    Some((finding, s.young_connections as f64))
+}
+
+/// The fleet whose age step looks most like a scale-out, its confidence, and the history's
+/// sample from before the step (if it reaches back that far).
+fn best_fleet<'c>(ctx: &Ctx<'c>) -> Option<(&'c Fleet, f64, Before)> {
     let c = ctx.obs.clients;
     let mut fleets: Vec<&Fleet> = c.fleets.iter().collect();
     fleets.sort_by_key(|f| rank(f));
@@ -54,17 +90,15 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
             best = Some((f, conf, before));
         }
     }
-    let (f, conf, before) = best?;
-    let s = f.step?;
+    best
+}
+
+/// The numbers of the scale-out: instances before and after the step, pools, idle share, and
+/// what the history saw.
+fn evidence(ctx: &Ctx<'_>, f: &Fleet, s: AgeStep, who: &str, before: Before) -> Vec<Evidence> {
     let n = f.instances as f64;
     let young = s.young_instances as f64;
     let old = n - young;
-    let culprit = match f.kind {
-        FleetKind::All => None,
-        FleetKind::Name if f.key == UNNAMED => Some("client_name ''".to_string()),
-        k => Some(format!("{} {}", k.as_str(), f.key)),
-    };
-    let who = culprit.clone().unwrap_or_else(|| "the clients".to_string());
     let pool = f.connections as f64 / n.max(1.0);
     let mut evidence = vec![
         ev(
@@ -112,6 +146,14 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
             "none (the exporter started later, or this is the one-shot command): read from connection ages",
         )),
     }
+    evidence
+}
+
+/// The fix: a pool size that fits 80% of maxclients (added to the evidence), a higher
+/// maxclients when the count needs it, a multiplexing proxy.
+fn remediation(ctx: &Ctx<'_>, f: &Fleet, who: &str, evidence: &mut Vec<Evidence>) -> Vec<Step> {
+    let n = f.instances as f64;
+    let pool = f.connections as f64 / n.max(1.0);
     let mut remediation = Vec::new();
     if let Some(m) = ctx.maxclients {
         let others = (ctx.clients - f.connections as f64).max(0.0);
@@ -144,21 +186,5 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
     remediation.push(advice(
         "For fleets that keep growing, put a connection-multiplexing proxy (Envoy redis_proxy, twemproxy) between the instances and Redis.",
     ));
-    let title = match &culprit {
-        Some(c) => format!("scale-out of {c}: more instances, each with its own pool"),
-        None => "scale-out: more client instances, each with its own pool".to_string(),
-    };
-    let mut finding = Finding::new(Cause::ScaleOut, title, conf);
-    finding.severity = ctx.threat.value;
-    finding.threat = ctx.threat.why.clone();
-    finding.culprit = culprit;
-    finding.summary = format!(
-        "{young:.0} of the {n:.0} instances of {who} appeared within the last {} s, after {old:.0} that exist for {} s or more; each holds ~{pool:.1} connections, so the count follows instances × pool ({} in all).",
-        s.young_oldest_age + 1,
-        s.old_youngest_age,
-        f.connections
-    );
-    finding.evidence = evidence;
-    finding.remediation = remediation;
-    Some((finding, s.young_connections as f64))
+    remediation
 }

@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+use crate::hash::fnv1a;
+
 /// The longest label value the exporter emits, in bytes.
 pub const MAX_LABEL_BYTES: usize = 128;
 
@@ -72,27 +74,9 @@ fn prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// 64-bit FNV-1a (the reference parameters), over the whole value.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a_matches_the_reference_vectors() {
-        // From the FNV reference test suite (draft-eastlake-fnv): a fixed hash, so a value keeps
-        // its label across restarts and machines.
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
-    }
 
     #[test]
     fn short_values_are_untouched() {

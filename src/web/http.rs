@@ -66,7 +66,7 @@ pub fn router(
     store: Arc<Store>,
     live: Arc<LiveWebConfig>,
     dynamic: Arc<Dynamic>,
-    relief: Arc<crate::relief::Hub>,
+    relief: Arc<crate::relief::ReliefHub>,
 ) -> Router {
     Router::new()
         .route("/", get(landing))
@@ -75,8 +75,8 @@ pub fn router(
         // The one route that may wait on Redis: a bounded wait for a new target's first poll.
         .route("/scrape", get(scrape))
         // Relief (src/relief): its own permission (relief.users) on top of this auth.
-        .route("/relief/preview", post(crate::relief::preview))
-        .route("/relief/execute", post(crate::relief::execute))
+        .route("/relief/preview", post(crate::web::relief::preview))
+        .route("/relief/execute", post(crate::web::relief::execute))
         .layer(axum::Extension(dynamic))
         .layer(axum::Extension(Arc::clone(&relief)))
         .layer(axum::middleware::from_fn_with_state(
@@ -94,7 +94,7 @@ pub fn router(
 /// verified certificate name) that `relief.users` lists, else the first of them: relief then
 /// acts for a listed identity, and refuses any other by its name.
 pub async fn require_auth(
-    State((live, relief)): State<(Arc<LiveWebConfig>, Arc<crate::relief::Hub>)>,
+    State((live, relief)): State<(Arc<LiveWebConfig>, Arc<crate::relief::ReliefHub>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -150,7 +150,7 @@ pub async fn add_headers(
 /// the compression are negotiated (src/web/negotiate.rs).
 async fn metrics(
     State(store): State<Arc<Store>>,
-    axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
+    axum::Extension(relief): axum::Extension<Arc<crate::relief::ReliefHub>>,
     headers: HeaderMap,
 ) -> Response {
     use crate::web::metrics::{

@@ -9,5 +9,6 @@ pub mod http;
 pub mod live_config;
 pub mod metrics;
 pub mod negotiate;
+pub mod relief;
 pub mod render;
 pub mod tls_server;
