@@ -177,34 +177,41 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check_config {
-        println!(
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
             "configuration OK: listen {}, top_k {}, {} target(s)",
             cfg.listen,
             cfg.top_k,
             cfg.targets.len()
         );
         if !cfg.shard.is_whole() {
-            println!(
+            let _ = writeln!(
+                o,
                 "  shard {}: this replica polls only the targets whose label hashes to it",
                 cfg.shard
             );
         }
         for t in &cfg.targets {
-            println!("  {} (poll every {:?})", t.label, t.poll_interval);
+            let _ = writeln!(o, "  {} (poll every {:?})", t.label, t.poll_interval);
         }
         for g in &cfg.topology.groups {
-            println!(
+            let _ = writeln!(
+                o,
                 "  {} (expands to its nodes, poll every {:?})",
                 g.name, g.node.poll_interval
             );
         }
         if let Some(f) = &cfg.topology.targets_file {
-            println!(
+            let _ = writeln!(
+                o,
                 "  targets file {} (read every {:?})",
                 f.path.display(),
                 f.interval
             );
         }
+        write_stdout(&o);
         return std::process::ExitCode::SUCCESS;
     }
     init_logging(cfg.log_format);
@@ -269,8 +276,14 @@ fn seconds(what: &str, v: f64) -> Result<std::time::Duration, String> {
 fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
     use redis_clients_exporter::targets::triage;
     use redis_clients_exporter::web::render;
+    // `host:port` is `redis://host:port`, as for `/scrape` and service discovery.
+    let url = if args.url.contains("://") {
+        args.url.clone()
+    } else {
+        format!("redis://{}", args.url)
+    };
     let overrides = Overrides {
-        targets: vec![args.url.clone()],
+        targets: vec![url],
         password_file: args.password_file.clone(),
         ..Overrides::default()
     };
@@ -317,7 +330,8 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
                 Format::Json => serde_json::to_string_pretty(&report)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
             };
-            println!("{out}");
+            // `diagnose ... | head`: a reader that closed the pipe has what it wanted.
+            write_stdout(&format!("{out}\n"));
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -325,6 +339,16 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Writes to stdout; a closed stdout (`| head`) ends the output quietly instead of panicking
+/// as `println!` does. Returns false when stdout is gone.
+fn write_stdout(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
@@ -390,18 +414,18 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
             return Err(client::refusal(status, &preview));
         }
         if args.json {
-            println!(
-                "{}",
+            write_stdout(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&preview).unwrap_or_default()
-            );
+            ));
         } else {
-            print!("{}", client::describe_preview(&preview));
+            write_stdout(&client::describe_preview(&preview));
         }
         let token = preview["token"].as_str().map(String::from);
         match (args.execute, token) {
             (false, Some(_)) => {
                 if !args.json {
-                    println!("Nothing was changed. Run the same command with --execute to act (the exporter re-checks each connection first).");
+                    write_stdout("Nothing was changed. Run the same command with --execute to act (the exporter re-checks each connection first).\n");
                 }
                 Ok(())
             }
@@ -413,12 +437,12 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
                     return Err(client::refusal(status, &done));
                 }
                 if args.json {
-                    println!(
-                        "{}",
+                    write_stdout(&format!(
+                        "{}\n",
                         serde_json::to_string_pretty(&done).unwrap_or_default()
-                    );
+                    ));
                 } else {
-                    print!("{}", client::describe_execute(&done));
+                    write_stdout(&client::describe_execute(&done));
                 }
                 Ok(())
             }
