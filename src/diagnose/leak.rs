@@ -94,13 +94,16 @@ struct Weighed<'c, 'a> {
 impl Weighed<'_, '_> {
     /// How strongly the group's own numbers say "leak", before history and ages: the share of
     /// its connections that are unused, times how much of the server it is (a third of all
-    /// connections counts fully), times how many (a tenth of maxclients, 5 to 20, counts
-    /// fully: on a small server a few are already many).
+    /// connections counts fully), times how many (20 count fully; for a leak growing poll by
+    /// poll a tenth of maxclients, 5 to 20: on a small server a few are already many).
     fn weigh(&mut self, ctx: &Ctx<'_>) {
         let clients = ctx.clients;
         let purity = self.mass / self.cand.g.clients().max(1) as f64;
         let dominance = (self.mass / clients.max(1.0) / 0.3).min(1.0);
-        let full_mass = ctx.maxclients.map_or(20.0, |m| (m * 0.1).clamp(5.0, 20.0));
+        let full_mass = match (self.trend, ctx.maxclients) {
+            (Some(_), Some(m)) => (m * 0.1).clamp(5.0, 20.0),
+            _ => 20.0,
+        };
         let mass = (self.mass / full_mass).min(1.0);
         self.base = purity * dominance * mass;
     }
@@ -256,7 +259,7 @@ fn display(ctx: &Ctx<'_>, cand: &Candidate<'_>) -> String {
             _ => name(cand.key),
         },
         Dimension::LibName => format!("library {}", cand.key),
-        Dimension::AddressPrefix => format!("sources {}", cand.key),
+        Dimension::AddressPrefix => format!("sources in {}", cand.key),
         Dimension::AllSources => cand.key.to_string(),
     }
 }
