@@ -416,12 +416,28 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
     let sel = Selector {
         group: cand.kind,
         key: cand.selector_key(),
-        only: Only::Idle,
+        // Its own connections: the fresh ones too when they were counted (a server-side
+        // `IDLE` filter cannot select those, so only an all-idle leak keeps it).
+        only: if w.fresh > 0.0 {
+            Only::Unused
+        } else {
+            Only::Idle
+        },
         idle_seconds: t,
     };
     let who = sel.describe();
     let shown = display(ctx, cand);
-    let mut remediation = kill_steps(ctx, &sel, &format!("the idle connections of {who}"));
+    let mut remediation = kill_steps(
+        ctx,
+        &sel,
+        &if w.fresh > 0.0 {
+            format!(
+                "the unused connections of {who} (idle ≥ {t} s, or untouched since they connected)"
+            )
+        } else {
+            format!("the idle connections of {who}")
+        },
+    );
     let fleet_word = if cand.fleet.is_some_and(|f| f.instances >= 2) {
         "every instance of the service"
     } else {
@@ -430,7 +446,28 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
     remediation.push(advice(format!(
         "Fix {fleet_word} behind {who}: return connections to its pool, and give the pool a maximum size and an idle timeout (e.g. minIdle 0, idle eviction below {t} s)."
     )));
-    remediation.extend(healing_steps(ctx, false));
+    // The leak's pace: poll by poll; while the server refuses it, its tries (the refusals per
+    // second); or its average since its oldest connection.
+    let refusing = ctx
+        .rejecting
+        .then(|| ctx.counter_rate(|s| s.rejected_connections))
+        .flatten();
+    let average =
+        (g.oldest_age_seconds >= 300 && idle > 0.0).then(|| idle / g.oldest_age_seconds as f64);
+    let pace = [w.trend.map(|t| t.pace), refusing, average]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+    let hold = super::remediation::Hold {
+        pace,
+        freed: room.unwrap_or(0.0) + mass,
+        who: &who,
+    };
+    remediation.extend(healing_steps(
+        ctx,
+        false,
+        (pace > 0.0 && ctx.maxclients.is_some()).then_some(&hold),
+    ));
 
     // The leak's own pace: poll by poll when the polls show it; otherwise from its
     // connections' ages, what it has accumulated since its oldest connection opened (only
