@@ -103,8 +103,13 @@ struct RelieveArgs {
     #[arg(long = "set", value_name = "PARAM=VALUE")]
     set: Vec<String>,
     /// Act: preview, then execute with the preview's token, and print what was closed and set.
+    /// With --token, execute that reviewed preview instead of a new one.
     #[arg(long)]
     execute: bool,
+    /// The token of a preview you reviewed (printed with it): with --execute, exactly that
+    /// preview is executed (the exporter re-checks each connection), no new one is made.
+    #[arg(long, value_name = "TOKEN", requires = "execute")]
+    token: Option<String>,
     /// Basic-auth user (a relief user of the exporter).
     #[arg(long, env = "RELIEVE_USER", value_name = "USER")]
     auth_user: Option<String>,
@@ -408,7 +413,30 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
     };
     let request = serde_json::json!({ "target": args.target, "select": select, "set": set });
+    let exporter = &exporter;
+    let execute = |token: String| {
+        let body = serde_json::json!({ "target": args.target, "token": token });
+        async move {
+            let (status, done) = exporter.post("/relief/execute", &body).await?;
+            if status != 200 {
+                return Err(client::refusal(status, &done));
+            }
+            if args.json {
+                write_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&done).unwrap_or_default()
+                ));
+            } else {
+                write_stdout(&client::describe_execute(&done));
+            }
+            Ok(())
+        }
+    };
     let run = async {
+        if let Some(token) = &args.token {
+            // The reviewed preview, not a new one: what was read is what is done.
+            return execute(token.clone()).await;
+        }
         let (status, preview) = exporter.post("/relief/preview", &request).await?;
         if status != 200 {
             return Err(client::refusal(status, &preview));
@@ -423,29 +451,14 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         }
         let token = preview["token"].as_str().map(String::from);
         match (args.execute, token) {
-            (false, Some(_)) => {
+            (false, Some(token)) => {
                 if !args.json {
-                    write_stdout("Nothing was changed. Run the same command with --execute to act (the exporter re-checks each connection first).\n");
+                    write_stdout(&format!("Nothing was changed. To do exactly this (the exporter re-checks each connection first), run the same command with --execute --token {token}; with --execute alone it acts on a new preview.\n"));
                 }
                 Ok(())
             }
             (false, None) | (true, None) => Ok(()),
-            (true, Some(token)) => {
-                let body = serde_json::json!({ "target": args.target, "token": token });
-                let (status, done) = exporter.post("/relief/execute", &body).await?;
-                if status != 200 {
-                    return Err(client::refusal(status, &done));
-                }
-                if args.json {
-                    write_stdout(&format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&done).unwrap_or_default()
-                    ));
-                } else {
-                    write_stdout(&client::describe_execute(&done));
-                }
-                Ok(())
-            }
+            (true, Some(token)) => execute(token).await,
         }
     };
     match rt.block_on(run) {

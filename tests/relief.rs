@@ -1156,3 +1156,97 @@ fn the_printed_relief_holds_against_a_leak_that_regrabs() {
     }
     assert!(leaker.ids().len() > 30, "the leak kept re-grabbing");
 }
+
+/// Relief as an operator lives it (issue 27 item 7): a failed basic-auth attempt on a relief
+/// route leaves an audit line and a count; the preview's table starts with a summary per
+/// client and lists them in order; `--execute --token` executes exactly the reviewed preview
+/// (not a new one: a connection opened after the review is left alone) and only once.
+#[test]
+fn failed_credentials_are_audited_and_the_reviewed_preview_is_what_executes() {
+    let r = Redis::start(&["--requirepass", REDIS_PW]);
+    let files = Files::new(r.port, "[relief]\nenabled = true\nusers = [\"ops\"]\n");
+    let d = Daemon::start(&files.config());
+    d.wait_metrics("up", |m| {
+        m.get("redis_up", &[("target", "main")]) == Some(1.0)
+    });
+    let body = json!({"target": "main", "select": {"name": "report-worker"}});
+    for path in ["/relief/preview", "/relief/preview", "/relief/execute"] {
+        let (status, _) = d.post(path, Some(("ops", "guess")), &body);
+        assert_eq!(status, 401);
+    }
+    let m = d.wait_metrics("the failures counted", |m| {
+        m.get(
+            "redis_clients_exporter_relief_auth_failures_total",
+            &[("action", "preview")],
+        ) == Some(2.0)
+    });
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_relief_auth_failures_total",
+            &[("action", "execute")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    let refused: Vec<Value> = d
+        .audit()
+        .into_iter()
+        .filter(|a| a["fields"]["result"] == "unauthenticated" || a["result"] == "unauthenticated")
+        .collect();
+    assert_eq!(refused.len(), 3, "{:?}", d.audit());
+    let line = refused[0].to_string();
+    assert!(line.contains("ops") && !line.contains("guess"), "{line}");
+
+    let mut workers: Vec<(u64, RespConn)> = (0..4)
+        .map(|_| client(r.port, "127.0.0.3", "report-worker").expect("client"))
+        .collect();
+    let relieve = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["relieve", "--exporter", &format!("http://{}", d.addr)])
+            .args(["--target", "main", "--auth-user", "ops", "--password-file"])
+            .arg(files.ops_password_file())
+            .args(extra)
+            .env_remove("RELIEVE_EXPORTER")
+            .output()
+            .expect("run relieve");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = relieve(&["--name", "report-worker"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4 connections of report-worker @ 127.0.0.3, idle "),
+        "{out}"
+    );
+    let token = out
+        .split("--execute --token ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("no token to execute: {out}"))
+        .to_string();
+    // Opened after the review: a new preview would include it; the reviewed one does not.
+    let late = client(r.port, "127.0.0.3", "report-worker").expect("client");
+    let (code, out, err) = relieve(&["--name", "report-worker", "--execute", "--token", &token]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("closed 4 connection(s)"), "{out}");
+    for (_, c) in &mut workers {
+        c.send(&["PING"]);
+        assert!(c.read().is_err(), "closed");
+    }
+    let (_, mut late) = late;
+    assert!(
+        !late.cmd(&["PING"]).is_error(),
+        "not in the reviewed preview"
+    );
+    // Once only.
+    let (code, out, err) = relieve(&["--execute", "--token", &token]);
+    assert_ne!(code, 0, "{out}{err}");
+    // --token without --execute is a usage error.
+    let (code, _, err) = relieve(&["--token", &token]);
+    assert_eq!(code, 2, "{err}");
+}

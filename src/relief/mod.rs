@@ -199,6 +199,8 @@ struct Inner {
     tokens: HashMap<String, Pending>,
     windows: HashMap<(String, Action), VecDeque<Instant>>,
     counts: BTreeMap<(String, Action, Outcome), u64>,
+    /// Requests to a relief route refused for failed basic-auth credentials, per action.
+    auth_failures: [u64; 2],
 }
 
 impl Hub {
@@ -255,6 +257,48 @@ impl Hub {
         all.into_iter()
             .map(|((t, a, o), n)| (t, a.as_str(), o.as_str(), n))
             .collect()
+    }
+
+    /// A request to a relief route whose basic-auth credentials failed (the web layer checks
+    /// them before relief sees the request): an audit line and a count, so that a password
+    /// being guessed shows. `user` is the name the request claimed (untrusted: cleaned, cut).
+    pub fn refused_credentials(&self, path: &str, user: Option<&str>, peer: Option<SocketAddr>) {
+        let action = if path.ends_with("/execute") {
+            Action::Execute
+        } else {
+            Action::Preview
+        };
+        self.lock().auth_failures[action as usize] += 1;
+        tracing::warn!(
+            target: "audit",
+            action = action.as_str(),
+            result = Outcome::Unauthenticated.as_str(),
+            user = %clean(user.unwrap_or("-"), 64),
+            peer = %peer.map_or("-".to_string(), |p| p.to_string()),
+            reason = "basic-auth credentials refused",
+            "relief {}",
+            action.as_str()
+        );
+    }
+
+    /// `(action, count)` of [`refused_credentials`](Self::refused_credentials), for
+    /// `redis_clients_exporter_relief_auth_failures_total`: with relief enabled both actions
+    /// from the start (so that `increase()` sees the first), otherwise once one was refused.
+    pub fn auth_failures(&self) -> Vec<(&'static str, u64)> {
+        let i = self.lock();
+        if !i.config.enabled && i.auth_failures == [0, 0] {
+            return Vec::new();
+        }
+        vec![
+            (
+                Action::Preview.as_str(),
+                i.auth_failures[Action::Preview as usize],
+            ),
+            (
+                Action::Execute.as_str(),
+                i.auth_failures[Action::Execute as usize],
+            ),
+        ]
     }
 
     fn count(&self, target: &str, action: Action, outcome: Outcome) {

@@ -102,6 +102,14 @@ pub async fn require_auth(
         match auth.allows(req.headers().get(header::AUTHORIZATION)).await {
             Some(user) => identities.push(user),
             None => {
+                if req.uri().path().starts_with("/relief/") {
+                    let peer = req
+                        .extensions()
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|c| c.0);
+                    let claimed = claimed_user(req.headers().get(header::AUTHORIZATION));
+                    relief.refused_credentials(req.uri().path(), claimed.as_deref(), peer);
+                }
                 return (
                     StatusCode::UNAUTHORIZED,
                     [(
@@ -110,7 +118,7 @@ pub async fn require_auth(
                     )],
                     "unauthorized\n",
                 )
-                    .into_response()
+                    .into_response();
             }
         }
     }
@@ -127,6 +135,21 @@ pub async fn require_auth(
         req.extensions_mut().insert(AuthUser(user));
     }
     next.run(req).await
+}
+
+/// The user name a basic-auth header claims (for the audit line of a refused one; never the
+/// password).
+fn claimed_user(h: Option<&header::HeaderValue>) -> Option<String> {
+    use base64::Engine;
+    let v = h?.to_str().ok()?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    text.split_once(':').map(|(u, _)| u.to_string())
 }
 
 /// Adds `http_server_config.headers` to every response.
@@ -149,7 +172,9 @@ async fn metrics(
     axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
 ) -> impl IntoResponse {
     let mut chunks = crate::web::metrics::render_chunks(&store.snapshot());
-    chunks.push(crate::web::metrics::render_actions(&relief.counts()).into());
+    chunks.push(
+        crate::web::metrics::render_actions(&relief.counts(), &relief.auth_failures()).into(),
+    );
     chunks.push(crate::web::metrics::render_shard(&store.shard).into());
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
