@@ -107,8 +107,13 @@ struct RelieveArgs {
     #[arg(long = "set", value_name = "PARAM=VALUE")]
     set: Vec<String>,
     /// Act: preview, then execute with the preview's token, and print what was closed and set.
+    /// With --token, execute that reviewed preview instead of a new one.
     #[arg(long)]
     execute: bool,
+    /// The token of a preview you reviewed (printed with it): with --execute, exactly that
+    /// preview is executed (the exporter re-checks each connection), no new one is made.
+    #[arg(long, value_name = "TOKEN", requires = "execute")]
+    token: Option<String>,
     /// Basic-auth user (a relief user of the exporter).
     #[arg(long, env = "RELIEVE_USER", value_name = "USER")]
     auth_user: Option<String>,
@@ -181,34 +186,41 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check_config {
-        println!(
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
             "configuration OK: listen {}, top_k {}, {} target(s)",
             cfg.listen,
             cfg.top_k,
             cfg.targets.len()
         );
         if !cfg.shard.is_whole() {
-            println!(
+            let _ = writeln!(
+                o,
                 "  shard {}: this replica polls only the targets whose label hashes to it",
                 cfg.shard
             );
         }
         for t in &cfg.targets {
-            println!("  {} (poll every {:?})", t.label, t.poll_interval);
+            let _ = writeln!(o, "  {} (poll every {:?})", t.label, t.poll_interval);
         }
         for g in &cfg.topology.groups {
-            println!(
+            let _ = writeln!(
+                o,
                 "  {} (expands to its nodes, poll every {:?})",
                 g.name, g.node.poll_interval
             );
         }
         if let Some(f) = &cfg.topology.targets_file {
-            println!(
+            let _ = writeln!(
+                o,
                 "  targets file {} (read every {:?})",
                 f.path.display(),
                 f.interval
             );
         }
+        write_stdout(&o);
         return std::process::ExitCode::SUCCESS;
     }
     init_logging(cfg.log_format);
@@ -292,8 +304,14 @@ fn seconds(what: &str, v: f64) -> Result<std::time::Duration, String> {
 fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
     use redis_clients_exporter::targets::triage;
     use redis_clients_exporter::web::render;
+    // `host:port` is `redis://host:port`, as for `/scrape` and service discovery.
+    let url = if args.url.contains("://") {
+        args.url.clone()
+    } else {
+        format!("redis://{}", args.url)
+    };
     let overrides = Overrides {
-        targets: vec![args.url.clone()],
+        targets: vec![url],
         password_file: args.password_file.clone(),
         ..Overrides::default()
     };
@@ -340,7 +358,8 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
                 Format::Json => serde_json::to_string_pretty(&report)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
             };
-            println!("{out}");
+            // `diagnose ... | head`: a reader that closed the pipe has what it wanted.
+            write_stdout(&format!("{out}\n"));
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -348,6 +367,16 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Writes to stdout; a closed stdout (`| head`) ends the output quietly instead of panicking
+/// as `println!` does. Returns false when stdout is gone.
+fn write_stdout(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
@@ -407,44 +436,52 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
     };
     let request = serde_json::json!({ "target": args.target, "select": select, "set": set });
+    let exporter = &exporter;
+    let execute = |token: String| {
+        let body = serde_json::json!({ "target": args.target, "token": token });
+        async move {
+            let (status, done) = exporter.post("/relief/execute", &body).await?;
+            if status != 200 {
+                return Err(client::refusal(status, &done));
+            }
+            if args.json {
+                write_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&done).unwrap_or_default()
+                ));
+            } else {
+                write_stdout(&client::describe_execute(&done));
+            }
+            Ok(())
+        }
+    };
     let run = async {
+        if let Some(token) = &args.token {
+            // The reviewed preview, not a new one: what was read is what is done.
+            return execute(token.clone()).await;
+        }
         let (status, preview) = exporter.post("/relief/preview", &request).await?;
         if status != 200 {
             return Err(client::refusal(status, &preview));
         }
         if args.json {
-            println!(
-                "{}",
+            write_stdout(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&preview).unwrap_or_default()
-            );
+            ));
         } else {
-            print!("{}", client::describe_preview(&preview));
+            write_stdout(&client::describe_preview(&preview));
         }
         let token = preview["token"].as_str().map(String::from);
         match (args.execute, token) {
-            (false, Some(_)) => {
+            (false, Some(token)) => {
                 if !args.json {
-                    println!("Nothing was changed. Run the same command with --execute to act (the exporter re-checks each connection first).");
+                    write_stdout(&format!("Nothing was changed. To do exactly this (the exporter re-checks each connection first), run the same command with --execute --token {token}; with --execute alone it acts on a new preview.\n"));
                 }
                 Ok(())
             }
             (false, None) | (true, None) => Ok(()),
-            (true, Some(token)) => {
-                let body = serde_json::json!({ "target": args.target, "token": token });
-                let (status, done) = exporter.post("/relief/execute", &body).await?;
-                if status != 200 {
-                    return Err(client::refusal(status, &done));
-                }
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&done).unwrap_or_default()
-                    );
-                } else {
-                    print!("{}", client::describe_execute(&done));
-                }
-                Ok(())
-            }
+            (true, Some(token)) => execute(token).await,
         }
     };
     match rt.block_on(run) {

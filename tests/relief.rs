@@ -431,9 +431,6 @@ fn relief_closes_exactly_the_leak_and_with_timeout_headroom_comes_back_and_stays
 
     // The diagnosis names the exact relieve command beside the redis-cli ones, in every format.
     let url = format!("http://{}", d.addr);
-    let relieve = format!(
-        "redis-clients-exporter relieve --exporter {url} --target main --finding connection_leak --set timeout=300"
-    );
     let leak = diagnosis["findings"]
         .as_array()
         .into_iter()
@@ -442,6 +439,24 @@ fn relief_closes_exactly_the_leak_and_with_timeout_headroom_comes_back_and_stays
         .cloned()
         .unwrap_or_default();
     let steps = leak["remediation"].as_array().cloned().unwrap_or_default();
+    // The timeout it asks for comes from the leak's pace (it tries every 0.2 s while the
+    // server refuses it) and the 30 slots its connections hold: they last about 6 s, so a
+    // few seconds (issue 27).
+    let prefix = format!(
+        "redis-clients-exporter relieve --exporter {url} --target main --finding connection_leak --set timeout="
+    );
+    let timeout: i64 = steps
+        .iter()
+        .find_map(|s| {
+            s["command"]
+                .as_str()?
+                .strip_prefix(prefix.as_str())?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no relieve step {prefix}N: {leak:#}"));
+    assert!((2..=6).contains(&timeout), "{timeout}: {leak:#}");
+    let relieve = format!("{prefix}{timeout}");
     let at = steps
         .iter()
         .position(|s| s["command"] == relieve.as_str())
@@ -524,7 +539,7 @@ fn relief_closes_exactly_the_leak_and_with_timeout_headroom_comes_back_and_stays
         assert!(stdout.contains(&format!("\n    {id} ")), "{id} in {stdout}");
     }
     assert!(
-        stdout.contains("CONFIG SET timeout 300 (now 0)"),
+        stdout.contains(&format!("CONFIG SET timeout {timeout} (now 0)")),
         "{stdout}"
     );
     // Three previews changed nothing: still full, the same leak, timeout still 0.
@@ -1056,4 +1071,182 @@ fn the_relieve_subcommand_previews_then_executes_against_a_running_exporter() {
     assert_eq!(out.status.code(), Some(1), "no credentials: refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     assert_no_secret(&d, &[]);
+}
+
+/// The diagnosis' printed relieve command, run as printed with `--execute`, against a leak
+/// that re-grabs every freed slot (a try every 0.2 s): the timeout it sets comes from the
+/// leak's pace, so Redis closes what is re-grabbed before the freed slots run out, and new
+/// clients still connect 30 s later (issue 27; with the old fixed `timeout 300` the leak
+/// filled the server again within seconds).
+#[test]
+fn the_printed_relief_holds_against_a_leak_that_regrabs() {
+    let primary = Redis::start(&["--maxclients", "40", "--requirepass", REDIS_PW]);
+    let files = Files::new(
+        primary.port,
+        "[relief]\nenabled = true\nusers = [\"ops\"]\nmax_connections_per_action = 50\n\
+         config_set_bounds = { timeout = [2, 3600] }\n",
+    );
+    let d = Daemon::start(&files.config());
+    d.wait_metrics("the target up", |m| {
+        m.get("redis_up", &[("target", "main")]) == Some(1.0)
+    });
+    let healthy: Vec<(u64, RespConn)> = (0..6)
+        .map(|_| client(primary.port, "127.0.0.3", "api").expect("healthy client"))
+        .collect();
+    let _busy = Busy::start(healthy.into_iter().map(|(_, c)| c).collect());
+    let leaker = Leaker::start(primary.port);
+    let url = format!("http://{}", d.addr);
+    let prefix = format!("redis-clients-exporter relieve --exporter {url} --target main --finding connection_leak --set timeout=");
+    let deadline = Instant::now() + WAIT;
+    let relieve = loop {
+        let (_, body) = d.get("/diagnose?target=main");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let printed = v["findings"][0]["remediation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["command"].as_str())
+            .find(|c| c.starts_with(&prefix))
+            .map(String::from);
+        match printed {
+            Some(c) if v["status"] == "full" && v["findings"][0]["cause"] == "connection_leak" => {
+                break c
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no relieve step on a full server: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bin_dir = Path::new(BIN).parent().expect("bin dir");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{relieve} --execute"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("RELIEVE_USER", "ops")
+        .env("RELIEVE_PASSWORD_FILE", files.ops_password_file())
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{relieve}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The leak keeps trying; every 10 s for 30 s a new client still gets a slot.
+    let started = Instant::now();
+    for at in [10, 20, 30] {
+        let wake = Duration::from_secs(at);
+        std::thread::sleep(wake.saturating_sub(started.elapsed()));
+        let newcomer = client(primary.port, "127.0.0.6", "newcomer");
+        assert!(
+            newcomer.is_some(),
+            "{at} s after `{relieve} --execute` a new client is refused; the leak holds {}",
+            leaker.ids().len()
+        );
+    }
+    assert!(leaker.ids().len() > 30, "the leak kept re-grabbing");
+}
+
+/// Relief as an operator lives it (issue 27 item 7): a failed basic-auth attempt on a relief
+/// route leaves an audit line and a count; the preview's table starts with a summary per
+/// client and lists them in order; `--execute --token` executes exactly the reviewed preview
+/// (not a new one: a connection opened after the review is left alone) and only once.
+#[test]
+fn failed_credentials_are_audited_and_the_reviewed_preview_is_what_executes() {
+    let r = Redis::start(&["--requirepass", REDIS_PW]);
+    let files = Files::new(r.port, "[relief]\nenabled = true\nusers = [\"ops\"]\n");
+    let d = Daemon::start(&files.config());
+    d.wait_metrics("up", |m| {
+        m.get("redis_up", &[("target", "main")]) == Some(1.0)
+    });
+    let body = json!({"target": "main", "select": {"name": "report-worker"}});
+    for path in ["/relief/preview", "/relief/preview", "/relief/execute"] {
+        let (status, _) = d.post(path, Some(("ops", "guess")), &body);
+        assert_eq!(status, 401);
+    }
+    let m = d.wait_metrics("the failures counted", |m| {
+        m.get(
+            "redis_clients_exporter_relief_auth_failures_total",
+            &[("action", "preview")],
+        ) == Some(2.0)
+    });
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_relief_auth_failures_total",
+            &[("action", "execute")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    let refused: Vec<Value> = d
+        .audit()
+        .into_iter()
+        .filter(|a| a["fields"]["result"] == "unauthenticated" || a["result"] == "unauthenticated")
+        .collect();
+    assert_eq!(refused.len(), 3, "{:?}", d.audit());
+    let line = refused[0].to_string();
+    assert!(line.contains("ops") && !line.contains("guess"), "{line}");
+
+    let mut workers: Vec<(u64, RespConn)> = (0..4)
+        .map(|_| client(r.port, "127.0.0.3", "report-worker").expect("client"))
+        .collect();
+    let relieve = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["relieve", "--exporter", &format!("http://{}", d.addr)])
+            .args(["--target", "main", "--auth-user", "ops", "--password-file"])
+            .arg(files.ops_password_file())
+            .args(extra)
+            .env_remove("RELIEVE_EXPORTER")
+            .output()
+            .expect("run relieve");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = relieve(&["--name", "report-worker"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4 connections of report-worker @ 127.0.0.3, idle "),
+        "{out}"
+    );
+    let token = out
+        .split("--execute --token ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("no token to execute: {out}"))
+        .to_string();
+    // Opened after the review: a new preview would include it; the reviewed one does not.
+    let late = client(r.port, "127.0.0.3", "report-worker").expect("client");
+    let (code, out, err) = relieve(&["--name", "report-worker", "--execute", "--token", &token]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("closed 4 connection(s)"), "{out}");
+    for (_, c) in &mut workers {
+        c.send(&["PING"]);
+        assert!(c.read().is_err(), "closed");
+    }
+    let (_, mut late) = late;
+    assert!(
+        !late.cmd(&["PING"]).is_error(),
+        "not in the reviewed preview"
+    );
+    // Once only.
+    let (code, out, err) = relieve(&["--execute", "--token", &token]);
+    assert_ne!(code, 0, "{out}{err}");
+    // --token without --execute is a usage error.
+    let (code, _, err) = relieve(&["--token", &token]);
+    assert_eq!(code, 2, "{err}");
 }

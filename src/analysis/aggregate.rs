@@ -28,7 +28,7 @@ pub use distribution::{Distribution, BUCKETS};
 pub use fleet::ipv4_prefix;
 use fleet::InstanceRow;
 use group::LineFacts;
-pub use group::{GroupStats, TOP_YOUNG, YOUNG_SECONDS};
+pub use group::{untouched, GroupStats, NO_COMMAND, TOP_YOUNG, YOUNG_SECONDS};
 pub use summary::{AgeStep, ClientListSummary, Dimension, Fleet, FleetKind};
 
 /// The label value for everything folded out of the top K.
@@ -37,8 +37,6 @@ pub const OTHER: &str = "other";
 pub const UNNAMED: &str = "unnamed";
 /// Servers before 6.0 have no ACL users: every connection is the default user.
 pub const DEFAULT_USER: &str = "default";
-/// `cmd` is absent before Redis 2.8.?; count those connections under this value.
-pub const NO_COMMAND: &str = "NULL";
 
 /// A source's stats plus the service it belongs to: the name and library slots of its first
 /// line that is not our own, in this snapshot.
@@ -374,6 +372,11 @@ impl Aggregator {
             output,
             stalled: crate::analysis::aggregate::details::output_stalled(e),
             young: e.age.is_some_and(|a| a <= YOUNG_SECONDS),
+            untouched: untouched(
+                e,
+                ty == ClientType::Pubsub || subscriptions > 0,
+                flags.contains(b'b'),
+            ),
         };
         let cut = &mut s.truncated_values;
         let scratch = &mut self.scratch;

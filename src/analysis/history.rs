@@ -28,6 +28,9 @@ use crate::redis::info::Info;
 pub const RETENTION: Duration = Duration::from_secs(3600);
 /// Samples kept over the retention window (plus the newest).
 pub const MAX_SAMPLES: usize = 60;
+/// The newest samples kept whatever their spacing: a fast leak shows poll by poll within the
+/// first minute, before the spaced samples could.
+pub const RECENT: usize = 6;
 /// Sources and names kept per sample.
 pub const TOP_GROUPS: usize = 10;
 /// Client libraries and /24 prefixes kept per sample.
@@ -43,7 +46,8 @@ pub const YOUNG_HALF_LIFE_SECONDS: f64 = 30.0;
 pub struct GroupCount {
     pub key: Arc<str>,
     pub connections: u32,
-    /// Idle at least the threshold and not a pub/sub subscriber: leak candidates.
+    /// Leak candidates ([`GroupStats::unused`]): idle at least the threshold (not pub/sub, not
+    /// blocked), or younger and untouched since they connected.
     pub idle: u32,
 }
 
@@ -125,7 +129,7 @@ fn top(
             .map(|(k, v)| GroupCount {
                 key: shared(k, prev.iter().map(|g| &g.key)),
                 connections: small(v.clients()),
-                idle: small(v.idle_unused()),
+                idle: small(v.unused()),
             }),
     );
     // At most 2 × TOP_GROUPS + 2 × TOP_SERVICES entries in all.
@@ -303,17 +307,38 @@ impl History {
     }
 
     pub fn push(&mut self, sample: Sample) {
-        let n = self.samples.len();
-        // The newest sample is replaced rather than kept when it is too close to the one
-        // before it: spacing bounds the count, and the latest poll is always present.
-        if n >= 2 && self.samples[n - 1].at - self.samples[n - 2].at < self.spacing {
-            self.samples.pop_back();
-        }
+        // Samples at least `spacing` apart (anchors) bound the count over the retention; the
+        // [`RECENT`] newest are kept whatever their spacing, and one that leaves them without
+        // being an anchor is dropped.
         let cutoff = sample.at - self.retention;
         self.samples.push_back(sample);
+        let n = self.samples.len();
+        if let Some(leaving) = n.checked_sub(RECENT + 1).filter(|&i| i >= 1) {
+            if !self.is_anchor(leaving) {
+                self.samples.remove(leaving);
+            }
+        }
         while self.samples.len() > 1 && self.samples.front().is_some_and(|s| s.at < cutoff) {
             self.samples.pop_front();
         }
+    }
+
+    /// Whether sample `i` is at least `spacing` after the anchor before it (the first sample
+    /// is one): walked from the front, at most [`MAX_SAMPLES`] + [`RECENT`] steps.
+    fn is_anchor(&self, i: usize) -> bool {
+        let mut anchor = match self.samples.front() {
+            Some(s) => s.at,
+            None => return false,
+        };
+        for (j, s) in self.samples.iter().enumerate().skip(1).take(i) {
+            if s.at - anchor >= self.spacing {
+                anchor = s.at;
+                if j == i {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Oldest first, without copying (the diagnosis reads it after every poll).
@@ -363,10 +388,18 @@ mod tests {
             h.push(at(f64::from(i) * 0.25));
         }
         let s = h.samples().to_vec();
-        assert!(s.len() <= MAX_SAMPLES + 2, "{}", s.len());
+        assert!(s.len() <= MAX_SAMPLES + 2 + RECENT, "{}", s.len());
         assert_eq!(s.last().map(|s| s.at), Some(9999.0 * 0.25));
         assert!(s[0].at >= 9999.0 * 0.25 - 120.0);
-        for w in s.windows(2).take(s.len().saturating_sub(2)) {
+        // The newest RECENT are every poll's...
+        let tail: Vec<f64> = s[s.len() - RECENT..].iter().map(|s| s.at).collect();
+        let want: Vec<f64> = (0..RECENT)
+            .rev()
+            .map(|k| (9999 - k) as f64 * 0.25)
+            .collect();
+        assert_eq!(tail, want);
+        // ...and those before them are spaced.
+        for w in s[..s.len() - RECENT].windows(2) {
             assert!(w[1].at - w[0].at >= 1.0, "{} {}", w[0].at, w[1].at);
         }
     }

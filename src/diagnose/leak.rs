@@ -19,16 +19,42 @@ struct Candidate<'a> {
     fleet: Option<&'a Fleet>,
 }
 
+/// The group's unused connections over the polls: the newest run of polls in which the count
+/// never fell, when it rose in at least two of them and by at least 3 in all. A leak in
+/// progress; a step (a deploy's pools opening at once) rises in one poll only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Trend {
+    pub rise: f64,
+    pub span: f64,
+    pub pace: f64,
+}
+
 impl Candidate<'_> {
-    /// How strongly the group's own numbers say "leak", before history and ages: the share of
-    /// its connections that are idle and unused, times how much of the server it is (a third
-    /// of all connections counts fully), times how many (20 count fully).
-    fn base(&self, clients: f64) -> f64 {
-        let idle = self.g.idle_unused() as f64;
-        let purity = idle / self.g.clients().max(1) as f64;
-        let dominance = (idle / clients.max(1.0) / 0.3).min(1.0);
-        let mass = (idle / 20.0).min(1.0);
-        purity * dominance * mass
+    /// Its unused connections in each sample of the history, the current poll's from the
+    /// snapshot itself.
+    fn trend(&self, ctx: &Ctx<'_>) -> Option<Trend> {
+        let cur = self.g.unused();
+        let n = ctx.history.len();
+        let mut prev = cur;
+        let (mut start_at, mut start) = (ctx.now, cur);
+        let mut rises = 0;
+        for s in ctx.history[..n.saturating_sub(1)].iter().rev() {
+            let Some((_, u)) = s.counts(self.kind, self.key) else {
+                break;
+            };
+            if u > prev || s.at >= start_at {
+                break;
+            }
+            rises += usize::from(u < prev);
+            (start_at, start, prev) = (s.at, u, u);
+        }
+        let rise = cur.saturating_sub(start) as f64;
+        let span = ctx.now - start_at;
+        (rises >= 2 && rise >= 3.0 && span > 0.0).then(|| Trend {
+            rise,
+            span,
+            pace: rise / span,
+        })
     }
 
     fn selector_key(&self) -> String {
@@ -37,6 +63,49 @@ impl Candidate<'_> {
         } else {
             self.key.to_string()
         }
+    }
+
+    /// How specific the group is: a source is one host, unnamed connections may be anyone's.
+    fn specificity(&self) -> u8 {
+        match self.kind {
+            Dimension::SourceIp => 0,
+            Dimension::ClientName if self.key != UNNAMED => 1,
+            Dimension::LibName => 2,
+            Dimension::AddressPrefix => 3,
+            _ => 4,
+        }
+    }
+}
+
+/// A candidate with its evidence weighed.
+struct Weighed<'c, 'a> {
+    cand: &'c Candidate<'a>,
+    trend: Option<Trend>,
+    /// Leak candidates counted: idle ones, and the fresh untouched ones when the group grows
+    /// poll by poll or the server is full (they hold slots for nothing while others are
+    /// refused).
+    mass: f64,
+    fresh: f64,
+    /// Growth of its unused connections since the oldest sample.
+    rise: f64,
+    base: f64,
+}
+
+impl Weighed<'_, '_> {
+    /// How strongly the group's own numbers say "leak", before history and ages: the share of
+    /// its connections that are unused, times how much of the server it is (a third of all
+    /// connections counts fully), times how many (20 count fully; for a leak growing poll by
+    /// poll a tenth of maxclients, 5 to 20: on a small server a few are already many).
+    fn weigh(&mut self, ctx: &Ctx<'_>) {
+        let clients = ctx.clients;
+        let purity = self.mass / self.cand.g.clients().max(1) as f64;
+        let dominance = (self.mass / clients.max(1.0) / 0.3).min(1.0);
+        let full_mass = match (self.trend, ctx.maxclients) {
+            (Some(_), Some(m)) => (m * 0.1).clamp(5.0, 20.0),
+            _ => 20.0,
+        };
+        let mass = (self.mass / full_mass).min(1.0);
+        self.base = purity * dominance * mass;
     }
 }
 
@@ -94,35 +163,141 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     out
 }
 
-pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
+/// The finding, and the fresh connections it counted (they are not the limit's fault).
+pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
     let cands = candidates(ctx);
-    let mut best: Option<(&Candidate<'_>, f64)> = None;
-    for cand in &cands {
-        let b = cand.base(ctx.clients);
-        if b > best.map_or(0.0, |(_, x)| x) {
-            best = Some((cand, b));
+    let at_limit = matches!((ctx.limit, ctx.maxclients), (Some(l), Some(m)) if l >= m);
+    let mut weighed: Vec<Weighed<'_, '_>> = cands
+        .iter()
+        .map(|cand| {
+            let trend = cand.trend(ctx);
+            let fresh = if trend.is_some() || at_limit || ctx.rejecting {
+                cand.g.fresh_unused as f64
+            } else {
+                0.0
+            };
+            let rise = ctx
+                .baseline()
+                .and_then(|b| b.counts(cand.kind, cand.key))
+                .map_or(0.0, |(_, was)| cand.g.unused().saturating_sub(was) as f64);
+            let mut w = Weighed {
+                cand,
+                trend,
+                mass: cand.g.idle_unused() as f64 + fresh,
+                fresh,
+                rise,
+                base: 0.0,
+            };
+            w.weigh(ctx);
+            w
+        })
+        .collect();
+    let mut best: Option<usize> = None;
+    for (i, w) in weighed.iter().enumerate() {
+        if w.base > best.map_or(0.0, |b| weighed[b].base) {
+            best = Some(i);
         }
     }
-    let (cand, base) = best?;
+    let mut pick = best?;
+    // The most specific group that explains the leak: a broad group (unnamed connections, a
+    // library, a /24, a name over many hosts) whose unused connections one host (or one
+    // workload) mostly holds, or whose growth it makes, is that host's leak. Closing the
+    // broad group would close healthy services' spare connections too.
+    let b = &weighed[pick];
+    let explains = |w: &Weighed<'_, '_>| {
+        w.cand.specificity() < b.cand.specificity()
+            && w.base >= 0.5 * b.base
+            && (w.mass >= 0.6 * b.mass || (b.rise >= 3.0 && w.rise >= 0.8 * b.rise))
+    };
+    if let Some((i, _)) = weighed
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| explains(w))
+        .min_by(|(_, x), (_, y)| {
+            x.cand
+                .specificity()
+                .cmp(&y.cand.specificity())
+                .then(y.mass.total_cmp(&x.mass))
+        })
+    {
+        pick = i;
+    }
+    let w = weighed.swap_remove(pick);
+    Some((finding(ctx, &w, at_limit), w.fresh))
+}
+
+/// How a report names the culprit: its name and its address where one of each holds it
+/// ("checkout-svc @ 10.0.0.5"), else the group.
+fn display(ctx: &Ctx<'_>, cand: &Candidate<'_>) -> String {
+    let c = ctx.obs.clients;
+    let unused = cand.g.unused();
+    let top = |groups: &[(String, GroupStats)]| {
+        groups
+            .iter()
+            .filter(|(k, _)| k != OTHER && k != CLIENT_NAME)
+            .max_by_key(|(_, g)| g.unused())
+            .filter(|(_, g)| g.unused() > 0)
+            .map(|(k, g)| (k.clone(), g.unused()))
+    };
+    let name = |k: &str| {
+        if k == UNNAMED {
+            "(unnamed)".to_string()
+        } else {
+            k.to_string()
+        }
+    };
+    match cand.kind {
+        Dimension::SourceIp => match top(&c.by_name) {
+            Some((n, u)) if 2 * u >= unused => format!("{} @ {}", name(&n), cand.key),
+            _ => cand.key.to_string(),
+        },
+        Dimension::ClientName => match (top(&c.by_source), cand.fleet) {
+            (Some((ip, u)), _) if 5 * u >= 4 * unused => format!("{} @ {ip}", name(cand.key)),
+            (_, Some(f)) if f.instances >= 2 => {
+                format!("{} ({} sources)", name(cand.key), f.instances)
+            }
+            _ => name(cand.key),
+        },
+        Dimension::LibName => format!("library {}", cand.key),
+        Dimension::AddressPrefix => format!("sources in {}", cand.key),
+        Dimension::AllSources => cand.key.to_string(),
+    }
+}
+
+/// Seconds as a short duration: "45 s", "12 min", "3.5 h".
+pub(crate) fn span(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
+    let cand = w.cand;
     let g = cand.g;
     let idle = g.idle_unused() as f64;
+    let mass = w.mass;
     let t = ctx.obs.idle_threshold_seconds;
-    let mut conf = base;
+    let mut conf = w.base;
     let mut evidence: Vec<Evidence> = Vec::new();
 
-    // Growth over the daemon's history (the group's idle connections then and now). Never
+    // Growth over the daemon's history (the group's unused connections then and now). Never
     // the only evidence: a restarted exporter or the one-shot command has none.
     let then = ctx
         .baseline()
         .and_then(|b| b.counts(cand.kind, cand.key).map(|(_, idle)| (idle, b.at)));
     let grew = match then {
         Some((was, at)) => {
-            let d = idle - was as f64;
+            let now = g.unused() as f64;
+            let d = now - was as f64;
             evidence.push(ev(
-                format!("idle connections {:.0} s ago", ctx.now - at),
+                format!("unused connections {:.0} s ago", ctx.now - at),
                 format!("{was} ({d:+.0})"),
             ));
-            d >= 1.0 && d >= 0.1 * idle
+            (d >= 1.0 && d >= 0.1 * now) || w.trend.is_some()
         }
         None => false,
     };
@@ -132,7 +307,6 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         // One snapshot cannot show growth: be less sure.
         None => conf * 0.85,
     };
-
     // Across a fleet: instances that exist longer hold more leaked connections.
     let mut grows_with_age = false;
     let mut uniform = false;
@@ -165,7 +339,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     }
     // Never ran a command: opened and forgotten, not a pool's warm spare (which was used or
     // at least checked).
-    let never = (g.no_command as f64 / idle.max(1.0)).min(1.0);
+    let never = (g.no_command as f64 / mass.max(1.0)).min(1.0);
     // A pool keeping warm spares: the same few idle in every instance, young and old alike,
     // each used once, and no growth seen. Still a pattern; less likely a leak.
     if uniform && !grows_with_age && !grew && never < 0.5 {
@@ -174,13 +348,23 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     conf += (1.0 - conf) * 0.3 * never;
 
     let culprit_name = format!("{} {}", cand.kind, cand.key);
-    let share_of_group = idle / g.clients().max(1) as f64;
-    let share_of_all = idle / ctx.clients.max(1.0);
+    let share_of_all = mass / ctx.clients.max(1.0);
     let mut head = vec![
         ev(format!("{culprit_name}: connections"), g.clients()),
         ev(
             format!("of them idle ≥ {t} s (not pub/sub, not blocked)"),
-            format!("{idle:.0} ({})", pct(share_of_group)),
+            format!("{idle:.0} ({})", pct(idle / g.clients().max(1) as f64)),
+        ),
+        ev(
+            format!("of them younger than {t} s and untouched since they connected"),
+            if w.fresh > 0.0 || g.fresh_unused == 0 {
+                g.fresh_unused.to_string()
+            } else {
+                format!(
+                    "{} (not counted: not growing poll by poll, server not full)",
+                    g.fresh_unused
+                )
+            },
         ),
         ev("share of all connections", pct(share_of_all)),
         ev("oldest idle", format!("{} s", g.oldest_idle_seconds)),
@@ -196,19 +380,64 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
             } else {
                 "dominant client name"
             },
-            companion(ctx.obs.clients, cand.kind, GroupStats::idle_unused),
+            companion(ctx.obs.clients, cand.kind, GroupStats::unused),
         ));
+    }
+    // The pace poll by poll and what it leaves: how long the free slots last.
+    let room = ctx.headroom();
+    let mut pace_text = String::new();
+    if let Some(tr) = w.trend {
+        head.push(ev(
+            "growing poll by poll",
+            format!(
+                "+{:.0} in the last {} ({:.2} connections/s)",
+                tr.rise,
+                span(tr.span),
+                tr.pace
+            ),
+        ));
+        let left = match room {
+            Some(r) if at_limit || r < 1.0 => "the server is full".to_string(),
+            Some(r) => format!(
+                "the {r:.0} free slots last about {} at this pace",
+                span(r / tr.pace)
+            ),
+            None => "maxclients unknown".to_string(),
+        };
+        head.push(ev("time to full", left.clone()));
+        pace_text = format!(
+            " It grows poll by poll, {:.2} connections/s over the last {}: {left}.",
+            tr.pace,
+            span(tr.span)
+        );
     }
     head.extend(evidence);
 
     let sel = Selector {
         group: cand.kind,
         key: cand.selector_key(),
-        only: Only::Idle,
+        // Its own connections: the fresh ones too when they were counted (a server-side
+        // `IDLE` filter cannot select those, so only an all-idle leak keeps it).
+        only: if w.fresh > 0.0 {
+            Only::Unused
+        } else {
+            Only::Idle
+        },
         idle_seconds: t,
     };
     let who = sel.describe();
-    let mut remediation = kill_steps(ctx, &sel, &format!("the idle connections of {who}"));
+    let shown = display(ctx, cand);
+    let mut remediation = kill_steps(
+        ctx,
+        &sel,
+        &if w.fresh > 0.0 {
+            format!(
+                "the unused connections of {who} (idle ≥ {t} s, or untouched since they connected)"
+            )
+        } else {
+            format!("the idle connections of {who}")
+        },
+    );
     let fleet_word = if cand.fleet.is_some_and(|f| f.instances >= 2) {
         "every instance of the service"
     } else {
@@ -217,28 +446,65 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     remediation.push(advice(format!(
         "Fix {fleet_word} behind {who}: return connections to its pool, and give the pool a maximum size and an idle timeout (e.g. minIdle 0, idle eviction below {t} s)."
     )));
-    remediation.extend(healing_steps(ctx, false));
+    // The leak's pace: poll by poll; while the server refuses it, its tries (the refusals per
+    // second); or its average since its oldest connection.
+    let refusing = ctx
+        .rejecting
+        .then(|| ctx.counter_rate(|s| s.rejected_connections))
+        .flatten();
+    let average =
+        (g.oldest_age_seconds >= 300 && idle > 0.0).then(|| idle / g.oldest_age_seconds as f64);
+    let pace = [w.trend.map(|t| t.pace), refusing, average]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+    let hold = super::remediation::Hold {
+        pace,
+        freed: room.unwrap_or(0.0) + mass,
+        who: &who,
+    };
+    remediation.extend(healing_steps(
+        ctx,
+        false,
+        (pace > 0.0 && ctx.maxclients.is_some()).then_some(&hold),
+    ));
 
-    // The leak's own pace, from its connections' ages: what it has accumulated since its
-    // oldest connection opened (only once that is 5 minutes old: a young group's pace is a
-    // burst, not a rate).
+    // The leak's own pace: poll by poll when the polls show it; otherwise from its
+    // connections' ages, what it has accumulated since its oldest connection opened (only
+    // once that is 5 minutes old: a young group's pace is a burst, not a rate).
     let mut threat = ctx.threat.clone();
+    if let Some(tr) = w.trend {
+        threat = threat.max(ctx.growth_threat(tr.pace, "the leak's pace poll by poll"));
+    }
     if g.oldest_age_seconds >= 300 && idle > 0.0 {
         threat = threat.max(ctx.growth_threat(
             idle / g.oldest_age_seconds as f64,
             "the leak's average pace",
         ));
     }
-    let mut f = Finding::new(
-        Cause::ConnectionLeak,
-        format!("connection leak from {who}"),
-        conf,
-    );
+    let title = match (w.trend, room) {
+        (Some(tr), Some(r)) if !at_limit && r >= 1.0 => format!(
+            "connection leak from {shown} ({:.1}/s, full in about {})",
+            tr.pace,
+            span(r / tr.pace)
+        ),
+        (Some(tr), _) => format!("connection leak from {shown} ({:.1}/s)", tr.pace),
+        (None, _) => format!("connection leak from {shown}"),
+    };
+    let mut f = Finding::new(Cause::ConnectionLeak, title, conf);
     f.severity = threat.value;
     f.threat = threat.why;
     f.culprit = Some(who.clone());
+    let fresh_text = if w.fresh > 0.0 {
+        format!(
+            ", {:.0} of them younger and untouched since they connected",
+            w.fresh
+        )
+    } else {
+        String::new()
+    };
     f.summary = format!(
-        "{idle:.0} of the {} connections from {who} are idle ≥ {t} s ({} of all connections){}; a pool that never returns or closes connections looks like this.",
+        "{mass:.0} of the {} connections from {shown} ({who}) are unused: idle ≥ {t} s{fresh_text} ({} of all connections){}; a pool that never returns or closes connections looks like this.{pace_text}",
         g.clients(),
         pct(share_of_all),
         cand.fleet
@@ -248,5 +514,5 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     f.evidence = head;
     f.remediation = remediation;
     f.selector = Some(sel);
-    Some(f)
+    f
 }

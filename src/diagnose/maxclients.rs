@@ -5,8 +5,10 @@
 
 use super::{ev, pct, raise_maxclients, smoothstep, Cause, Ctx, Finding};
 
-/// `recent`: connections a scale-out added, weighted by its confidence.
-pub(super) fn detect(ctx: &Ctx<'_>, recent: f64) -> Option<Finding> {
+/// `recent`: connections a scale-out added, weighted by its confidence; `fresh`: the young
+/// connections untouched since they connected that a leak counted (idle ones are counted
+/// here already).
+pub(super) fn detect(ctx: &Ctx<'_>, recent: f64, fresh: f64) -> Option<Finding> {
     let m = ctx.maxclients?;
     let clamped = crate::redis::info::looks_fd_clamped(m);
     let low = m < ctx.th.default_maxclients;
@@ -20,6 +22,7 @@ pub(super) fn detect(ctx: &Ctx<'_>, recent: f64) -> Option<Finding> {
     let idle = sum(|g| g.idle_unused());
     let stale = sum(|g| g.idle_pubsub);
     let blocked = sum(|g| g.blocked);
+    let idle = idle + fresh;
     let explained = (idle + stale + blocked + recent).min(ctx.clients);
     let limit = ctx.limit.unwrap_or(ctx.total);
     let needed = (limit - explained).max(0.0);
@@ -38,7 +41,7 @@ pub(super) fn detect(ctx: &Ctx<'_>, recent: f64) -> Option<Finding> {
         ev("maxclients", format!("{m:.0}")),
         ev("utilisation", ctx.utilisation.map_or("unknown".into(), pct)),
         ev(
-            "connections other causes explain (idle unused + stale pub/sub + blocked + added by a scale-out)",
+            "connections other causes explain (unused + stale pub/sub + blocked + added by a scale-out)",
             format!("{explained:.0} ({idle:.0} + {stale:.0} + {blocked:.0} + {recent:.0})"),
         ),
         ev(

@@ -212,8 +212,12 @@ pub struct ServerFacts {
     pub limit_connections: Option<f64>,
     pub utilisation_ratio: Option<f64>,
     pub rejected_connections: Option<f64>,
-    /// True when connections were refused within the history window.
+    /// True when connections were refused since the previous poll (the server refuses now).
     pub rejecting: bool,
+    /// Refusals within the history window, when there were any: how many, between when and
+    /// when, and when they stopped (`recovered_at`, absent while they go on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<Refusals>,
     pub timeout: Option<f64>,
     pub tcp_keepalive: Option<f64>,
     pub new_connections_per_second: Option<f64>,
@@ -475,7 +479,7 @@ pub(crate) struct Ctx<'a> {
     pub utilisation: Option<f64>,
     pub server: Server,
     pub now: f64,
-    /// Connections were refused within the history window.
+    /// Connections were refused since the previous poll: the server is refusing now.
     pub rejecting: bool,
     /// Sustained growth of the connection count per second, from the history.
     pub growth: Option<f64>,
@@ -548,19 +552,66 @@ impl Ctx<'_> {
     }
 }
 
-/// Whether connections were refused within the history window (a counter reset counts what
-/// came after it).
-fn rejecting(obs: &Observation<'_>, history: &[Sample]) -> bool {
-    let Some(now) = obs.info.rejected_connections else {
-        return false;
+/// Connections refused within the history window: how many, between which samples, and the
+/// first sample after the last one that showed any.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Refusals {
+    pub count: f64,
+    /// Unix times: the sample before the first rise of `rejected_connections`, the sample of
+    /// its last rise.
+    pub from: f64,
+    pub to: f64,
+    /// The first sample after the last rise (none while the last poll still saw refusals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered_at: Option<f64>,
+}
+
+/// Refusals in the history (the current poll is its last sample; a counter reset counts what
+/// came after it), and whether the server refused connections since the previous poll.
+fn refusals(obs: &Observation<'_>, history: &[Sample]) -> (bool, Option<Refusals>) {
+    let n = history.len();
+    if n < 2 {
+        return (false, None);
+    }
+    let value = |i: usize| {
+        if i + 1 == n {
+            obs.info
+                .rejected_connections
+                .or(history[i].rejected_connections)
+        } else {
+            history[i].rejected_connections
+        }
     };
-    let Some(then) = (history.len() >= 2)
-        .then(|| history[0].rejected_connections)
-        .flatten()
-    else {
-        return false;
-    };
-    now > then || (now < then && now > 0.0)
+    let mut found: Option<Refusals> = None;
+    let mut last_rise = None;
+    for i in 1..n {
+        let (Some(a), Some(b)) = (value(i - 1), value(i)) else {
+            continue;
+        };
+        let d = if b >= a { b - a } else { b };
+        if d > 0.0 {
+            let r = found.get_or_insert(Refusals {
+                count: 0.0,
+                from: history[i - 1].at,
+                to: history[i].at,
+                recovered_at: None,
+            });
+            r.count += d;
+            r.to = history[i].at;
+            last_rise = Some(i);
+        }
+    }
+    let now = last_rise == Some(n - 1);
+    if let (Some(r), Some(i)) = (found.as_mut(), last_rise) {
+        r.recovered_at = history.get(i + 1).map(|s| s.at);
+    }
+    (now, found)
+}
+
+/// `HH:MM:SS` UTC of a Unix time.
+pub(crate) fn clock(at: f64) -> String {
+    let s = at.max(0.0) as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Sustained growth of the count (per second) over a history of at least five minutes: the
@@ -601,7 +652,7 @@ pub fn diagnose(
         _ => None,
     };
     let own: u64 = obs.clients.by_source.iter().map(|(_, g)| g.own).sum();
-    let rejecting = rejecting(obs, history);
+    let (rejecting, refused) = refusals(obs, history);
     let mut ctx = Ctx {
         obs,
         history,
@@ -624,10 +675,12 @@ pub fn diagnose(
     let recent = scale
         .as_ref()
         .map_or(0.0, |(f, recent)| recent * f.confidence);
+    let leak = leak::detect(&ctx);
+    let fresh = leak.as_ref().map_or(0.0, |(_, fresh)| *fresh);
     let mut findings: Vec<Finding> = [
-        leak::detect(&ctx),
+        leak.map(|(f, _)| f),
         scale.map(|(f, _)| f),
-        maxclients::detect(&ctx, recent),
+        maxclients::detect(&ctx, recent, fresh),
         pubsub::detect(&ctx),
         churn::detect(&ctx),
         blocked::detect(&ctx),
@@ -722,6 +775,15 @@ pub fn diagnose(
     };
     if status == Status::Full {
         headline.push_str(" New connections are refused, so the printed commands cannot run until a slot frees: see each fix's first step.");
+    } else if let Some(r) = &refused {
+        // Past refusals are history, not the state: said once, plainly, without paging.
+        headline.push_str(&format!(
+            " Recovered at {} UTC: {:.0} connections were refused between {} and {} UTC.",
+            r.recovered_at.map_or_else(|| clock(now), clock),
+            r.count,
+            clock(r.from),
+            clock(r.to)
+        ));
     }
     let window = match (history.first(), history.last()) {
         (Some(a), Some(b)) => b.at - a.at,
@@ -751,6 +813,7 @@ pub fn diagnose(
             utilisation_ratio: utilisation,
             rejected_connections: obs.info.rejected_connections,
             rejecting,
+            refusals: refused,
             timeout: obs.config.timeout,
             tcp_keepalive: obs.config.tcp_keepalive,
             new_connections_per_second: ctx.counter_rate(|s| s.total_connections_received),
@@ -777,7 +840,7 @@ fn common_threat(ctx: &Ctx<'_>) -> Threat {
     if ctx.rejecting {
         return Threat {
             value: 1.0,
-            why: "Redis refused connections within the observed window".to_string(),
+            why: "Redis refused connections since the previous poll".to_string(),
         };
     }
     let u = ctx.utilisation.unwrap_or(0.0);

@@ -24,7 +24,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     remediation.push(advice(format!(
         "Fix the subscriber behind {kind} {key}: one shared subscriber connection per process, UNSUBSCRIBE and close on shutdown."
     )));
-    remediation.extend(healing_steps(ctx, true));
+    remediation.extend(healing_steps(ctx, true, None));
     let mut f = Finding::new(
         Cause::StalePubsub,
         format!("stale pub/sub subscribers from {kind} {key}"),

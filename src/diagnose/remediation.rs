@@ -52,7 +52,21 @@ fn proposed_timeout(ctx: &Ctx<'_>) -> i64 {
 /// The steps every leak fix carries, whatever the server's settings: `timeout` (Redis closes
 /// idle connections; pub/sub and blocked ones are exempt) and `tcp-keepalive` (connections of
 /// dead peers are found), as commands where they are off, as facts where they are on.
-pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
+/// What a leak leaves for `timeout` to hold: its pace (connections per second it opens, or
+/// tries to open while the server refuses it) and the slots free once its connections are
+/// closed.
+pub(crate) struct Hold<'a> {
+    pub pace: f64,
+    pub freed: f64,
+    /// Who to recycle when no timeout can hold.
+    pub who: &'a str,
+}
+
+/// The shortest `timeout` worth suggesting: Redis measures idleness in whole seconds and
+/// checks it about once a second.
+pub const MIN_HOLD_TIMEOUT: f64 = 2.0;
+
+pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool, hold: Option<&Hold<'_>>) -> Vec<Step> {
     let cfg = ctx.obs.config;
     let mut steps = Vec::new();
     let t = proposed_timeout(ctx);
@@ -60,6 +74,8 @@ pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
         steps.push(advice(
             "`timeout` never closes pub/sub connections: only the subscriber's own fix or a kill does.",
         ));
+    } else if let Some(h) = hold.filter(|h| h.pace > 0.0) {
+        steps.extend(holding_timeout(ctx, h));
     } else {
         match cfg.timeout {
             Some(0.0) => steps.push(Step::set_param(
@@ -96,6 +112,41 @@ pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
         ));
     }
     steps
+}
+
+/// The `timeout` that holds against a leak at its own pace: the freed slots last
+/// `freed / pace` seconds; half of that as the timeout (at most the usual proposal), so that Redis closes each connection
+/// the leak grabs again (after `timeout` s idle, checked about once a second) well before the
+/// free slots run out: the leak then holds about `pace × (timeout + 1)` connections. Below
+/// [`MIN_HOLD_TIMEOUT`] no timeout can hold, and recycling the service is the only fix.
+fn holding_timeout(ctx: &Ctx<'_>, h: &Hold<'_>) -> Vec<Step> {
+    let lasts = h.freed / h.pace;
+    // Never longer than the usual proposal: a slow leak needs no more than it.
+    let t = (lasts / 2.0).floor().min(proposed_timeout(ctx) as f64);
+    let pace = format!("{:.1}/s", h.pace);
+    let freed = format!("{:.0}", h.freed);
+    let lasts_text = super::leak::span(lasts);
+    if t < MIN_HOLD_TIMEOUT {
+        return vec![advice(format!(
+            "No timeout can hold: at the leak's pace ({pace}) it takes the {freed} slots that closing its connections frees back in about {lasts_text}, sooner than Redis can close idle connections. Recycling (restarting) the service behind {} is the only fix: its connections close with its processes.",
+            h.who
+        ))];
+    }
+    let held = h.pace * (t + 1.0);
+    let why = format!(
+        "Keep the headroom: closing the leak's connections frees about {freed} slots, which it takes back at its pace ({pace}) in about {lasts_text}; with timeout {t:.0} Redis closes each connection it grabs again after {t:.0} s idle, so it holds about {held:.0} of them and the rest of the headroom lasts until its service is fixed. Every client's connections idle longer than {t:.0} s are closed too (healthy pools reconnect; pub/sub and blocked clients are exempt)"
+    );
+    // i64 from a floored, positive, finite f64 (bounded by the slots of one server).
+    let value = t.min(1e9) as i64;
+    match ctx.obs.config.timeout {
+        Some(x) if x > 0.0 && x <= t => vec![advice(format!(
+            "timeout is {x:.0} s: Redis closes what the leak grabs again before the {freed} freed slots run out at its pace ({pace}, about {lasts_text})."
+        ))],
+        Some(_) => vec![Step::set_param(why, ctx.cli, Param::Timeout, value)],
+        None => vec![advice(format!(
+            "Set `timeout {value}` (CONFIG GET is not available here: on a managed service, in its parameter group). {why}."
+        ))],
+    }
 }
 
 /// Steps that raise maxclients to `wanted`, saying when `CONFIG SET maxclients` works: Redis

@@ -17,6 +17,9 @@ use crate::redis::label::{bound, kept_prefix, MAX_LABEL_BYTES};
 pub enum Only {
     /// Idle at least the selector's `idle_seconds`, not pub/sub, not blocked.
     Idle,
+    /// A leak's own connections: idle at least `idle_seconds`, or younger and untouched since
+    /// they connected ([`crate::analysis::aggregate::untouched`]); not pub/sub, not blocked.
+    Unused,
     /// Idle pub/sub subscribers.
     IdlePubsub,
     /// In a blocking command.
@@ -29,6 +32,7 @@ impl Only {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Idle => "idle",
+            Self::Unused => "unused",
             Self::IdlePubsub => "idle_pubsub",
             Self::Blocked => "blocked",
             Self::OutputBuffer => "output_buffer",
@@ -105,6 +109,12 @@ impl Selector {
         let idle = e.idle.is_some_and(|i| i >= self.idle_seconds);
         match self.only {
             Only::Idle => idle && !pubsub && !e.has_flag(b'b'),
+            Only::Unused => {
+                let blocked = e.has_flag(b'b');
+                (idle || crate::analysis::aggregate::untouched(e, pubsub, blocked))
+                    && !pubsub
+                    && !blocked
+            }
             Only::IdlePubsub => idle && pubsub,
             Only::Blocked => e.has_flag(b'b'),
             Only::OutputBuffer => e.omem.unwrap_or(0) > 0,
@@ -149,6 +159,11 @@ impl Selector {
         let idle = format!("f[\"idle\"]+0>={}", self.idle_seconds);
         let only = match self.only {
             Only::Idle => format!("{idle}&&!{pubsub}&&f[\"flags\"]!~/b/"),
+            // `untouched` in awk: at least 2 s old, and never ran a command or ran its last
+            // within a second of connecting, at most 8 of them (where tot-cmds is listed).
+            Only::Unused => format!(
+                "({idle}||(f[\"age\"]!=\"\"&&f[\"idle\"]!=\"\"&&f[\"age\"]+0>=2&&(f[\"cmd\"]==\"NULL\"||(f[\"idle\"]+1>=f[\"age\"]+0&&(!(\"tot-cmds\" in f)||f[\"tot-cmds\"]+0<=8)))))&&!{pubsub}&&f[\"flags\"]!~/b/"
+            ),
             Only::IdlePubsub => format!("{idle}&&{pubsub}"),
             Only::Blocked => "f[\"flags\"]~/b/".to_string(),
             Only::OutputBuffer => "f[\"omem\"]+0>0".to_string(),

@@ -144,7 +144,7 @@ impl Step {
             match only {
                 Only::IdlePubsub => cmd.push_str(" --include-pubsub"),
                 Only::Blocked => cmd.push_str(" --include-blocked"),
-                Only::Idle | Only::OutputBuffer => {}
+                Only::Idle | Only::Unused | Only::OutputBuffer => {}
             }
         }
         for (param, value) in &relieve.sets {

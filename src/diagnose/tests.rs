@@ -597,6 +597,13 @@ fn the_printed_selection_is_the_selector() {
     r += &line(15, "110.0.0.9", "", 900, 800, "N", "");
     r += &line(16, "10.0.0.77", "", 900, 800, "N", "lib-name=0123");
     r += "id=17 addr=::ffff:10.0.0.5:5002 fd=8 name= age=9 idle=99 flags=N db=0 omem=0 cmd=get\n";
+    // Young and untouched since they connected (a leak's first seconds), or not quite.
+    r += "id=18 addr=10.0.0.9:6000 fd=8 name=0123 age=5 idle=4 flags=N db=0 omem=0 tot-cmds=1 cmd=client|setname\n";
+    r += "id=19 addr=10.0.0.9:6001 fd=8 name=0123 age=5 idle=4 flags=N db=0 omem=0 tot-cmds=20 cmd=get\n";
+    r += "id=20 addr=10.0.0.9:6002 fd=8 name=0123 age=1 idle=1 flags=N db=0 omem=0 cmd=NULL\n";
+    r += "id=21 addr=10.0.0.9:6003 fd=8 name=0123 age=30 idle=3 flags=N db=0 omem=0 cmd=NULL\n";
+    r += "id=22 addr=10.0.0.9:6004 fd=8 name=0123 age=30 idle=3 flags=N db=0 omem=0 cmd=get\n";
+    r += "id=23 addr=10.0.0.9:6005 fd=8 name=0123 age=6 idle=6 flags=N db=0 omem=0 cmd=ping\n";
     let rust = |s: &Selector| -> Vec<u64> {
         r.lines()
             .filter_map(|l| ClientEntry::parse(l).ok())
@@ -619,6 +626,7 @@ fn the_printed_selection_is_the_selector() {
     ] {
         for only in [
             Only::Idle,
+            Only::Unused,
             Only::IdlePubsub,
             Only::Blocked,
             Only::OutputBuffer,
@@ -642,6 +650,15 @@ fn the_printed_selection_is_the_selector() {
         idle_seconds: 10,
     };
     assert_eq!(rust(&s), vec![1, 5, 10], "only the exact name, idle ≥ 10");
+    let s = Selector {
+        only: Only::Unused,
+        ..s
+    };
+    assert_eq!(
+        rust(&s),
+        vec![1, 5, 10, 18, 21, 23],
+        "idle ≥ 10, or untouched since connecting"
+    );
     let s = Selector {
         group: Dimension::AddressPrefix,
         key: "10.0.0.0/24".into(),

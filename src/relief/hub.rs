@@ -3,12 +3,13 @@
 //! every request passes (relief on, a relief user, a target relief can act on).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{refuse, Action, Criteria, Job, Outcome, Param, Refusal, ReliefConfig, Select};
+use super::{clean, refuse, Action, Criteria, Job, Outcome, Param, Refusal, ReliefConfig, Select};
 use crate::config::Target;
 use crate::diagnose::Report;
 
@@ -56,6 +57,8 @@ struct HubState {
     tokens: HashMap<String, Pending>,
     windows: HashMap<(String, Action), VecDeque<Instant>>,
     counts: BTreeMap<(String, Action, Outcome), u64>,
+    /// Requests to a relief route refused for failed basic-auth credentials, per action.
+    auth_failures: [u64; 2],
 }
 impl ReliefHub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
@@ -149,6 +152,42 @@ impl ReliefHub {
     }
 
     /// Counts one request's outcome for `redis_clients_exporter_actions_total`.
+    /// A request to a relief route whose basic-auth credentials failed (the web layer checks
+    /// them before relief sees the request): an audit line and a count, so that a password
+    /// being guessed shows. `user` is the name the request claimed (untrusted: cleaned, cut).
+    pub fn refused_credentials(&self, path: &str, user: Option<&str>, peer: Option<SocketAddr>) {
+        let action = if path.ends_with("/execute") {
+            Action::Execute
+        } else {
+            Action::Preview
+        };
+        self.lock().auth_failures[action as usize] += 1;
+        tracing::warn!(
+            target: "audit",
+            action = action.as_str(),
+            result = Outcome::Unauthenticated.as_str(),
+            user = %clean(user.unwrap_or("-"), 64),
+            peer = %peer.map_or("-".to_string(), |p| p.to_string()),
+            reason = "basic-auth credentials refused",
+            "relief {}",
+            action.as_str()
+        );
+    }
+
+    /// `(action, count)` of [`refused_credentials`](Self::refused_credentials), for
+    /// `redis_clients_exporter_relief_auth_failures_total`: with relief enabled both actions
+    /// from the start (so that `increase()` sees the first), otherwise once one was refused.
+    pub fn auth_failures(&self) -> Vec<(&'static str, u64)> {
+        let i = self.lock();
+        if !i.config.enabled && i.auth_failures == [0, 0] {
+            return Vec::new();
+        }
+        [Action::Preview, Action::Execute]
+            .into_iter()
+            .map(|a| (a.as_str(), i.auth_failures[a as usize]))
+            .collect()
+    }
+
     pub fn count(&self, target: &str, action: Action, outcome: Outcome) {
         let mut i = self.lock();
         // Only targets that exist: a caller must not grow the label set with made-up names.

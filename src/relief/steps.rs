@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Param;
-use crate::diagnose::{Finding, Relieve, Remedy, Step};
+use crate::diagnose::{Cause, Finding, Relieve, Remedy, Step};
 
 /// The `relieve` step for one finding: `--finding CAUSE` for one that blames connections
 /// (with the opt-in its connections need), `--set` for each of its `CONFIG SET`s that the
@@ -25,10 +25,23 @@ pub fn step(
         let Remedy::SetParam { param, value } = s.remedy else {
             continue;
         };
-        let allowed = bounds
-            .get(&param)
-            .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&value));
-        if allowed && !sets.iter().any(|(q, _)| *q == param) {
+        let Some(&(lo, hi)) = bounds.get(&param) else {
+            continue;
+        };
+        // A timeout that holds against a leak's pace holds shorter too: above the bounds, the
+        // highest allowed. Below them, none relief may set holds: the finding says what does.
+        let value = if param == Param::Timeout && value > hi && hi > 0 {
+            hi
+        } else {
+            value
+        };
+        if param == Param::Timeout && value < lo && f.cause == Cause::ConnectionLeak {
+            does.push(format!(
+                "not CONFIG SET timeout {value}: below relief.config_set_bounds.timeout [{lo}, {hi}], and a longer timeout would not hold against this leak's pace"
+            ));
+            continue;
+        }
+        if (lo..=hi).contains(&value) && !sets.iter().any(|(q, _)| *q == param) {
             sets.push((param, value));
         }
     }

@@ -54,7 +54,16 @@ pub struct Poller {
     logged_protect_error: Logged<bool>,
     /// Jobs (relief's, src/relief), run on the held connection between polls.
     relief: Option<tokio::sync::mpsc::Receiver<crate::targets::jobs::Job>>,
+    /// Whether a poll ever succeeded: a full server that refuses the first connection did not
+    /// take a held one away.
+    ever_up: bool,
+    /// maxclients as the last successful poll saw it (the refusal of a full server says none).
+    last_maxclients: Option<f64>,
 }
+
+/// The shortest wait between two connection attempts while Redis refuses them as full: each
+/// attempt is one more `rejected_connections` on a server that has no slot to give.
+pub const FULL_RETRY_MIN: Duration = Duration::from_secs(5);
 
 impl Poller {
     pub fn new(
@@ -79,6 +88,8 @@ impl Poller {
             logged_config_unavailable: Logged::assuming(false),
             logged_protect_error: Logged::assuming(false),
             relief: None,
+            ever_up: false,
+            last_maxclients: None,
         }
     }
 
@@ -131,7 +142,10 @@ impl Poller {
                     break;
                 }
             } else {
-                let wait = backoff.step();
+                let mut wait = backoff.step();
+                if self.state.last_error == Some(ErrorKind::Maxclients) {
+                    wait = wait.max(FULL_RETRY_MIN);
+                }
                 let held = self.conn.as_mut();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -281,6 +295,12 @@ impl Poller {
         match result {
             Ok(r) => {
                 self.publish_success(r);
+                self.ever_up = true;
+                self.last_maxclients = self
+                    .state
+                    .config
+                    .effective_maxclients(self.state.info.as_ref())
+                    .map(|(m, _)| m);
                 true
             }
             Err(e) => {
@@ -475,7 +495,16 @@ impl Poller {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let why = if e.kind == ErrorKind::Maxclients {
-            "Redis is full: it refused the exporter's connection (ERR max number of clients reached). The held connection was lost; the exporter retries until a slot frees.".to_string()
+            let limit = self.last_maxclients.map_or(
+                "maxclients not known yet: no connection has read it".to_string(),
+                |m| format!("maxclients {m:.0}"),
+            );
+            let retry = FULL_RETRY_MIN.as_secs();
+            if self.ever_up {
+                format!("Redis is full ({limit}): it refused the exporter's new connection (ERR max number of clients reached) after the held one was closed. The exporter retries at most once every {retry} s (each attempt is one more rejected_connections) until a slot frees.")
+            } else {
+                format!("Redis refused the exporter's first connection: it is full ({limit}; ERR max number of clients reached). The exporter retries at most once every {retry} s (each attempt is one more rejected_connections) until a slot frees.")
+            }
         } else {
             format!("{} error: {e}", e.kind.as_str())
         };

@@ -1,6 +1,7 @@
 //! The one-shot `diagnose` command: connect once (waiting for a free slot when Redis is full),
-//! take two snapshots a few seconds apart (rates need two), run the same diagnosis as the
-//! daemon, and add what only the raw CLIENT LIST can give: the ids of the culprit connections.
+//! take snapshots a second apart for a few seconds (rates need two; a fast leak shows poll by
+//! poll), run the same diagnosis as the daemon, and add what only the raw CLIENT LIST can
+//! give: the ids of the culprit connections.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +29,8 @@ pub struct Options {
     /// Time between the two snapshots.
     pub sample: Duration,
     /// How long to keep retrying a full server: the command gives up once this has passed
-    /// (one try a second, the last one at the deadline).
+    /// (tries 1, 2, 4 then 5 s apart: each try is one more refused connection; the last one
+    /// at the deadline).
     pub wait_for_slot: Duration,
     pub idle_threshold_seconds: u64,
     pub top_k: usize,
@@ -36,8 +38,12 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
-    #[error("Redis at {target} is FULL: every connection slot is taken (ERR max number of clients reached), and no slot freed within {waited:?}. This is itself the finding: connections are exhausted. Diagnose from a connection that is already open (an application's, or the redis-clients-exporter daemon's held one: /diagnose), or free slots first (recycle or restart the service holding the most connections: its connections close with its processes; or, where the exporter's relief action is enabled, let it close connections over the connection it already holds), then run this again. No redis-cli command can run while the server is full.")]
-    Full { target: String, waited: Duration },
+    #[error("Redis at {target} is FULL: every connection slot is taken (ERR max number of clients reached), and no slot freed within {} s ({attempts} attempts, each one more refused connection). This is itself the finding: connections are exhausted. Diagnose from a connection that is already open (an application's, or the redis-clients-exporter daemon's held one: /diagnose), or free slots first (recycle or restart the service holding the most connections: its connections close with its processes; or, where the exporter's relief action is enabled, let it close connections over the connection it already holds), then run this again. No redis-cli command can run while the server is full.", .waited.as_secs_f64().round())]
+    Full {
+        target: String,
+        waited: Duration,
+        attempts: u32,
+    },
     #[error("cannot diagnose {target} ({kind} error): {source}", kind = source.kind.as_str())]
     Poll { target: String, source: PollError },
 }
@@ -48,11 +54,18 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Opens the connection, retrying once a second while the server is full.
+/// The longest wait between two tries on a full server: each try is one more
+/// `rejected_connections`, so the command backs off to one every few seconds.
+pub const FULL_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Opens the connection, retrying (backing off to [`FULL_RETRY_MAX`]) while the server is full.
 async fn connect(o: &Options, mut waiting: impl FnMut(&str)) -> Result<Conn, TriageError> {
     let started = Instant::now();
     let mut told = false;
+    let mut attempts = 0u32;
+    let mut pause = Duration::from_secs(1);
     loop {
+        attempts += 1;
         match Conn::open(&o.target).await {
             Ok(c) => return Ok(c),
             Err(e) if e.kind == ErrorKind::Maxclients => {
@@ -61,19 +74,23 @@ async fn connect(o: &Options, mut waiting: impl FnMut(&str)) -> Result<Conn, Tri
                     return Err(TriageError::Full {
                         target: o.target.label.clone(),
                         waited,
+                        attempts,
                     });
                 }
                 if !told {
                     waiting(&format!(
-                        "Redis at {} is full (ERR max number of clients reached); retrying every second for up to {:?} while waiting for a free slot...",
-                        o.target.label, o.wait_for_slot
+                        "Redis at {} is full (ERR max number of clients reached); retrying for up to {} s, backing off to one try every {} s (each try is one more refused connection), while waiting for a free slot...",
+                        o.target.label,
+                        o.wait_for_slot.as_secs_f64().round(),
+                        FULL_RETRY_MAX.as_secs()
                     ));
                     told = true;
                 }
                 // The last wait is cut short so that one more try lands on the deadline: the
                 // command gives up after the time it was given, not a second before it.
                 let left = o.wait_for_slot.saturating_sub(waited);
-                tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(FULL_RETRY_MAX);
             }
             Err(source) => {
                 return Err(TriageError::Poll {
@@ -112,26 +129,36 @@ pub async fn run(o: &Options, waiting: impl FnMut(&str)) -> Result<Report, Triag
     })
 }
 
+/// Snapshots taken at most this far apart within the sample time: a fast leak shows poll by
+/// poll within a few seconds.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
 async fn observe(o: &Options, conn: &mut Conn) -> Result<Report, PollError> {
     // An unavailable CONFIG leaves its values unknown; the diagnosis says what it lacks.
     let (config, _) = observe_config(conn).await?;
     let mut agg = Aggregator::new(o.idle_threshold_seconds);
-    let first = snapshot(conn).await?;
-    let first_summary = agg.summarize(&first.reply, o.top_k);
-    let mut history = vec![Sample::new(first.at, &first.info, &first_summary, None)];
-    let last = if o.sample.is_zero() {
-        first
+    let mut last = snapshot(conn).await?;
+    let mut summary = agg.summarize(&last.reply, o.top_k);
+    let mut history = vec![Sample::new(last.at, &last.info, &summary, None)];
+    // Snapshots a second apart over the sample time (at least two for rates): the history a
+    // daemon would have of the last few seconds.
+    let steps = (o.sample.as_secs_f64() / SNAPSHOT_EVERY.as_secs_f64()).ceil() as u32;
+    let every = if steps > 0 {
+        o.sample / steps
     } else {
-        tokio::time::sleep(o.sample).await;
-        snapshot(conn).await?
+        Duration::ZERO
     };
-    let summary = agg.summarize(&last.reply, o.top_k);
+    for _ in 0..steps {
+        tokio::time::sleep(every).await;
+        last = snapshot(conn).await?;
+        summary = agg.summarize(&last.reply, o.top_k);
+        if history.last().is_some_and(|p| p.at < last.at) {
+            let sample = Sample::new(last.at, &last.info, &summary, history.last());
+            history.push(sample);
+        }
+    }
     if summary.connections == 0 {
         return Err(no_client_in_client_list());
-    }
-    if history[0].at < last.at {
-        let sample = Sample::new(last.at, &last.info, &summary, history.first());
-        history.push(sample);
     }
     let obs = Observation {
         info: &last.info,

@@ -105,6 +105,14 @@ pub async fn require_auth(
         match auth.allows(req.headers().get(header::AUTHORIZATION)).await {
             Some(user) => identities.push(user),
             None => {
+                if req.uri().path().starts_with("/relief/") {
+                    let peer = req
+                        .extensions()
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|c| c.0);
+                    let claimed = claimed_user(req.headers().get(header::AUTHORIZATION));
+                    relief.refused_credentials(req.uri().path(), claimed.as_deref(), peer);
+                }
                 return (
                     StatusCode::UNAUTHORIZED,
                     [(
@@ -113,7 +121,7 @@ pub async fn require_auth(
                     )],
                     "unauthorized\n",
                 )
-                    .into_response()
+                    .into_response();
             }
         }
     }
@@ -130,6 +138,21 @@ pub async fn require_auth(
         req.extensions_mut().insert(AuthUser(user));
     }
     next.run(req).await
+}
+
+/// The user name a basic-auth header claims (for the audit line of a refused one; never the
+/// password).
+fn claimed_user(h: Option<&header::HeaderValue>) -> Option<String> {
+    use base64::Engine;
+    let v = h?.to_str().ok()?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    text.split_once(':').map(|(u, _)| u.to_string())
 }
 
 /// Adds `http_server_config.headers` to every response.
@@ -158,7 +181,7 @@ async fn metrics(
     };
     let format = negotiate::format(&headers);
     let mut chunks = render_chunks_as(&store.snapshot(), format);
-    chunks.push(render_actions_as(&relief.counts(), format).into());
+    chunks.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
     chunks.push(render_shard_as(&store.shard, format).into());
     chunks.push(render_discovery_as(&store.dropped_nodes, format).into());
     negotiate::respond(chunks, format, negotiate::encoding(&headers)).await

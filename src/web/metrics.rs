@@ -137,16 +137,28 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
 
 /// `redis_clients_exporter_actions_total` from the relief counts (src/relief), as text to
 /// append to [`render`]'s; empty when there are none.
-pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> Vec<u8> {
-    render_actions_as(counts, Format::Text)
+pub fn render_actions(
+    counts: &[(String, &'static str, &'static str, u64)],
+    auth_failures: &[(&'static str, u64)],
+) -> Vec<u8> {
+    render_actions_as(counts, auth_failures, Format::Text)
 }
 
 /// [`render_actions`] in the given text format.
 pub fn render_actions_as(
     counts: &[(String, &'static str, &'static str, u64)],
+    auth_failures: &[(&'static str, u64)],
     format: Format,
 ) -> Vec<u8> {
     let mut f = Families::new(format);
+    for (action, n) in auth_failures {
+        f.counter(
+            "redis_clients_exporter_relief_auth_failures_total",
+            "Requests to a relief route (preview, execute) refused because their basic-auth credentials failed; each also leaves an audit line.",
+            &[("action", action)],
+            *n as f64,
+        );
+    }
     for (target, action, result, n) in counts {
         f.counter(
             "redis_clients_exporter_actions_total",

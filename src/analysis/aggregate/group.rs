@@ -1,6 +1,12 @@
 //! What the aggregator knows about one group of connections (a source, a client name, a
 //! library, a /24): the evidence a diagnosis needs, added up line by line.
 
+use crate::redis::client_list::ClientEntry;
+
+/// `cmd` is absent before Redis 2.8.?; count those connections under this value. A
+/// connection that never ran a command shows it too (`cmd=NULL`).
+pub const NO_COMMAND: &str = "NULL";
+
 /// Sources listed in [`ClientListSummary::young_sources`](super::ClientListSummary::young_sources).
 pub const TOP_YOUNG: usize = 10;
 
@@ -39,6 +45,9 @@ pub struct GroupStats {
     pub idle_stalled: u64,
     /// Connections at most [`YOUNG_SECONDS`] old (our own left out).
     pub young: u64,
+    /// Connections not idle for the threshold yet but untouched since they connected (see
+    /// [`untouched`]): a leak in its first minute, before idle time can show it.
+    pub fresh_unused: u64,
     /// The exporter's own connections (named [`CLIENT_NAME`](crate::redis::client_list::CLIENT_NAME)), and those of them idle at least
     /// the threshold: counted in the fields above like any other connection (the metrics show
     /// them), left out of [`idle_unused`](Self::idle_unused), `young`, `oldest_age_seconds` and
@@ -68,6 +77,7 @@ impl GroupStats {
         add(&mut self.output_stalled, o.output_stalled);
         add(&mut self.idle_stalled, o.idle_stalled);
         add(&mut self.young, o.young);
+        add(&mut self.fresh_unused, o.fresh_unused);
         add(&mut self.own, o.own);
         add(&mut self.own_idle, o.own_idle);
         self.oldest_age_seconds = self.oldest_age_seconds.max(o.oldest_age_seconds);
@@ -81,6 +91,12 @@ impl GroupStats {
             .saturating_sub(self.idle_blocked)
             .saturating_sub(self.idle_stalled)
             .saturating_sub(self.own_idle)
+    }
+
+    /// The leak candidates, idle ones and fresh ones: idle at least the threshold, or younger
+    /// and untouched since they connected.
+    pub fn unused(&self) -> u64 {
+        self.idle_unused().saturating_add(self.fresh_unused)
     }
 
     /// Connections other than the exporter's own.
@@ -111,6 +127,7 @@ impl GroupStats {
             self.own_idle += u64::from(l.is_idle);
         } else {
             self.young += u64::from(l.young);
+            self.fresh_unused += u64::from(l.untouched && !l.is_idle && !l.stalled);
             self.oldest_age_seconds = self.oldest_age_seconds.max(l.age);
         }
     }
@@ -131,4 +148,20 @@ pub(super) struct LineFacts {
     pub(super) output: u64,
     pub(super) stalled: bool,
     pub(super) young: bool,
+    /// See [`untouched`].
+    pub(super) untouched: bool,
+}
+
+/// Whether a connection has done nothing since it connected: at least 2 s old (a per-request
+/// client is younger), neither pub/sub nor blocked, and it never ran a command (`cmd=NULL`),
+/// or its last command came within a second of connecting (the handshake: AUTH, HELLO,
+/// SETNAME, SETINFO) and it ran few (`tot-cmds` at most 8, where the server reports it).
+pub fn untouched(e: &ClientEntry<'_>, pubsub: bool, blocked: bool) -> bool {
+    let (Some(age), Some(idle)) = (e.age, e.idle) else {
+        return false;
+    };
+    if age < 2 || pubsub || blocked {
+        return false;
+    }
+    matches!(e.cmd, Some(NO_COMMAND)) || (idle + 1 >= age && e.tot_cmds.is_none_or(|n| n <= 8))
 }
