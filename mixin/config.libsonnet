@@ -111,6 +111,18 @@
     staleFor: '5m',
     absentFor: '15m',
 
+    // Alertmanager (mixin/alertmanager.libsonnet, rendered to alerts/alertmanager-fragment.yml):
+    // the receivers of the pages (critical) and of the rest (warning, info), the labels that make
+    // one incident (group_by, and `equal` of the inhibit rules) and the grouping timers.
+    alertmanagerCriticalReceiver: 'redis-clients-page',
+    alertmanagerWarningReceiver: 'redis-clients-ticket',
+    alertmanagerIncidentLabels: ['cluster', 'job', 'target'],
+    // Long enough for the alerts of one incident (the diagnosis comes after 1m at the limit) to
+    // arrive together: one notification, not one per alert.
+    alertmanagerGroupWait: '1m',
+    alertmanagerGroupInterval: '15m',
+    alertmanagerRepeatInterval: '4h',
+
     // Dashboards.
     dashboardTags: ['redis', 'redis-clients-exporter'],
     dashboardRefresh: '30s',

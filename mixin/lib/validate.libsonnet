@@ -47,6 +47,11 @@ local kinds = {
   staleAfterSeconds: 'number',
   staleFor: 'duration',
   absentFor: 'duration',
+  alertmanagerCriticalReceiver: 'string',
+  alertmanagerWarningReceiver: 'string',
+  alertmanagerGroupWait: 'duration',
+  alertmanagerGroupInterval: 'duration',
+  alertmanagerRepeatInterval: 'duration',
 };
 
 local problem(c, key) =
@@ -75,6 +80,9 @@ function(c)
   assert c.utilisationWarningRatio < c.utilisationCriticalRatio :
          '_config.utilisationWarningRatio must be below utilisationCriticalRatio';
   assert !u.isZero(c.rateWindow) : '_config.rateWindow must not be zero';
+  assert std.isArray(c.alertmanagerIncidentLabels) && std.length(c.alertmanagerIncidentLabels) > 0
+         && std.length([l for l in c.alertmanagerIncidentLabels if !std.isString(l)]) == 0 :
+         '_config.alertmanagerIncidentLabels must be a non-empty list of label names';
   assert std.length(std.findSubstr('`', c.redisClientsExporterSelector)) == 0 :
          '_config.redisClientsExporterSelector must not contain ` (alert templates quote queries with it)';
   assert noQuote(c.runbookUrlBase) && std.length(std.findSubstr(' ', c.runbookUrlBase)) == 0 && std.length(std.findSubstr('"', c.runbookUrlBase)) == 0 :
