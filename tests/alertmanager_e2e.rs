@@ -112,7 +112,11 @@ fn start_hook() -> Hook {
     Hook { port, received }
 }
 
-fn serve(stream: TcpStream, rec: &Mutex<Vec<(String, Value)>>, runbook: &str) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    rec: &Mutex<Vec<(String, Value)>>,
+    runbook: &str,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut r = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
@@ -361,7 +365,10 @@ fn one_incident_one_page_naming_the_culprit_with_working_links() {
 
     // The incident pages (refusals keep coming) and Alertmanager holds the warning and the
     // "near maxclients" page as inhibited.
-    let inhibited = ["RedisClientUtilisationHigh", "RedisClientUtilisationCritical"];
+    let inhibited = [
+        "RedisClientUtilisationHigh",
+        "RedisClientUtilisationCritical",
+    ];
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         refuse();
