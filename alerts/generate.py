@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Render alerts/redis-clients.rules.yml and alerts/alertmanager-fragment.yml from the monitoring
-mixin (python3 stdlib + jsonnet).
+"""Render alerts/redis-clients.rules.yml, alerts/alertmanager-fragment.yml and the Helm chart's
+rules template (deploy/helm/redis-clients-exporter/files/redis-clients.rules.yml) from the
+monitoring mixin (python3 stdlib + jsonnet).
 
     python3 alerts/generate.py            # write both files
     python3 alerts/generate.py --check    # exit 1 if a committed file differs
@@ -18,7 +19,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mixin"))
 import render  # noqa: E402
 
-FILES = (render.RULES, render.ALERTMANAGER)
+FILES = (render.RULES, render.ALERTMANAGER, render.CHART_RULES)
 
 
 def main(argv):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the deploy copies of the alert rules and dashboards from their sources:
 #   alerts/redis-clients.rules.yml -> deploy/kubernetes/prometheusrule.yaml (as a PrometheusRule)
-#   alerts/redis-clients.rules.yml -> deploy/helm/redis-clients-exporter/files/redis-clients.rules.yml
 #   dashboards/*.json              -> deploy/helm/redis-clients-exporter/files/dashboards/
-# (Helm's .Files.Get cannot read outside the chart directory, hence the copies.)
+# (Helm's .Files.Get cannot read outside the chart directory, hence the copies.) The chart's
+# rules are not a copy: alerts/generate.py renders them from the mixin as a template of the
+# chart's values (files/redis-clients.rules.yml), checked by `alerts/generate.py --check`.
 #
 #   bash deploy/sync.sh           # rewrite the copies
 #   bash deploy/sync.sh --check   # change nothing; exit 1 and show a diff if any copy drifted
@@ -48,12 +49,10 @@ HEADER
 } >"$out/kubernetes/prometheusrule.yaml"
 
 mkdir -p "$out/chart/dashboards"
-cp "$rules" "$out/chart/redis-clients.rules.yml"
 cp "${dashboards[@]}" "$out/chart/dashboards/"
 
 # pairs: generated file -> committed file
-pairs=("$out/kubernetes/prometheusrule.yaml" deploy/kubernetes/prometheusrule.yaml
-       "$out/chart/redis-clients.rules.yml" "$chart/files/redis-clients.rules.yml")
+pairs=("$out/kubernetes/prometheusrule.yaml" deploy/kubernetes/prometheusrule.yaml)
 for d in "${dashboards[@]}"; do
     pairs+=("$out/chart/dashboards/$(basename "$d")" "$chart/files/dashboards/$(basename "$d")")
 done
@@ -92,7 +91,7 @@ if [ "$mode" = check ]; then
         echo "error: deploy copies drifted from alerts/ and dashboards/: run bash deploy/sync.sh" >&2
         exit 1
     fi
-    echo "deploy copies match alerts/ and dashboards/ (${#dashboards[@]} dashboards, 1 rule file)"
+    echo "deploy copies match alerts/ and dashboards/ (${#dashboards[@]} dashboards, the PrometheusRule)"
 else
     echo "deploy copies are in sync"
 fi
