@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the deploy copies of the alert rules and dashboards from their sources:
+# Regenerates the deploy copy of the alert rules (the plain manifests' PrometheusRule):
 #   alerts/redis-clients.rules.yml -> deploy/kubernetes/prometheusrule.yaml (as a PrometheusRule)
-#   dashboards/*.json              -> deploy/helm/redis-clients-exporter/files/dashboards/
-# (Helm's .Files.Get cannot read outside the chart directory, hence the copies.) The chart's
-# rules are not a copy: alerts/generate.py renders them from the mixin as a template of the
-# chart's values (files/redis-clients.rules.yml), checked by `alerts/generate.py --check`.
+# The Helm chart's rules and dashboards are not copies: alerts/generate.py and
+# dashboards/generate.py render them from the mixin as templates of the chart's values
+# (files/redis-clients.rules.yml, files/dashboards/*.json), checked by their `--check`.
 #
 #   bash deploy/sync.sh           # rewrite the copies
 #   bash deploy/sync.sh --check   # change nothing; exit 1 and show a diff if any copy drifted
@@ -48,14 +47,9 @@ HEADER
     sed -e 's/^\(.\)/  \1/' "$rules"
 } >"$out/kubernetes/prometheusrule.yaml"
 
-mkdir -p "$out/chart/dashboards"
-cp "${dashboards[@]}" "$out/chart/dashboards/"
 
 # pairs: generated file -> committed file
 pairs=("$out/kubernetes/prometheusrule.yaml" deploy/kubernetes/prometheusrule.yaml)
-for d in "${dashboards[@]}"; do
-    pairs+=("$out/chart/dashboards/$(basename "$d")" "$chart/files/dashboards/$(basename "$d")")
-done
 
 drift=0
 for ((i = 0; i < ${#pairs[@]}; i += 2)); do
@@ -91,7 +85,7 @@ if [ "$mode" = check ]; then
         echo "error: deploy copies drifted from alerts/ and dashboards/: run bash deploy/sync.sh" >&2
         exit 1
     fi
-    echo "deploy copies match alerts/ and dashboards/ (${#dashboards[@]} dashboards, the PrometheusRule)"
+    echo "deploy copies match alerts/ and dashboards/ (the PrometheusRule; ${#dashboards[@]} dashboards have a chart template)"
 else
     echo "deploy copies are in sync"
 fi

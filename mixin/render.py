@@ -37,6 +37,13 @@ CHART_RATIOS = ("utilisationWarningRatio", "utilisationCriticalRatio", "atLimitR
                 "exhaustionMinUtilisationRatio", "idleLeakMinRatio", "idleLeakMinMaxclientsRatio",
                 "sourceShareRatio", "sourceShareMinMaxclientsRatio", "diagnosisMinScore")
 CHART_COUNTS = ("churnPerSecond", "pubsubIdleConnections", "blockedClients")
+# The chart's dashboards the same way (files/dashboards/*.json; templates/dashboards.yaml fills
+# them from dashboards.selector and dashboards.diagnoseUrlBase, JSON-escaped).
+CHART_DASHBOARDS = os.path.join(os.path.dirname(CHART_RULES), "dashboards")
+CHART_DASHBOARD_STRINGS = {
+    "redisClientsExporterSelector": "__RCE_SELECTOR__",
+    "dashboardDiagnoseUrlBase": "__RCE_DASHBOARD_DIAGNOSE_URL_BASE__",
+}
 DASHBOARDS = os.path.join(ROOT, "dashboards")
 
 # Rendered into every shipped file: recording rules first, then the alerts, as one rules file.
@@ -253,6 +260,33 @@ def chart_rules_checked(rules_text, defaults):
     return template
 
 
+def fill_chart_dashboard(template, config):
+    """What templates/dashboards.yaml does, in Python."""
+    esc = lambda v: json.dumps(v)[1:-1]
+    sel = config["redisClientsExporterSelector"]
+    text = template.replace("{__RCE_SELECTOR__}", "{" + esc(sel) + "}" if sel else "")
+    text = text.replace("__RCE_SELECTOR__, ", esc(sel) + ", " if sel else "")
+    text = text.replace("__RCE_DASHBOARD_DIAGNOSE_URL_BASE__", esc(config["dashboardDiagnoseUrlBase"]))
+    if "__RCE_" in text:
+        raise RenderError("a placeholder of the chart's dashboard templates is left unfilled")
+    return text
+
+
+def chart_dashboards_checked(dashboards, defaults):
+    """{path: text} of the chart's dashboard templates, proven to fill into the dashboards
+    (defaults) and into jsonnet's rendering of CHART_PROBE's selector and a link base."""
+    templates = {name: dashboard_json(d) for name, d in jsonnet(CHART_DASHBOARD_STRINGS)["dashboards"].items()}
+    probe_cfg = {"redisClientsExporterSelector": CHART_PROBE["redisClientsExporterSelector"],
+                 "dashboardDiagnoseUrlBase": "https://redis-exporter.example.com"}
+    probe = jsonnet(probe_cfg)["dashboards"]
+    for name, t in templates.items():
+        if fill_chart_dashboard(t, defaults) != dashboard_json(dashboards[name]):
+            raise RenderError(f"the chart's template of {name} filled with the defaults is not dashboards/{name}")
+        if fill_chart_dashboard(t, probe_cfg) != dashboard_json(probe[name]):
+            raise RenderError(f"the chart's template of {name} filled with a probe differs from jsonnet's rendering")
+    return {os.path.join(CHART_DASHBOARDS, name): t for name, t in templates.items()}
+
+
 def dashboard_json(d):
     return json.dumps(d, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
@@ -264,6 +298,7 @@ def shipped(overrides=None):
     files = {RULES: rules, ALERTMANAGER: alertmanager_yaml(data["alertmanager"])}
     if not overrides:
         files[CHART_RULES] = chart_rules_checked(rules, data["config"])
+        files.update(chart_dashboards_checked(data["dashboards"], data["config"]))
     for name, d in sorted(data["dashboards"].items()):
         files[os.path.join(DASHBOARDS, name)] = dashboard_json(d)
     return files

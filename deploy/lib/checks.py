@@ -128,8 +128,9 @@ def load_dashboards():
 
 
 def chart_rules(chart, values_file, release, namespace):
-    """The rules the chart must render for `values_file`: the mixin rendered by jsonnet with the
-    _config its prometheusRule values stand for (the chart fills a template of them)."""
+    """(rules, dashboards) the chart must render for `values_file`: the mixin rendered by jsonnet
+    with the _config its prometheusRule and dashboards values stand for (the chart fills
+    templates of them)."""
     sys.path.insert(0, os.path.join(ROOT, "mixin"))
     sys.dont_write_bytecode = True
     import render
@@ -156,14 +157,23 @@ def chart_rules(chart, values_file, release, namespace):
         diagnose = "http://%s.%s.svc:%s" % (fullname, namespace, port)
     overrides = dict(thresholds, redisClientsExporterSelector=pr.get("selector") or 'job="%s"' % name,
                      diagnoseUrlBase=diagnose, runbookUrlBase=pr["runbookUrlBase"])
-    return yaml.safe_load(render.rules_yaml(render.jsonnet(overrides)["rules"]))
+    dv = dict(defaults["dashboards"], **(values.get("dashboards") or {}))
+    if dv.get("diagnoseUrlBase"):
+        dash_diagnose = dv["diagnoseUrlBase"]
+    elif (values.get("sharding") or {}).get("enabled"):
+        dash_diagnose = "http://${__field.labels.pod}.%s-shards.%s.svc:%s" % (fullname, namespace, port)
+    else:
+        dash_diagnose = "http://%s.%s.svc:%s" % (fullname, namespace, port)
+    dashboards = render.jsonnet({"redisClientsExporterSelector": dv.get("selector") or 'job="%s"' % name,
+                                 "dashboardDiagnoseUrlBase": dash_diagnose})["dashboards"]
+    return yaml.safe_load(render.rules_yaml(render.jsonnet(overrides)["rules"])), dashboards
 
 
-def check_docs(docs, origin, rules=None):
+def check_docs(docs, origin, rules=None, dashboards=None):
     """The manifest checks on a list of parsed Kubernetes objects; a PrometheusRule's spec must
-    be `rules` (default: alerts/redis-clients.rules.yml)."""
+    be `rules` and a dashboard `dashboards[name]` (default: alerts/ and dashboards/)."""
     rules = rules if rules is not None else load_rules()
-    dashboards = load_dashboards()
+    dashboards = dashboards if dashboards is not None else load_dashboards()
     kinds = {}
     for i, doc in enumerate(docs):
         where = "%s[%d]" % (origin, i)
@@ -186,7 +196,8 @@ def check_docs(docs, origin, rules=None):
                 if key.endswith(".json") and key in dashboards:
                     try:
                         if load_json(value) != dashboards[key]:
-                            fail("%s: %s differs from dashboards/%s" % (where, key, key))
+                            fail("%s: %s differs from the mixin's dashboard %s%s" % (
+                                where, key, key, " rendered with the chart's values" if origin.startswith("chart") else ""))
                     except ValueError as e:
                         fail("%s: %s is not JSON: %s" % (where, key, e))
                 elif key == "config.yaml":
@@ -348,7 +359,7 @@ def cmd_helm(chart, out, values_files):
         except yaml.YAMLError as e:
             fail("helm render with %s is not valid YAML: %s" % (rel(vf), e))
             continue
-        kinds = check_docs(docs, "chart[%s]" % base, chart_rules(chart, os.path.abspath(vf), RELEASE, NAMESPACE))
+        kinds = check_docs(docs, "chart[%s]" % base, *chart_rules(chart, os.path.abspath(vf), RELEASE, NAMESPACE))
         print("  %s: lint --strict and render with %s: %s"
               % (tool, rel(vf), ", ".join("%d %s" % (v, k) for k, v in sorted(kinds.items()))))
         if base.startswith("full"):
