@@ -1,7 +1,12 @@
 //! HTTP: the server and its routes, the Prometheus metric families, and the rendering of
 //! diagnosis reports (text, JSON, HTML). Handlers read the store; none talks to Redis itself.
 
+pub mod accept;
+pub mod auth;
+pub mod build_info;
 pub mod exposition;
 pub mod http;
+pub mod live_config;
 pub mod metrics;
 pub mod render;
+pub mod tls_server;
