@@ -3,7 +3,8 @@
 
 On the rules the mixin renders (alerts/generate.py --check proves the committed rules file is
 exactly that):
-  * alert names CamelCase, <= 40 characters, unique; severity info|warning|critical
+  * alert names CamelCase, <= 40 characters, unique per severity (one name may come as a warning
+    and a critical rule, the critical one inhibiting the warning); severity info|warning|critical
   * summary without templates, starting with a capital and ending with a period
   * description with templates naming the target ({{ $labels.target }}), except for absent()
   * runbook_url = <runbookUrlBase>#<alert name in lower case>, and docs/runbook.md has that heading
@@ -116,7 +117,7 @@ def main():
                     problems.append(f"{n}: {where}: selector {s} lacks {selector}")
             if "alert" not in r:
                 continue
-            names.append(n)
+            names.append((n, r["labels"].get("severity")))
             a = r["annotations"]
             if not re.match(r"^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*$", n) or len(n) > 40:
                 problems.append(f"{n}: not CamelCase or longer than 40 characters")
@@ -135,12 +136,12 @@ def main():
                 problems.append(f"{n}: docs/runbook.md has no heading `## {n}`")
             if n not in tested:
                 problems.append(f"{n}: no alert_rule_test in tests/alerts/*.test.yml")
-    dup = {n for n in names if names.count(n) > 1}
+    dup = {n for n, sev in names if names.count((n, sev)) > 1}
     if dup:
         problems.append(f"duplicate alert names: {sorted(dup)}")
     if not names:
         problems.append("no alerts found")
-    print(f"checked {len(names)} alerts: names, severity, summary, description, runbook anchors, tests; "
+    print(f"checked {len(names)} alerting rules ({len({n for n, _ in names})} names): names, severity, summary, description, runbook anchors, tests; "
           f"{nsel} selectors (expressions and annotation queries) carry {selector}")
     for p in problems:
         print(f"  problem: {p}", file=sys.stderr)

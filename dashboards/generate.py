@@ -24,12 +24,15 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     try:
+        # dashboards/*.json and the Helm chart's templates of them (files/dashboards/)
         files = {p: t for p, t in render.shipped().items() if p.endswith(".json")}
     except render.RenderError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if mode == "--queries":
         for path, text in files.items():
+            if os.path.dirname(path) != render.DASHBOARDS:
+                continue
             d = json.loads(text)
             name = os.path.basename(path)
             for v in d["templating"]["list"]:

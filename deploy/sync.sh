@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the deploy copies of the alert rules and dashboards from their sources:
+# Regenerates the deploy copy of the alert rules (the plain manifests' PrometheusRule):
 #   alerts/redis-clients.rules.yml -> deploy/kubernetes/prometheusrule.yaml (as a PrometheusRule)
-#   alerts/redis-clients.rules.yml -> deploy/helm/redis-clients-exporter/files/redis-clients.rules.yml
-#   dashboards/*.json              -> deploy/helm/redis-clients-exporter/files/dashboards/
-# (Helm's .Files.Get cannot read outside the chart directory, hence the copies.)
+# The Helm chart's rules and dashboards are not copies: alerts/generate.py and
+# dashboards/generate.py render them from the mixin as templates of the chart's values
+# (files/redis-clients.rules.yml, files/dashboards/*.json), checked by their `--check`.
 #
 #   bash deploy/sync.sh           # rewrite the copies
 #   bash deploy/sync.sh --check   # change nothing; exit 1 and show a diff if any copy drifted
@@ -47,16 +47,9 @@ HEADER
     sed -e 's/^\(.\)/  \1/' "$rules"
 } >"$out/kubernetes/prometheusrule.yaml"
 
-mkdir -p "$out/chart/dashboards"
-cp "$rules" "$out/chart/redis-clients.rules.yml"
-cp "${dashboards[@]}" "$out/chart/dashboards/"
 
 # pairs: generated file -> committed file
-pairs=("$out/kubernetes/prometheusrule.yaml" deploy/kubernetes/prometheusrule.yaml
-       "$out/chart/redis-clients.rules.yml" "$chart/files/redis-clients.rules.yml")
-for d in "${dashboards[@]}"; do
-    pairs+=("$out/chart/dashboards/$(basename "$d")" "$chart/files/dashboards/$(basename "$d")")
-done
+pairs=("$out/kubernetes/prometheusrule.yaml" deploy/kubernetes/prometheusrule.yaml)
 
 drift=0
 for ((i = 0; i < ${#pairs[@]}; i += 2)); do
@@ -92,7 +85,7 @@ if [ "$mode" = check ]; then
         echo "error: deploy copies drifted from alerts/ and dashboards/: run bash deploy/sync.sh" >&2
         exit 1
     fi
-    echo "deploy copies match alerts/ and dashboards/ (${#dashboards[@]} dashboards, 1 rule file)"
+    echo "deploy copies match alerts/ and dashboards/ (the PrometheusRule; ${#dashboards[@]} dashboards have a chart template)"
 else
     echo "deploy copies are in sync"
 fi

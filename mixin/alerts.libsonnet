@@ -34,9 +34,25 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
     local w = c.rateWindow,
     local le = c.idleLeakLe,
     local longIdle = u.humanSeconds(le),
-    local leakCond =
-      'redis:client_idle_long:connections%s >= %s\nand redis:client_idle_long:ratio%s >= %s'
-      % [s(), u.num(c.idleLeakMinConnections), s(), u.num(c.idleLeakMinRatio)],
+    // Long-idle connections, their share of all connections, and the floors relative to
+    // maxclients and absolute (each 0 = not required). The value is the connection count.
+    local leakCond = std.join('\nand ', [
+      'redis:client_idle_long:connections%s%s' % [s(), if c.idleLeakMinConnections > 0 then ' >= ' + u.num(c.idleLeakMinConnections) else ''],
+      'redis:client_idle_long:ratio%s >= %s' % [s(), u.num(c.idleLeakMinRatio)],
+    ] + (if c.idleLeakMinMaxclientsRatio > 0 then ['redis:client_idle_long:maxclients_ratio%s >= %s' % [s(), u.num(c.idleLeakMinMaxclientsRatio)]] else [])),
+    local idleFloors = std.join(' and ', [u.pct(c.idleLeakMinRatio) + ' of all connections']
+                                         + (if c.idleLeakMinMaxclientsRatio > 0 then [u.pct(c.idleLeakMinMaxclientsRatio) + ' of maxclients'] else [])
+                                         + (if c.idleLeakMinConnections > 0 then [u.num(c.idleLeakMinConnections) + ' connections'] else [])),
+    local sourceFloors = std.join(' and ', (if c.sourceShareMinMaxclientsRatio > 0 then [u.pct(c.sourceShareMinMaxclientsRatio) + ' of maxclients'] else [])
+                                           + (if c.sourceShareMinConnections > 0 then [u.num(c.sourceShareMinConnections) + ' connections'] else [])),
+
+    // At its limit: utilisation reached atLimitRatio at some poll of the rate window.
+    local atLimit = 'redis:client_utilisation:max_over_time%s%s >= %s' % [w, s(), u.num(c.atLimitRatio)],
+    local rejected = 'increase(redis_rejected_connections_total%s[%s]) > %s' % [s(), w, u.num(c.rejectedConnectionsMinIncrease)],
+    // The same for an alert-time query of the target's highest utilisation in the window.
+    local maxUtil =
+      '{{ with printf `redis:client_utilisation:max_over_time%s%s` $labels.target | query }}' % [w, ps('target=%q')]
+      + '{{ . | first | value | humanizePercentage }}{{ else }}an unknown share (maxclients unknown){{ end }}',
 
     // Go-template fragments evaluated by Prometheus when the alert fires: they read the
     // exporter's own series of the alert's target, so the page itself says who and why.
@@ -52,11 +68,11 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
       + 'top client name: {{ with printf `topk(1, redis_client_connections_by_name%s)` $labels.target | query }}'
         % ps('target=%q, name!~"other|' + exporterClientName + '"')
       + '{{ with first . }}{{ .Labels.name' + defuse + ' }} holds {{ .Value | humanize }} connections{{ end }}{{ else }}none found{{ end }}.',
-    // The exporter's diagnosis of the target: cause, confidence, culprit, and the link.
+    // The exporter's diagnosis of the target: cause, score, culprit, and the link.
     local diagnosis =
       'Diagnosis: {{ with printf `topk(1, redis_client_diagnosis%s)` $labels.target | query }}'
       % ps('target=%q, cause!="none"')
-      + '{{ with first . }}{{ .Labels.cause }} (confidence {{ .Value | printf "%.2f" }})'
+      + '{{ with first . }}{{ .Labels.cause }} (score {{ .Value | printf "%.2f" }})'
       + '{{ if .Labels.culprit }}, culprit {{ .Labels.culprit_kind }} {{ .Labels.culprit' + defuse + ' }}{{ end }}{{ end }}'
       + '{{ else }}no cause found yet{{ end }}. Evidence and fix: ' + diagnoseUrl,
     local who = ' ' + holders + ' ' + diagnosis,
@@ -70,6 +86,22 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
     local idleShare =
       '{{ with printf `redis:client_idle_long:ratio%s` $labels.target | query }}' % ps('target=%q')
       + '{{ . | first | value | humanizePercentage }}{{ else }}an unknown share{{ end }}',
+
+    local diagnosed(for_, severity, op, summary, state) =
+      alert(c,
+            'RedisClientsCauseDiagnosed',
+            severity,
+            for_,
+            'max without (culprit_kind, culprit) (redis_client_diagnosis%s)\n>= %s\n%s ignoring(cause) %s'
+            % [s('cause!="none"'), u.num(c.diagnosisMinScore), op, atLimit],
+            summary,
+            '{{ $labels.target }}: the most likely cause of connection exhaustion is {{ $labels.cause }} '
+            + '(score {{ $value | printf "%.2f" }}, threshold ' + u.num(c.diagnosisMinScore) + '), culprit: '
+            + '{{ with printf `redis_client_diagnosis%s` $labels.target $labels.cause | query }}' % ps('target=%q, cause=%q')
+            + '{{ with first . }}{{ if .Labels.culprit }}{{ .Labels.culprit_kind }} {{ .Labels.culprit' + defuse + ' }}'
+            + '{{ else }}none named{{ end }}{{ end }}{{ else }}none named{{ end }}. '
+            + state + holders + ' Evidence and fix: ' + diagnoseUrl,
+            links),
 
     groups+: [
       {
@@ -90,21 +122,38 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
                 'critical',
                 c.utilisationCriticalFor,
                 'redis:client_utilisation:ratio%s > %s' % [s(), u.num(c.utilisationCriticalRatio)],
-                'Redis connections are about to hit maxclients.',
+                'Redis connections are at or near maxclients.',
                 '{{ $labels.target }} uses {{ $value | humanizePercentage }} of maxclients (clients + replicas + '
                 + 'cluster bus), above %s for %s; ' % [u.pct(c.utilisationCriticalRatio), c.utilisationCriticalFor]
-                + 'new connections will soon be refused with ERR max number of clients reached.'
+                // Never "will be refused" while they are: full, or refusals at the limit, say so.
+                + '{{ if ge $value 1.0 }}it is full: new connections are refused with ERR max number of clients reached.'
+                + '{{ else }}{{ with printf `%s` $labels.target | query }}' % std.strReplace(rejected, s(), ps('target=%q'))
+                + 'it refused connections in the last %s: new connections are already being refused.' % w
+                + '{{ else }}new connections will be refused with ERR max number of clients reached once it is full.{{ end }}{{ end }}'
                 + who,
                 links),
           alert(c,
                 'RedisConnectionsRejected',
                 'critical',
                 c.rejectedConnectionsFor,
-                'increase(redis_rejected_connections_total%s[%s]) > %s' % [s(), w, u.num(c.rejectedConnectionsMinIncrease)],
-                'Redis is refusing connections because maxclients is reached.',
+                rejected + '\nand ' + atLimit,
+                'Redis is refusing connections at maxclients.',
                 '{{ $labels.target }} refused about {{ $value | printf "%.0f" }} connections in the last '
-                + '%s (ERR max number of clients reached).' % w
+                + '%s while at its limit (up to ' % w + maxUtil + ' of maxclients in use; ERR max number of clients reached).'
                 + who,
+                links),
+          // Redis counts protected mode's -DENIED (and other refusals) in the same counter: below
+          // the limit a refusal is not maxclients, and is not paged as such.
+          alert(c,
+                'RedisConnectionsRefusedBelowLimit',
+                'warning',
+                c.refusedBelowLimitFor,
+                rejected + '\nunless ' + atLimit,
+                'Redis refuses connections while below maxclients.',
+                '{{ $labels.target }} refused about {{ $value | printf "%.0f" }} connections in the last '
+                + '%s while at most ' % w + maxUtil + ' of maxclients was in use (at-limit threshold %s): ' % u.pct(c.atLimitRatio)
+                + 'not maxclients. Redis counts protected mode refusals (-DENIED: a client from a non-loopback address '
+                + 'while no password is set) in rejected_connections too; check protected-mode, bind and requirepass.',
                 links),
           alert(c,
                 'RedisClientsExhaustionPredicted',
@@ -112,7 +161,9 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
                 c.exhaustionFor,
                 'predict_linear(redis_client_limit_connections%s[%s], %s)\n' % [s(), c.exhaustionLookback, u.num(u.seconds(c.exhaustionHorizon))]
                 + '>= redis_config_maxclients%s\n' % s()
-                + 'and redis:client_utilisation:ratio%s >= %s' % [s(), u.num(c.exhaustionMinUtilisationRatio)],
+                + 'and redis:client_utilisation:ratio%s >= %s\n' % [s(), u.num(c.exhaustionMinUtilisationRatio)]
+                // Once at the limit the prediction has come true: the critical alerts speak.
+                + 'unless ' + atLimit,
                 'Redis connections are predicted to reach maxclients soon.',
                 'At the trend of the last %s, {{ $labels.target }} reaches ' % c.exhaustionLookback
                 + '{{ $value | humanize }} connections within %s, at or above maxclients.' % c.exhaustionHorizon
@@ -126,19 +177,20 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
                 'Many Redis connections have been idle for a long time.',
                 '{{ $labels.target }} has {{ $value | humanize }} connections idle for more than %s (' % longIdle
                 + idleShare
-                + ' of all connections; thresholds %s and %s). ' % [u.num(c.idleLeakMinConnections), u.pct(c.idleLeakMinRatio)]
+                + ' of all connections; thresholds %s). ' % idleFloors
                 + 'Top source with connections idle over %s: ' % longIdle + topIdleSource + '.',
                 links),
           alert(c,
                 'RedisClientSourceDominant',
                 'warning',
                 c.sourceShareFor,
-                'redis:client_source_share:ratio%s > %s\n' % [s(), u.num(c.sourceShareRatio)]
-                + 'and redis_client_connections%s >= %s' % [s(), u.num(c.sourceShareMinConnections)],
+                std.join('\nand ', ['redis:client_source_share:ratio%s > %s' % [s(), u.num(c.sourceShareRatio)]]
+                                   + (if c.sourceShareMinMaxclientsRatio > 0 then ['redis:client_source:maxclients_ratio%s >= %s' % [s(), u.num(c.sourceShareMinMaxclientsRatio)]] else [])
+                                   + (if c.sourceShareMinConnections > 0 then ['redis_client_connections%s >= %s' % [s(), u.num(c.sourceShareMinConnections)]] else [])),
                 'One source IP holds a large share of all Redis connections.',
                 '{{ $labels.source_ip }} holds {{ $value | humanizePercentage }} of all connections to '
-                + '{{ $labels.target }} (threshold %s, at least %s connections).'
-                  % [u.pct(c.sourceShareRatio), u.num(c.sourceShareMinConnections)],
+                + '{{ $labels.target }} (threshold %s%s).'
+                  % [u.pct(c.sourceShareRatio), if sourceFloors == '' then '' else ', holding at least ' + sourceFloors],
                 links),
           alert(c,
                 'RedisConnectionChurnHigh',
@@ -151,20 +203,15 @@ local alert(c, name, severity, for_, expr, summary, description, extra={}) =
                 links),
           // The culprit labels are dropped from the alert's identity (and read back in the
           // description): a culprit that changes between evaluations must not restart `for`.
-          alert(c,
-                'RedisClientsCauseDiagnosed',
-                'warning',
-                c.diagnosisFor,
-                'max without (culprit_kind, culprit) (redis_client_diagnosis%s)\n>= %s'
-                % [s('cause!="none"'), u.num(c.diagnosisMinConfidence)],
-                'The exporter has diagnosed a cause of Redis connection exhaustion.',
-                '{{ $labels.target }}: the most likely cause of connection exhaustion is {{ $labels.cause }} '
-                + '(confidence {{ $value | printf "%.2f" }}, threshold ' + u.num(c.diagnosisMinConfidence) + '), culprit: '
-                + '{{ with printf `redis_client_diagnosis%s` $labels.target $labels.cause | query }}' % ps('target=%q, cause=%q')
-                + '{{ with first . }}{{ if .Labels.culprit }}{{ .Labels.culprit_kind }} {{ .Labels.culprit' + defuse + ' }}'
-                + '{{ else }}none named{{ end }}{{ end }}{{ else }}none named{{ end }}. '
-                + holders + ' Evidence and fix: ' + diagnoseUrl,
-                links),
+          // One name, two severities: a warning while the server has room, critical (and prompt)
+          // while it is at its limit; the recommended inhibition (alerts/alertmanager-fragment.yml)
+          // mutes the warning while the critical one fires.
+          diagnosed(c.diagnosisFor, 'warning', 'unless', 'The exporter has diagnosed a cause of Redis connection exhaustion.', ''),
+          diagnosed(c.diagnosisCriticalFor,
+                    'critical',
+                    'and',
+                    'The exporter has diagnosed why Redis is at maxclients.',
+                    'The server is at its limit (up to ' + maxUtil + ' of maxclients in use in the last %s). ' % w),
         ],
       },
       {

@@ -100,17 +100,23 @@ local validate = import 'lib/validate.libsonnet';
         [g.stat(
           'Diagnosis: most likely cause and culprit',
           "The exporter's own diagnosis after its last poll (redis_client_diagnosis): the most likely cause of "
-          + 'connection exhaustion per target, the culprit it names (source_ip or client_name) and its confidence (0-1). '
+          + 'connection exhaustion per target, the culprit it names (source_ip or client_name) and its score (0-1). '
           + 'none = nothing found. Orange from 0.5 (the report calls it a cause), red from %s (RedisClientsCauseDiagnosed). '
-            % u.num(c.diagnosisMinConfidence)
-          + 'The evidence and the commands that fix it are at /diagnose?target=<target>&format=html on the exporter.',
-          [target('max by (target, cause, culprit_kind, culprit) (redis_client_diagnosis{%s})' % T,
+            % u.num(c.diagnosisMinScore)
+          + 'Click a value for the evidence and the commands that fix it: /diagnose?target=<target>&format=html on the exporter.',
+          // topk keeps `instance` (the exporter that diagnosed it) for the link, one value per target.
+          [target('topk by (target, cause, culprit_kind, culprit) (1, redis_client_diagnosis{%s})' % T,
                   '{{target}}: {{cause}} {{culprit_kind}} {{culprit}}',
                   instant=true)],
           'none',
-          thresholds([[null, 'green'], [0.5, 'orange'], [c.diagnosisMinConfidence, 'red']]),
+          thresholds([[null, 'green'], [0.5, 'orange'], [c.diagnosisMinScore, 'red']]),
           min=0,
-          max=1
+          max=1,
+          links=[{
+            title: 'Evidence and fix (/diagnose)',
+            url: c.dashboardDiagnoseUrlBase + '/diagnose?target=${__field.labels.target:percentencode}&format=html',
+            targetBlank: true,
+          }],
         ), 24, 4],
         [g.stat(
           'Exporter reaches target',

@@ -230,3 +230,75 @@ fn prometheus_fires_the_alerts_and_every_dashboard_query_returns_data() {
     );
     drop(held);
 }
+
+/// Redis counts protected mode's -DENIED in `rejected_connections`: refusals of a server far
+/// from maxclients must not page as maxclients (issue 28's false page), and must still say
+/// something (RedisConnectionsRefusedBelowLimit).
+#[test]
+fn protected_mode_refusals_do_not_page_as_maxclients() {
+    if !common::require_tool("prometheus", "prometheus")
+        || !common::require_tool("promtool", "prometheus")
+    {
+        return;
+    }
+    // Bound to 127.0.0.1, protected mode on, no password: a client from 127.0.0.2 is DENIED.
+    let r = Redis::start(&["--protected-mode", "yes", "--maxclients", "50"]);
+    let mut t = r.target(TARGET);
+    t.poll_interval = Duration::from_millis(500);
+    let exp = Exporter::start(config(vec![t], 50));
+    let prom = start_prometheus(exp.addr);
+    wait("first scrape", Duration::from_secs(30), || {
+        query(&prom, "redis_up == 1")
+            .map(|r| !r.is_empty())
+            .unwrap_or(false)
+    });
+
+    let deny = || {
+        let mut c = common::RespConn::try_connect(r.port, "127.0.0.2").expect("connect");
+        match c.read() {
+            Ok(common::Reply::Error(e)) => assert!(e.starts_with("DENIED"), "{e}"),
+            other => panic!("expected -DENIED, got {other:?}"),
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        deny();
+        let f = firing(&prom);
+        assert!(
+            !f.iter().any(|a| a == "RedisConnectionsRejected"),
+            "a protected-mode refusal paged as maxclients: {f:?}"
+        );
+        if f.iter().any(|a| a == "RedisConnectionsRefusedBelowLimit") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RedisConnectionsRefusedBelowLimit never fired; firing: {f:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The premise: Redis did count the refusals, at a utilisation far from the limit.
+    let rejected = query(
+        &prom,
+        &format!("redis_rejected_connections_total{{target=\"{TARGET}\"}} > 0"),
+    );
+    assert!(
+        rejected.is_ok_and(|r| !r.is_empty()),
+        "rejected_connections did not grow"
+    );
+    let util = query(&prom, "redis:client_utilisation:max_over_time5m < 0.5");
+    assert!(
+        util.is_ok_and(|r| !r.is_empty()),
+        "utilisation should be low"
+    );
+    // A few more evaluations after the warning: still no maxclients page.
+    for _ in 0..6 {
+        deny();
+        std::thread::sleep(Duration::from_millis(500));
+        let f = firing(&prom);
+        assert!(
+            !f.iter().any(|a| a == "RedisConnectionsRejected"),
+            "a protected-mode refusal paged as maxclients: {f:?}"
+        );
+    }
+}

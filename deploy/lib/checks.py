@@ -137,10 +137,53 @@ def load_dashboards():
     return out
 
 
-def check_docs(docs, origin):
-    """The manifest checks on a list of parsed Kubernetes objects."""
-    rules = load_rules()
-    dashboards = load_dashboards()
+def chart_rules(chart, values_file, release, namespace):
+    """(rules, dashboards) the chart must render for `values_file`: the mixin rendered by jsonnet
+    with the _config its prometheusRule and dashboards values stand for (the chart fills
+    templates of them)."""
+    sys.path.insert(0, os.path.join(ROOT, "mixin"))
+    sys.dont_write_bytecode = True
+    import render
+
+    with open(os.path.join(chart, "values.yaml"), encoding="utf-8") as f:
+        defaults = yaml.safe_load(f)
+    with open(values_file, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    mixin_defaults = render.jsonnet()["config"]
+    for k, v in defaults["prometheusRule"]["thresholds"].items():
+        if mixin_defaults.get(k) != v:
+            fail("%s: prometheusRule.thresholds.%s is %r, the mixin's default %r (mixin/config.libsonnet)"
+                 % (rel(os.path.join(chart, "values.yaml")), k, v, mixin_defaults.get(k)))
+    pr = dict(defaults["prometheusRule"], **(values.get("prometheusRule") or {}))
+    thresholds = dict(defaults["prometheusRule"]["thresholds"], **(pr.get("thresholds") or {}))
+    name = values.get("nameOverride") or "redis-clients-exporter"
+    fullname = values.get("fullnameOverride") or (release if name in release else "%s-%s" % (release, name))
+    port = (values.get("service") or {}).get("port", defaults["service"]["port"])
+    if pr.get("diagnoseUrlBase"):
+        diagnose = pr["diagnoseUrlBase"]
+    elif (values.get("sharding") or {}).get("enabled"):
+        diagnose = "http://{{ $labels.pod }}.%s-shards.%s.svc:%s" % (fullname, namespace, port)
+    else:
+        diagnose = "http://%s.%s.svc:%s" % (fullname, namespace, port)
+    overrides = dict(thresholds, redisClientsExporterSelector=pr.get("selector") or 'job="%s"' % name,
+                     diagnoseUrlBase=diagnose, runbookUrlBase=pr["runbookUrlBase"])
+    dv = dict(defaults["dashboards"], **(values.get("dashboards") or {}))
+    if dv.get("diagnoseUrlBase"):
+        dash_diagnose = dv["diagnoseUrlBase"]
+    elif (values.get("sharding") or {}).get("enabled"):
+        dash_diagnose = "http://${__field.labels.pod}.%s-shards.%s.svc:%s" % (fullname, namespace, port)
+    else:
+        dash_diagnose = "http://%s.%s.svc:%s" % (fullname, namespace, port)
+    dashboards = render.jsonnet({"redisClientsExporterSelector": dv.get("selector") or 'job="%s"' % name,
+                                 "dashboardDiagnoseUrlBase": dash_diagnose})["dashboards"]
+    return yaml.safe_load(render.rules_yaml(render.jsonnet(overrides)["rules"])), dashboards
+
+
+def check_docs(docs, origin, rules=None, dashboards=None):
+    """The manifest checks on a list of parsed Kubernetes objects; a PrometheusRule's spec must
+    be `rules` and a dashboard `dashboards[name]` (default: alerts/ and dashboards/)."""
+    rules = rules if rules is not None else load_rules()
+    dashboards = dashboards if dashboards is not None else load_dashboards()
     kinds = {}
     for i, doc in enumerate(docs):
         where = "%s[%d]" % (origin, i)
@@ -156,13 +199,15 @@ def check_docs(docs, origin):
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind == "PrometheusRule":
             if doc.get("spec") != rules:
-                fail("%s: spec differs from %s (run bash deploy/sync.sh)" % (where, rel(RULES)))
+                fail("%s: spec differs from %s (run bash deploy/sync.sh, or python3 alerts/generate.py "
+                     "for the chart)" % (where, "the mixin rendered with the chart's values" if origin.startswith("chart") else rel(RULES)))
         elif kind == "ConfigMap":
             for key, value in (doc.get("data") or {}).items():
                 if key.endswith(".json") and key in dashboards:
                     try:
                         if load_json(value) != dashboards[key]:
-                            fail("%s: %s differs from dashboards/%s" % (where, key, key))
+                            fail("%s: %s differs from the mixin's dashboard %s%s" % (
+                                where, key, key, " rendered with the chart's values" if origin.startswith("chart") else ""))
                     except ValueError as e:
                         fail("%s: %s is not JSON: %s" % (where, key, e))
                 elif key == "config.yaml":
@@ -314,7 +359,10 @@ def cmd_manifests(files):
                                         len(files)))
 
 
-def helm_render(chart, values_file, release="demo", namespace="monitoring"):
+RELEASE, NAMESPACE = "demo", "monitoring"
+
+
+def helm_render(chart, values_file, release=RELEASE, namespace=NAMESPACE):
     """Returns (lint messages, rendered text) using the helm binary or helm-python-sdk."""
     helm = shutil.which("helm")
     if helm:
@@ -369,7 +417,7 @@ def cmd_helm(chart, out, values_files):
         except yaml.YAMLError as e:
             fail("helm render with %s is not valid YAML: %s" % (rel(vf), e))
             continue
-        kinds = check_docs(docs, "chart[%s]" % base)
+        kinds = check_docs(docs, "chart[%s]" % base, *chart_rules(chart, os.path.abspath(vf), RELEASE, NAMESPACE))
         print("  %s: lint --strict and render with %s: %s"
               % (tool, rel(vf), ", ".join("%d %s" % (v, k) for k, v in sorted(kinds.items()))))
         if base.startswith("full"):

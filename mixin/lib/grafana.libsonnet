@@ -43,7 +43,7 @@ local DS = { type: 'prometheus', uid: '${datasource}' };
       },
     },
 
-  stat(title, desc, targets, unit, steps, mappings=[], noValue=null, kind='stat', min=null, max=null, textMode='value_and_name')::
+  stat(title, desc, targets, unit, steps, mappings=[], noValue=null, kind='stat', min=null, max=null, textMode='value_and_name', links=[])::
     {
       type: kind,
       title: title,
@@ -54,7 +54,8 @@ local DS = { type: 'prometheus', uid: '${datasource}' };
         defaults: { unit: unit, thresholds: steps, color: { mode: 'thresholds' }, mappings: mappings }
                   + (if noValue != null then { noValue: noValue } else {})
                   + (if min != null then { min: min } else {})
-                  + (if max != null then { max: max } else {}),
+                  + (if max != null then { max: max } else {})
+                  + (if links != [] then { links: links } else {}),
         overrides: [],
       },
       options: {
