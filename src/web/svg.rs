@@ -11,7 +11,7 @@ use crate::web::timeline::{shorten, utc, Timeline};
 
 /// Characters of a group's name shown in the legend (the full, label-bounded name is in its
 /// tooltip and in the table).
-pub const LABEL_CHARS: usize = 48;
+pub const LABEL_CHARS: usize = 30;
 
 const W: f64 = 960.0;
 const PLOT_LEFT: f64 = 56.0;

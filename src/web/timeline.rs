@@ -9,6 +9,7 @@ use std::fmt::Write;
 use crate::analysis::aggregate::Dimension;
 use crate::analysis::history::Sample;
 use crate::diagnose::Report;
+use crate::redis::client_list::CLIENT_NAME;
 
 /// Points drawn per series: the history keeps ~61 samples; more would be thinned.
 pub const MAX_POINTS: usize = 120;
@@ -106,7 +107,8 @@ impl Timeline {
         // (key, seen in the newest sample, its connections then): newest first, then largest.
         let mut rest: Vec<(&str, bool, u32)> = Vec::new();
         for s in points.iter().rev() {
-            for g in groups_of(s, kind) {
+            // The exporter's own connection is no client's.
+            for g in groups_of(s, kind).iter().filter(|g| &*g.key != CLIENT_NAME) {
                 if !rest.iter().any(|(k, ..)| *k == &*g.key) {
                     rest.push((&g.key, std::ptr::eq(*s, newest), g.connections));
                 }
