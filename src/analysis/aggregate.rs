@@ -12,9 +12,7 @@
 use hashbrown::HashMap;
 
 use crate::redis::client_list::CLIENT_NAME;
-use crate::redis::client_list::{
-    raw_lines, ClientEntry, ClientType, Flag, Parser, PerFlag, PerType,
-};
+use crate::redis::client_list::{ClientEntry, ClientType, Flag, Parser, PerFlag, PerType};
 use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
 
 pub mod details;
@@ -686,13 +684,8 @@ impl Aggregator {
     fn add_lines(&mut self, reply: &str) {
         self.listed_bytes += reply.len();
         let mut parser = self.parser.take().unwrap_or_default();
-        let mut e = ClientEntry::default();
-        for line in raw_lines(reply) {
-            match parser.parse_into(&mut e, line) {
-                Ok(()) => self.add(&e),
-                Err(_) => self.scalars.parse_errors += 1,
-            }
-        }
+        let bad = parser.each_entry(reply, |e| self.add(e));
+        self.scalars.parse_errors += bad;
         self.parser = Some(parser);
     }
 
@@ -900,16 +893,11 @@ impl Aggregator {
     fn add_lines_with_ids(&mut self, reply: &str, ids: &mut Vec<u64>) {
         self.listed_bytes += reply.len();
         let mut parser = self.parser.take().unwrap_or_default();
-        let mut e = ClientEntry::default();
-        for line in raw_lines(reply) {
-            match parser.parse_into(&mut e, line) {
-                Ok(()) => {
-                    ids.extend(e.id);
-                    self.add(&e);
-                }
-                Err(_) => self.scalars.parse_errors += 1,
-            }
-        }
+        let bad = parser.each_entry(reply, |e| {
+            ids.extend(e.id);
+            self.add(e);
+        });
+        self.scalars.parse_errors += bad;
         self.parser = Some(parser);
     }
 

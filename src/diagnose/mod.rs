@@ -25,6 +25,7 @@ mod risky_config;
 mod scale_out;
 mod selector;
 pub mod shell;
+mod step;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,7 @@ use crate::redis::info::Info;
 pub use remediation::FULL_NOTICE;
 pub(crate) use remediation::{blame, healing_steps, kill_steps, raise_maxclients};
 pub use selector::{Only, Selector};
+pub use step::{CloseBy, Notice, Relieve, Remedy, Step};
 
 /// The causes the diagnosis knows, as the `cause` label of `redis_client_diagnosis`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -147,14 +149,6 @@ impl Default for Thresholds {
 pub struct Evidence {
     pub what: String,
     pub value: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Step {
-    pub why: String,
-    /// A command to run, or `None` for advice.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -387,17 +381,7 @@ pub(crate) fn ev(what: impl Into<String>, value: impl ToString) -> Evidence {
 }
 
 pub(crate) fn advice(why: impl Into<String>) -> Step {
-    Step {
-        why: why.into(),
-        command: None,
-    }
-}
-
-pub(crate) fn run(why: impl Into<String>, command: impl Into<String>) -> Step {
-    Step {
-        why: why.into(),
-        command: Some(command.into()),
-    }
+    Step::advice(why)
 }
 
 pub(crate) fn pct(x: f64) -> String {
@@ -664,7 +648,7 @@ pub fn diagnose(
     .map(|mut f| {
         // No threat, no commands: a healthy pool's idle connections are not to be closed.
         if f.score < th.min_score {
-            f.remediation.retain(|s| s.command.is_none());
+            f.remediation.retain(|s| s.command().is_none());
             f.selector = None;
             f.remediation.insert(
                 0,
@@ -701,7 +685,7 @@ pub fn diagnose(
     };
     if status == Status::Full {
         for f in &mut findings {
-            if f.remediation.iter().any(|s| s.command.is_some()) {
+            if f.remediation.iter().any(|s| s.command().is_some()) {
                 let step = remediation::full_server_step(f);
                 f.remediation.insert(0, step);
             }

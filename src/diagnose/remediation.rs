@@ -4,53 +4,49 @@
 //! fails loudly when Redis refuses it (see `shell`).
 
 use super::shell;
-use super::{advice, run, Ctx, Finding, Only, Selector, Step};
+use super::step::{kill_filter, CloseBy, Notice};
+use super::{advice, Ctx, Finding, Only, Selector, Step};
 use crate::analysis::aggregate::Dimension;
+use crate::config::relief::Param;
 
-/// How every "server is full" step begins; the one-shot command puts its by-id step after it.
+/// How every "server is full" notice begins.
 pub const FULL_NOTICE: &str = "The server is full:";
 
 /// Remediation steps that kill a selector's connections, by the filters the server has.
 pub(crate) fn kill_steps(ctx: &Ctx<'_>, sel: &Selector, what: &str) -> Vec<Step> {
-    let filter = match sel.group {
-        Dimension::SourceIp => Some("IP"),
-        Dimension::ClientName => Some("NAME"),
-        Dimension::LibName => Some("LIB-NAME"),
-        Dimension::AddressPrefix | Dimension::AllSources => None,
-    };
     // Valkey 9 filters by IP, NAME, LIB-NAME and IDLE itself; every other server needs ids.
-    match filter {
-        // A cut key is not the value itself: no server-side filter can take it.
-        Some(filter)
-            if ctx.server.kills_by_idle()
-                && sel.only == Only::Idle
-                && !sel.key.is_empty()
-                && sel.cut_key().is_none() =>
-        {
-            vec![run(
-                format!("Close {what} now (server-side filter)"),
-                shell::checked(&format!(
-                    "{} CLIENT KILL {filter} {} IDLE {} TYPE normal SKIPME yes",
-                    ctx.cli,
-                    shell::quote(&sel.key),
-                    sel.idle_seconds
-                )),
-            )]
-        }
-        _ => vec![run(
+    // A cut key is not the value itself: no server-side filter can take it.
+    let server_side = kill_filter(sel.group).is_some()
+        && ctx.server.kills_by_idle()
+        && sel.only == Only::Idle
+        && !sel.key.is_empty()
+        && sel.cut_key().is_none();
+    if server_side {
+        vec![Step::close(
+            format!("Close {what} now (server-side filter)"),
+            ctx.cli,
+            sel.clone(),
+            CloseBy::ServerFilter,
+        )]
+    } else {
+        vec![Step::close(
             format!(
                 "Close {what} now ({} has no CLIENT KILL filter for this, so they are re-selected from a live CLIENT LIST and closed by id)",
                 ctx.server.name()
             ),
-            sel.pipeline(ctx.cli),
-        )],
+            ctx.cli,
+            sel.clone(),
+            CloseBy::Reselect,
+        )]
     }
 }
 
 /// The `timeout` a leak fix proposes: 5 minutes, and never below twice the idle threshold
 /// (so the connections the diagnosis calls idle are what it closes, not busier ones).
-fn proposed_timeout(ctx: &Ctx<'_>) -> u64 {
-    (2 * ctx.obs.idle_threshold_seconds).max(300)
+fn proposed_timeout(ctx: &Ctx<'_>) -> i64 {
+    i64::try_from(2 * ctx.obs.idle_threshold_seconds)
+        .unwrap_or(i64::MAX)
+        .max(300)
 }
 
 /// The steps every leak fix carries, whatever the server's settings: `timeout` (Redis closes
@@ -66,9 +62,11 @@ pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
         ));
     } else {
         match cfg.timeout {
-            Some(0.0) => steps.push(run(
+            Some(0.0) => steps.push(Step::set_param(
                 format!("Let Redis close connections idle longer than {t} s (timeout is 0: never). Every client's idle connections are closed then, healthy pools' too: they reconnect; pub/sub and blocked clients are exempt"),
-                shell::checked_ok(&format!("{} CONFIG SET timeout {t}", ctx.cli)),
+                ctx.cli,
+                Param::Timeout,
+                t,
             )),
             Some(x) => steps.push(advice(format!(
                 "timeout is {x:.0} s: Redis already closes connections idle longer than that; lower it (CONFIG SET timeout {t}) if leaked connections pile up faster."
@@ -79,9 +77,11 @@ pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
         }
     }
     match cfg.tcp_keepalive {
-        Some(0.0) => steps.push(run(
+        Some(0.0) => steps.push(Step::set_param(
             "Detect dead peers (crashed pods, dropped NAT entries): tcp-keepalive is 0, so their connections stay forever",
-            shell::checked_ok(&format!("{} CONFIG SET tcp-keepalive 60", ctx.cli)),
+            ctx.cli,
+            Param::TcpKeepalive,
+            60,
         )),
         Some(k) => steps.push(advice(format!(
             "tcp-keepalive is {k:.0} s: connections of dead peers are found and closed after about {k:.0} s plus the kernel's probes; connections of live clients that leak are not."
@@ -105,7 +105,9 @@ pub(crate) fn healing_steps(ctx: &Ctx<'_>, pubsub: bool) -> Vec<Step> {
 /// running process is raised.
 pub(crate) fn raise_maxclients(ctx: &Ctx<'_>, wanted: f64, clamped: bool) -> Vec<Step> {
     let fds = wanted + 32.0;
-    let set = shell::checked_ok(&format!("{} CONFIG SET maxclients {wanted:.0}", ctx.cli));
+    // `wanted` is whole (a ceiling or the default); `as` saturates, never wraps.
+    let value = wanted.round() as i64;
+    let set = |why: String| Step::set_param(why, ctx.cli, Param::Maxclients, value);
     let m = ctx.maxclients.unwrap_or(0.0);
     if clamped {
         vec![
@@ -116,18 +118,14 @@ pub(crate) fn raise_maxclients(ctx: &Ctx<'_>, wanted: f64, clamped: bool) -> Vec
             advice(format!(
                 "Without a restart (Linux, as root): `prlimit --pid $(pidof redis-server) --nofile={fds:.0}:{fds:.0}` raises the running process's limit; the command below works after that."
             )),
-            run(
-                format!("Then raise maxclients (fails until the open-files limit allows {fds:.0})"),
-                set,
-            ),
+            set(format!(
+                "Then raise maxclients (fails until the open-files limit allows {fds:.0})"
+            )),
             advice("Persist it: `maxclients` in redis.conf (or `CONFIG REWRITE`)."),
         ]
     } else {
         vec![
-            run(
-                format!("Raise maxclients to {wanted:.0}: works at runtime when redis-server may raise its open-files limit to {fds:.0} (its hard limit allows it); otherwise Redis refuses with \"The operating system is not able to handle the specified number of clients\" and changes nothing (then raise LimitNOFILE / ulimit -n and restart)"),
-                set,
-            ),
+            set(format!("Raise maxclients to {wanted:.0}: works at runtime when redis-server may raise its open-files limit to {fds:.0} (its hard limit allows it); otherwise Redis refuses with \"The operating system is not able to handle the specified number of clients\" and changes nothing (then raise LimitNOFILE / ulimit -n and restart)")),
             advice("Persist it: `maxclients` in redis.conf (or `CONFIG REWRITE`)."),
         ]
     }
@@ -150,7 +148,7 @@ pub(crate) fn full_server_step(f: &Finding) -> Step {
         Some(w) => format!("recycle or restart the service behind {w}: its connections close with its processes"),
         None => "restart or scale in the client service that holds the most connections: its connections close with its processes".to_string(),
     };
-    advice(format!(
+    Step::notice(Notice::FullServer, format!(
         "{FULL_NOTICE} no new connection can be opened while every slot is taken, so none of the redis-cli commands below can run now (they fail with `ERR max number of clients reached`). What works while it is full: {recycle}. Where the exporter's relief action is enabled, it can close these connections over the connection the exporter already holds. Once slots are free, run the commands below to clear what is left."
     ))
 }
@@ -187,7 +185,12 @@ pub(crate) fn blame(
         };
         b.title = format!("{title}, most from {kind} {key}");
         b.culprit = Some(format!("{kind} {key}"));
-        b.remediation.push(run(kill_why(key), s.pipeline(ctx.cli)));
+        b.remediation.push(Step::close(
+            kill_why(key),
+            ctx.cli,
+            s.clone(),
+            CloseBy::Reselect,
+        ));
         b.selector = Some(s);
     }
     b.remediation.push(advice(fix));

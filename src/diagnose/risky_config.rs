@@ -2,8 +2,8 @@
 //! connection, stay until maxclients. A risk, not a cause: it ranks above noise only when idle
 //! connections are already a large share.
 
-use super::shell;
-use super::{ev, run, Cause, Ctx, Finding};
+use super::{ev, Cause, Ctx, Finding, Step};
+use crate::config::relief::Param;
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let cfg = ctx.obs.config;
@@ -16,9 +16,11 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
     let mut evidence = Vec::new();
     if no_timeout {
         evidence.push(ev("timeout", "0 (idle connections are never closed)"));
-        remediation.push(run(
+        remediation.push(Step::set_param(
             "Close connections idle for 5 minutes (pub/sub and blocked clients are exempt)",
-            shell::checked_ok(&format!("{} CONFIG SET timeout 300", ctx.cli)),
+            ctx.cli,
+            Param::Timeout,
+            300,
         ));
     }
     if no_keepalive {
@@ -26,9 +28,11 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
             "tcp-keepalive",
             "0 (connections of dead peers stay until a write fails)",
         ));
-        remediation.push(run(
+        remediation.push(Step::set_param(
             "Detect dead peers (crashed pods, dropped NAT entries)",
-            shell::checked_ok(&format!("{} CONFIG SET tcp-keepalive 60", ctx.cli)),
+            ctx.cli,
+            Param::TcpKeepalive,
+            60,
         ));
     }
     let idle: u64 = ctx

@@ -76,9 +76,9 @@ fn leak_names_the_idle_source() {
     assert!(rep.findings[0].confidence >= 0.5, "{:?}", rep.findings[0]);
     assert_eq!(rep.status, Status::Warning);
     let kill = rep.findings[0].remediation[0]
-        .command
-        .clone()
-        .unwrap_or_default();
+        .command()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         kill.contains("K=10.0.0.9 awk") && kill.contains("CLIENT KILL ID"),
         "{kill}"
@@ -183,9 +183,9 @@ fn a_leak_is_found_by_client_library_across_subnets() {
         "{rep:#?}"
     );
     let cmd = rep.findings[0].remediation[0]
-        .command
-        .clone()
-        .unwrap_or_default();
+        .command()
+        .unwrap_or_default()
+        .to_string();
     assert!(cmd.contains("K=jedis") && cmd.contains("lib-name"), "{cmd}");
 }
 
@@ -259,7 +259,10 @@ fn an_autoscale_on_a_quiet_server_is_healthy() {
     assert_eq!(rep.exported(), ("none", 0.0));
     // No threat, no commands.
     for f in &rep.findings {
-        assert!(f.remediation.iter().all(|s| s.command.is_none()), "{f:#?}");
+        assert!(
+            f.remediation.iter().all(|s| s.command().is_none()),
+            "{f:#?}"
+        );
         assert!(f.selector.is_none());
     }
 }
@@ -282,7 +285,7 @@ fn a_pool_with_warm_spares_at_one_percent_is_healthy() {
     let leak = finding(&rep, Cause::ConnectionLeak).expect("the pattern is listed");
     assert!(leak.selector.is_none(), "{leak:#?}");
     assert!(
-        leak.remediation.iter().all(|s| s.command.is_none()),
+        leak.remediation.iter().all(|s| s.command().is_none()),
         "{leak:#?}"
     );
     assert!(
@@ -351,7 +354,7 @@ fn every_leak_fix_carries_timeout_and_keepalive() {
     let cmds: Vec<&str> = leak
         .remediation
         .iter()
-        .filter_map(|s| s.command.as_deref())
+        .filter_map(|s| s.command())
         .collect();
     assert!(
         cmds.iter().any(|c| c.contains("CONFIG SET timeout 300")),
@@ -495,9 +498,9 @@ fn valkey_is_reported_as_valkey_and_its_filters_are_used() {
     let valkey9 = valkey8.replace("8.1.8", "9.1.2");
     let rep = report(&r, &valkey9, cfg(160.0), &[]);
     let cmd = rep.findings[0].remediation[0]
-        .command
-        .clone()
-        .unwrap_or_default();
+        .command()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         cmd.contains("CLIENT KILL IP 10.0.0.9 IDLE 60 TYPE normal"),
         "{cmd}"
@@ -701,7 +704,8 @@ fn a_full_server_says_commands_cannot_run_and_what_works() {
     let leak = &rep.findings[0];
     assert_eq!(leak.cause, Cause::ConnectionLeak);
     let first = &leak.remediation[0];
-    assert!(first.command.is_none());
+    assert!(first.command().is_none());
+    assert!(first.is_notice(super::Notice::FullServer), "{first:?}");
     assert!(first.why.starts_with(FULL_NOTICE), "{}", first.why);
     assert!(
         first.why.contains(r"source_ip 10.0.0.9"),
@@ -710,7 +714,7 @@ fn a_full_server_says_commands_cannot_run_and_what_works() {
     );
     assert!(first.why.contains("relief action"), "{}", first.why);
     for f in &rep.findings {
-        if f.remediation.iter().any(|s| s.command.is_some()) {
+        if f.remediation.iter().any(|s| s.command().is_some()) {
             assert!(f.remediation[0].why.starts_with(FULL_NOTICE), "{f:#?}");
         }
     }

@@ -754,6 +754,28 @@ impl<'a> ClientEntry<'a> {
     }
 }
 
+impl Parser {
+    /// Parses every line of a CLIENT LIST reply into one reused entry and calls `each` with
+    /// it: the one loop over a reply that the aggregator, the one-shot command and relief
+    /// share. Returns how many non-empty lines were not client lines (skipped).
+    #[inline]
+    pub fn each_entry<'a>(
+        &mut self,
+        reply: &'a str,
+        mut each: impl FnMut(&ClientEntry<'a>),
+    ) -> u64 {
+        let mut e = ClientEntry::default();
+        let mut bad = 0;
+        for line in raw_lines(reply) {
+            match self.parse_into(&mut e, line) {
+                Ok(()) => each(&e),
+                Err(_) => bad += 1,
+            }
+        }
+        bad
+    }
+}
+
 /// Iterates the non-empty lines of a CLIENT LIST reply with their parse results.
 pub fn lines(reply: &str) -> impl Iterator<Item = Result<ClientEntry<'_>, ParseError>> {
     let mut parser = Parser::new();

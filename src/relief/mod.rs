@@ -42,9 +42,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Target;
-use crate::diagnose::shell::quote;
-use crate::diagnose::{Cause, Finding, Only, Report, Step};
-use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
+use crate::diagnose::{Cause, Finding, Relieve, Remedy, Report, Step};
+use crate::redis::client_list::Parser;
 use crate::redis::connection::ErrorKind;
 use crate::redis::connection::{Conn, PollError, Stage};
 use crate::redis::resp::{Arg, Value};
@@ -392,7 +391,7 @@ impl Hub {
                 let at = f
                     .remediation
                     .iter()
-                    .position(|s| s.command.is_some())
+                    .position(|s| s.command().is_some())
                     .map_or(f.remediation.len(), |i| i + 1);
                 f.remediation.insert(at, step);
             }
@@ -421,59 +420,41 @@ pub fn step(
     f: &Finding,
     bounds: &BTreeMap<Param, (i64, i64)>,
 ) -> Option<Step> {
-    let mut cmd = format!(
-        "redis-clients-exporter relieve --exporter {} --target {}",
-        quote(exporter),
-        quote(target)
-    );
     let mut does = Vec::new();
-    if let Some(sel) = &f.selector {
-        cmd.push_str(&format!(" --finding {}", f.cause.as_str()));
-        match sel.only {
-            Only::IdlePubsub => cmd.push_str(" --include-pubsub"),
-            Only::Blocked => cmd.push_str(" --include-blocked"),
-            Only::Idle | Only::OutputBuffer => {}
-        }
+    let finding = f.selector.as_ref().map(|sel| (f.cause, sel.only));
+    if finding.is_some() {
         does.push("lists the exact connections this finding blames".to_string());
     }
-    let mut sets = Vec::new();
-    for c in f.remediation.iter().filter_map(|s| s.command.as_deref()) {
-        let Some((_, rest)) = c.rsplit_once(" CONFIG SET ") else {
-            continue;
-        };
-        // The printed command checks redis-cli's answer (`... 2>&1 | awk ...`, so that a full
-        // server's refusal fails loudly): only the words before that are the CONFIG SET.
-        let rest = rest.split(" 2>&1").next().unwrap_or(rest);
-        let rest = rest.split(" | ").next().unwrap_or(rest).trim();
-        let mut words = rest.split(' ');
-        let (Some(p), Some(v), None) = (
-            words.next().and_then(Param::parse),
-            words.next().and_then(|v| v.parse::<i64>().ok()),
-            words.next(),
-        ) else {
+    let mut sets: Vec<(Param, i64)> = Vec::new();
+    for s in &f.remediation {
+        let Remedy::SetParam { param, value } = s.remedy else {
             continue;
         };
         let allowed = bounds
-            .get(&p)
-            .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&v));
-        if allowed && !sets.iter().any(|(q, _)| *q == p) {
-            sets.push((p, v));
+            .get(&param)
+            .is_some_and(|(lo, hi)| (*lo..=*hi).contains(&value));
+        if allowed && !sets.iter().any(|(q, _)| *q == param) {
+            sets.push((param, value));
         }
     }
     for (p, v) in &sets {
-        cmd.push_str(&format!(" --set {}={v}", p.key()));
         does.push(format!("CONFIG SET {} {v}", p.redis_name()));
     }
     if does.is_empty() {
         return None;
     }
-    Some(Step {
-        why: format!(
+    Some(Step::relieve(
+        format!(
             "Works while the server is full, unlike the redis-cli commands (they need a new connection, which a full server refuses): the exporter acts through the connection it already holds. This previews what it would do ({}), changing nothing; add --execute to do it. Needs a relief user (RELIEVE_USER and RELIEVE_PASSWORD_FILE); see docs/relief.md.",
             does.join("; ")
         ),
-        command: Some(cmd),
-    })
+        Relieve {
+            exporter: exporter.to_string(),
+            target: target.to_string(),
+            finding,
+            sets,
+        },
+    ))
 }
 
 // ---- HTTP ----
@@ -980,20 +961,15 @@ async fn do_preview(
     let mut listed = Vec::new();
     let mut left_out: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut lib_names = false;
-    let mut parser = Parser::new();
-    let mut e = ClientEntry::default();
-    for line in raw_lines(&snap.reply) {
-        if parser.parse_into(&mut e, line).is_err() {
-            continue;
-        }
+    Parser::new().each_entry(&snap.reply, |e| {
         lib_names |= e.lib_name.is_some();
-        match criteria.verdict(&e, snap.own) {
+        match criteria.verdict(e, snap.own) {
             Verdict::NoMatch => {}
             Verdict::Protected(p) => *left_out.entry(p.as_str()).or_insert(0) += 1,
             Verdict::Close => {
                 let (Some(id), Some(age)) = (e.id, e.age) else {
                     *left_out.entry(Protected::NoId.as_str()).or_insert(0) += 1;
-                    continue;
+                    return;
                 };
                 conns.push(Previewed {
                     id,
@@ -1013,7 +989,7 @@ async fn do_preview(
                 }));
             }
         }
-    }
+    });
     rec.listed = Some(conns.len());
     if conns.len() > cfg.max_connections_per_action {
         return Err(refuse(
@@ -1176,15 +1152,11 @@ async fn run_action(c: &mut Conn, p: Pending) -> Executed {
             }
         };
         let mut now: HashMap<u64, (String, Option<u64>, Verdict)> = HashMap::new();
-        let mut parser = Parser::new();
-        let mut e = ClientEntry::default();
-        for line in raw_lines(&reply) {
-            if parser.parse_into(&mut e, line).is_ok() {
-                if let Some(id) = e.id {
-                    now.insert(id, (e.addr.to_string(), e.age, p.criteria.verdict(&e, own)));
-                }
+        Parser::new().each_entry(&reply, |e| {
+            if let Some(id) = e.id {
+                now.insert(id, (e.addr.to_string(), e.age, p.criteria.verdict(e, own)));
             }
-        }
+        });
         for prev in &p.conns {
             let reason = match now.get(&prev.id) {
                 None => Some("gone"),
@@ -1340,9 +1312,24 @@ async fn do_execute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::{Evidence, Selector};
+    use crate::diagnose::shell::quote;
+    use crate::diagnose::{CloseBy, Evidence, Only, Selector};
 
-    fn finding(cause: Cause, only: Option<Only>, commands: &[&str]) -> Finding {
+    fn finding(cause: Cause, only: Option<Only>, sets: &[(Param, i64)]) -> Finding {
+        let selector = only.map(|only| Selector {
+            group: crate::analysis::aggregate::Dimension::ClientName,
+            key: "x".into(),
+            only,
+            idle_seconds: 60,
+        });
+        let mut remediation: Vec<Step> = selector
+            .iter()
+            .map(|s| Step::close("w", "redis-cli -p 1", s.clone(), CloseBy::Reselect))
+            .collect();
+        remediation.extend(
+            sets.iter()
+                .map(|&(p, v)| Step::set_param("w", "redis-cli -p 1", p, v)),
+        );
         Finding {
             cause,
             title: "t".into(),
@@ -1356,19 +1343,8 @@ mod tests {
                 what: "w".into(),
                 value: "v".into(),
             }],
-            remediation: commands
-                .iter()
-                .map(|c| Step {
-                    why: "w".into(),
-                    command: Some(c.to_string()),
-                })
-                .collect(),
-            selector: only.map(|only| Selector {
-                group: crate::analysis::aggregate::Dimension::ClientName,
-                key: "x".into(),
-                only,
-                idle_seconds: 60,
-            }),
+            remediation,
+            selector,
         }
     }
 
@@ -1380,13 +1356,10 @@ mod tests {
         let f = finding(
             Cause::ConnectionLeak,
             Some(Only::Idle),
-            &[
-                "redis-cli -p 1 CLIENT KILL ...",
-                "redis-cli -p 1 CONFIG SET timeout 300",
-            ],
+            &[(Param::Timeout, 300)],
         );
         let s = step("http://127.0.0.1:9816", hostile, &f, &bounds).expect("a step");
-        let cmd = s.command.expect("command");
+        let cmd = s.command().expect("command").to_string();
         assert_eq!(
             cmd,
             format!("redis-clients-exporter relieve --exporter http://127.0.0.1:9816 --target {} --finding connection_leak --set timeout=300", quote(hostile))
@@ -1397,21 +1370,13 @@ mod tests {
             s.why
         );
         // Out of bounds or without bounds: not offered. Nothing to do: no step.
-        let f = finding(
-            Cause::MaxclientsTooLow,
-            None,
-            &["redis-cli CONFIG SET maxclients 20000"],
-        );
+        let f = finding(Cause::MaxclientsTooLow, None, &[(Param::Maxclients, 20000)]);
         assert!(step("u", "t", &f, &bounds).is_none());
-        let f = finding(
-            Cause::RiskyConfig,
-            None,
-            &["redis-cli CONFIG SET timeout 5"],
-        );
+        let f = finding(Cause::RiskyConfig, None, &[(Param::Timeout, 5)]);
         assert!(step("u", "t", &f, &bounds).is_none());
         let f = finding(Cause::StalePubsub, Some(Only::IdlePubsub), &[]);
         let cmd = step("u", "t", &f, &bounds)
-            .and_then(|s| s.command)
+            .and_then(|s| s.command().map(str::to_string))
             .expect("cmd");
         assert!(
             cmd.ends_with("--finding stale_pubsub --include-pubsub"),
@@ -1419,7 +1384,7 @@ mod tests {
         );
         let f = finding(Cause::BlockedClients, Some(Only::Blocked), &[]);
         let cmd = step("u", "t", &f, &bounds)
-            .and_then(|s| s.command)
+            .and_then(|s| s.command().map(str::to_string))
             .expect("cmd");
         assert!(
             cmd.ends_with("--finding blocked_clients --include-blocked"),

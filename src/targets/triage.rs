@@ -7,9 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::analysis::aggregate::Aggregator;
 use crate::analysis::history::Sample;
 use crate::config::Target;
-use crate::diagnose::shell;
-use crate::diagnose::{self, Observation, Report, Step};
-use crate::redis::client_list::{raw_lines, ClientEntry, Parser};
+use crate::diagnose::{self, Notice, Observation, Report, Step};
+use crate::redis::client_list::Parser;
 use crate::redis::connection::{
     no_client_in_client_list, observe_config, observe_info, read_client_list, Conn, ErrorKind,
     PollError,
@@ -156,16 +155,14 @@ fn add_ids(report: &mut Report, reply: &str) {
         let Some(sel) = &f.selector else { continue };
         let mut ids: Vec<u64> = Vec::new();
         let mut matched = 0usize;
-        let mut e = ClientEntry::default();
-        let mut parser = Parser::new();
-        for line in raw_lines(reply) {
-            if parser.parse_into(&mut e, line).is_ok() && sel.matches(&e) {
+        Parser::new().each_entry(reply, |e| {
+            if sel.matches(e) {
                 matched += 1;
                 if let Some(id) = e.id.filter(|_| ids.len() < MAX_IDS) {
                     ids.push(id);
                 }
             }
-        }
+        });
         if ids.is_empty() {
             continue;
         }
@@ -182,25 +179,23 @@ fn add_ids(report: &mut Report, reply: &str) {
             } else {
                 String::new()
             };
-            steps.push(Step {
-                why: format!("Close {what} this snapshot matched, by id{part}"),
-                command: Some(shell::kill_ids(&cli, chunk)),
-            });
+            steps.push(Step::kill_ids(
+                format!("Close {what} this snapshot matched, by id{part}"),
+                &cli,
+                chunk.to_vec(),
+            ));
         }
         if matched > ids.len() {
-            steps.push(Step {
-                why: format!(
-                    "{} more connections matched than the {} listed by id: the next step re-selects them from a live CLIENT LIST and closes them too",
-                    matched - ids.len(),
-                    ids.len()
-                ),
-                command: None,
-            });
+            steps.push(Step::advice(format!(
+                "{} more connections matched than the {} listed by id: the next step re-selects them from a live CLIENT LIST and closes them too",
+                matched - ids.len(),
+                ids.len()
+            )));
         }
         let at = f
             .remediation
             .iter()
-            .take_while(|s| s.command.is_none() && s.why.starts_with(diagnose::FULL_NOTICE))
+            .take_while(|s| s.is_notice(Notice::FullServer))
             .count();
         f.remediation.splice(at..at, steps);
     }
@@ -249,7 +244,7 @@ mod tests {
         r.findings[0]
             .remediation
             .iter()
-            .filter_map(|s| s.command.as_deref())
+            .filter_map(|s| s.command())
             .filter_map(|c| c.strip_prefix("printf 'CLIENT KILL ID %s\\n' "))
             .flat_map(|c| {
                 c.split(" | ")
@@ -278,15 +273,14 @@ mod tests {
         assert_eq!(listed(&r).len(), MAX_IDS);
         let steps = &r.findings[0].remediation;
         let chunks = MAX_IDS / IDS_PER_COMMAND;
-        assert!(steps[chunks].command.is_none());
+        assert!(steps[chunks].command().is_none());
         assert!(
             steps[chunks].why.starts_with("50 more connections matched"),
             "{steps:#?}"
         );
         // The live re-selection, which closes them too, follows.
         assert!(steps[chunks + 1]
-            .command
-            .as_deref()
+            .command()
             .is_some_and(|c| c.contains("CLIENT LIST")));
     }
 
@@ -295,6 +289,7 @@ mod tests {
         let r = report_with_ids(45, 50.0);
         assert_eq!(r.status, diagnose::Status::Full);
         let steps = &r.findings[0].remediation;
+        assert!(steps[0].is_notice(Notice::FullServer), "{steps:#?}");
         assert!(
             steps[0].why.starts_with(diagnose::FULL_NOTICE),
             "{steps:#?}"

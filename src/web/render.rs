@@ -234,7 +234,7 @@ pub fn text_with(r: &Report, x: &Extras<'_>) -> String {
         let _ = writeln!(o, "   Fix:");
         for s in &f.remediation {
             let _ = writeln!(o, "     - {}", s.why);
-            if let Some(c) = &s.command {
+            if let Some(c) = s.command() {
                 let _ = writeln!(o, "       $ {c}");
             }
         }
@@ -250,7 +250,7 @@ pub fn text_with(r: &Report, x: &Extras<'_>) -> String {
     }
     if r.findings
         .iter()
-        .any(|f| f.remediation.iter().any(|s| s.command.is_some()))
+        .any(|f| f.remediation.iter().any(|s| s.command().is_some()))
     {
         let _ = writeln!(
             o,
@@ -306,7 +306,7 @@ pub fn markdown_with(r: &Report, x: &Extras<'_>) -> String {
         let _ = writeln!(o, "\n**Fix**\n");
         for s in &f.remediation {
             let _ = writeln!(o, "- {}", md(&s.why));
-            if let Some(c) = &s.command {
+            if let Some(c) = s.command() {
                 let _ = writeln!(o, "{}", md_block(c, "  "));
             }
         }
@@ -319,7 +319,7 @@ pub fn markdown_with(r: &Report, x: &Extras<'_>) -> String {
     }
     if r.findings
         .iter()
-        .any(|f| f.remediation.iter().any(|s| s.command.is_some()))
+        .any(|f| f.remediation.iter().any(|s| s.command().is_some()))
     {
         let _ = writeln!(
             o,
@@ -476,7 +476,7 @@ pub fn html_with(r: &Report, x: &Extras<'_>) -> String {
         o.push_str("</table><h3>Fix</h3><ul>");
         for s in &f.remediation {
             let _ = write!(o, "<li>{}", html_escape(&s.why));
-            if let Some(c) = &s.command {
+            if let Some(c) = s.command() {
                 let _ = write!(o, "<pre>{}</pre>", html_escape(c));
             }
             o.push_str("</li>");
@@ -560,7 +560,8 @@ mod tests {
         assert_eq!(utc(1_795_437_668.0), "2026-11-23 12:41:08 UTC");
     }
     fn hostile_report() -> Report {
-        use crate::diagnose::{Cause, Evidence, Finding, Step};
+        use crate::analysis::aggregate::Dimension;
+        use crate::diagnose::{Cause, CloseBy, Evidence, Finding, Only, Selector, Step};
         let name = "x```';touch${IFS}/tmp/P;echo'</pre>*_[a](b)|\u{1b}]0;title\u{7}\u{202e}";
         let mut r = Report::unreachable("t`1", 0.0, "-", "redis-cli -p 1");
         r.status = Status::Warning;
@@ -577,13 +578,17 @@ mod tests {
                 what: name.to_string(),
                 value: name.to_string(),
             }],
-            remediation: vec![Step {
-                why: name.to_string(),
-                command: Some(format!(
-                    "redis-cli -p 1 CLIENT KILL NAME {}",
-                    crate::diagnose::shell::quote(name)
-                )),
-            }],
+            remediation: vec![Step::close(
+                name,
+                "redis-cli -p 1",
+                Selector {
+                    group: Dimension::ClientName,
+                    key: name.to_string(),
+                    only: Only::Idle,
+                    idle_seconds: 60,
+                },
+                CloseBy::ServerFilter,
+            )],
             selector: None,
         });
         r
@@ -596,9 +601,9 @@ mod tests {
         assert!(md.starts_with("# Diagnosis of ``t`1``"), "{md}");
         // The command's block is fenced by a run longer than the name's, and is unchanged.
         let cmd = r.findings[0].remediation[0]
-            .command
-            .clone()
-            .unwrap_or_default();
+            .command()
+            .unwrap_or_default()
+            .to_string();
         assert!(md.contains(&format!("  ````sh\n  {cmd}\n  ````\n")), "{md}");
         // Outside the block, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
         let prose: String = md.replace(&cmd, "");
@@ -618,9 +623,9 @@ mod tests {
         assert!(!t.contains('\u{1b}') && !t.contains('\u{7}') && !t.contains('\u{202e}'));
         assert!(t.contains(r"\u{1b}]0;title\u{7}\u{202e}"), "{t}");
         let cmd = r.findings[0].remediation[0]
-            .command
-            .clone()
-            .unwrap_or_default();
+            .command()
+            .unwrap_or_default()
+            .to_string();
         assert!(t.contains(&format!("$ {cmd}\n")), "{t}");
         let h = html(&r);
         assert!(!h.contains("</pre>*") && !h.contains('\u{1b}'), "{h}");
