@@ -68,6 +68,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "targets::discovery",
             "targets::dynamic",
             "targets::triage",
+            "targets::close",
         ],
     ),
     // Acting on a full Redis through the pollers' held connections.

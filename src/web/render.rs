@@ -12,6 +12,10 @@ use crate::web::timeline::{self, Timeline};
 /// Rows of each table of groups on the HTML page: the aggregator keeps its top K (a
 /// configured bound) plus `other`; a page stays bounded even with a large K.
 pub const MAX_TABLE_ROWS: usize = 100;
+/// What introduces a step's `redis-cli`-only form.
+const FALLBACK: &str =
+    "Without the exporter's binary, with redis-cli only (the same selection; exits 1 when refused)";
+
 /// Characters of a name in a sparkline line.
 const LINE_NAME_CHARS: usize = 40;
 
@@ -237,6 +241,9 @@ pub fn text_with(r: &Report, x: &Extras<'_>) -> String {
             if let Some(c) = s.command() {
                 let _ = writeln!(o, "       $ {c}");
             }
+            if let Some(c) = s.fallback() {
+                let _ = writeln!(o, "       {FALLBACK}:\n       $ {c}");
+            }
         }
     }
     if !notes.is_empty() {
@@ -254,7 +261,7 @@ pub fn text_with(r: &Report, x: &Extras<'_>) -> String {
     {
         let _ = writeln!(
             o,
-            "\nCommands use `{}`; if the server needs a password, export REDISCLI_AUTH first.",
+            "\nCommands use `{}` (`redis-clients-exporter close` takes the same flags); if the server needs a password, export REDISCLI_AUTH first.",
             r.redis_cli
         );
     }
@@ -309,6 +316,9 @@ pub fn markdown_with(r: &Report, x: &Extras<'_>) -> String {
             if let Some(c) = s.command() {
                 let _ = writeln!(o, "{}", md_block(c, "  "));
             }
+            if let Some(c) = s.fallback() {
+                let _ = writeln!(o, "\n  {FALLBACK}:\n\n{}", md_block(c, "  "));
+            }
         }
     }
     if !notes.is_empty() {
@@ -323,7 +333,7 @@ pub fn markdown_with(r: &Report, x: &Extras<'_>) -> String {
     {
         let _ = writeln!(
             o,
-            "\nCommands use {}; if the server needs a password, export REDISCLI\\_AUTH first.",
+            "\nCommands use {} (`redis-clients-exporter close` takes the same flags); if the server needs a password, export REDISCLI\\_AUTH first.",
             md_code(&r.redis_cli)
         );
     }
@@ -335,7 +345,7 @@ h1{font-size:1.4em}header p{font-size:1.1em;padding:.6em .8em;border-radius:6px}
 .healthy{background:#e3f5e1}.warning{background:#fff4d6}.critical,.full{background:#fde2e1}.unreachable{background:#eee}\
 table{border-collapse:collapse}td{padding:.15em .8em .15em 0;vertical-align:top}\
 section.finding{border:1px solid #ccc;border-radius:6px;padding:.4em 1em;margin:1em 0}\
-.conf{font-weight:bold}#trend svg{max-width:100%;height:auto;color:inherit}#refusals{color:#c5221f;font-weight:bold}\
+.conf{font-weight:bold}details.fallback summary{cursor:pointer;color:#555;font-size:.9em}#trend svg{max-width:100%;height:auto;color:inherit}#refusals{color:#c5221f;font-weight:bold}\
 table.groups{margin:.3em 0 1em;font-variant-numeric:tabular-nums}table.groups th{text-align:left;padding-right:.8em;border-bottom:1px solid #ccc}\
 table.groups td.key{max-width:28em;overflow-wrap:anywhere}tr.culprit{background:#fde2e1}\
 pre{background:#f4f4f4;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
@@ -479,6 +489,15 @@ pub fn html_with(r: &Report, x: &Extras<'_>) -> String {
             if let Some(c) = s.command() {
                 let _ = write!(o, "<pre>{}</pre>", html_escape(c));
             }
+            // Folded: the short command above is what a person reads; this is for a shell
+            // without the exporter's binary.
+            if let Some(c) = s.fallback() {
+                let _ = write!(
+                    o,
+                    "<details class=\"fallback\"><summary>{FALLBACK}</summary><pre>{}</pre></details>",
+                    html_escape(c)
+                );
+            }
             o.push_str("</li>");
         }
         o.push_str("</ul></section></li>");
@@ -527,7 +546,7 @@ pub fn html_with(r: &Report, x: &Extras<'_>) -> String {
     }
     let _ = write!(
         o,
-        "<footer><p>Commands use <code>{}</code>; export REDISCLI_AUTH first if the server needs a password. \
+        "<footer><p>Commands use <code>{}</code> (<code>redis-clients-exporter close</code> takes the same flags); export REDISCLI_AUTH first if the server needs a password. \
 <a href=\"?target={}&amp;format=json\">JSON</a>{}</p></footer></body></html>",
         html_escape(&r.redis_cli),
         html_escape(&url_encode(&r.target)),
@@ -605,8 +624,17 @@ mod tests {
             .unwrap_or_default()
             .to_string();
         assert!(md.contains(&format!("  ````sh\n  {cmd}\n  ````\n")), "{md}");
-        // Outside the block, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
-        let prose: String = md.replace(&cmd, "");
+        let fallback = r.findings[0].remediation[0]
+            .fallback()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!fallback.is_empty());
+        assert!(
+            md.contains(&format!("  ````sh\n  {fallback}\n  ````\n")),
+            "{md}"
+        );
+        // Outside the blocks, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
+        let prose: String = md.replace(&cmd, "").replace(&fallback, "");
         for bad in ["*_", "[a]", "</pre>", "```'"] {
             assert!(!prose.contains(bad), "{bad} in {prose}");
         }
