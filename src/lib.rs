@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::redis::tls;
 use crate::targets::reconcile::{PollerSpec, TaskSet};
 use crate::targets::{discovery, dynamic, reconcile, state};
 use crate::web::http;
@@ -33,7 +32,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("web TLS: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] web::tls_server::ServerTlsError),
 }
 
 /// A running exporter: its bound address and the handles to reload or stop it.
@@ -75,7 +74,8 @@ impl Running {
 
     /// Applies a new configuration: starts added targets, stops removed ones (their series
     /// disappear), restarts changed ones, and leaves the others and their connections alone.
-    /// The listen address, web config and log format need a restart; a change is logged.
+    /// The listen address and log format need a restart; a change is logged. The web config
+    /// file is re-read by the HTTP server itself when it changes (src/web/live_config.rs).
     pub async fn reload(&self, cfg: Config) -> ReloadSummary {
         if cfg.listen != self.listen {
             tracing::warn!(old = %self.listen, new = %cfg.listen, "a new listen address needs a restart; keeping the old one");
@@ -171,19 +171,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let mut groups = TaskSet::new(shutdown.clone());
     discovery::reconcile_sources(&mut groups, &cfg, &store).await;
     let dynamic = dynamic::Dynamic::new(&cfg, shutdown.clone());
+    let live = Arc::new(web::live_config::LiveWebConfig::new(&cfg.web)?);
     let app = http::router(
         Arc::clone(&store),
-        cfg.web.basic_auth_users.clone(),
+        Arc::clone(&live),
         Arc::clone(&dynamic),
         Arc::clone(&relief),
     );
-    let acceptor = cfg
-        .web
-        .tls_server_config
-        .as_ref()
-        .map(tls::acceptor)
-        .transpose()?;
-    let http = tokio::spawn(http::serve(listener, acceptor, app, shutdown.clone()));
+    let http = tokio::spawn(http::serve(listener, live, app, shutdown.clone()));
     let scheme = if cfg.web.tls_server_config.is_some() {
         "https"
     } else {

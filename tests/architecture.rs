@@ -78,6 +78,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         "web",
         &[
             "web",
+            "web::build_info",
+            "web::auth",
+            "web::tls_server",
+            "web::live_config",
+            "web::accept",
             "web::exposition",
             "web::metrics",
             "web::escape",

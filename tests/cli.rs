@@ -375,3 +375,36 @@ fn missing_or_unreadable_password_files_and_empty_target_lists_are_errors() {
         }
     }
 }
+
+/// A bad `--target` is the flag's error (which one, counted from 1), not a configuration key's;
+/// `valkey://` and `valkeys://` are accepted as `redis://` and `rediss://`.
+#[test]
+fn a_bad_target_flag_names_the_flag_and_valkey_urls_are_accepted() {
+    let all = exits_2(
+        &[
+            "--target".as_ref(),
+            "valkey://127.0.0.1:6379".as_ref(),
+            "--target".as_ref(),
+            "redis://:x@127.0.0.1:notaport".as_ref(),
+            "--check-config".as_ref(),
+        ],
+        &[],
+    );
+    assert!(
+        all.contains("flag `--target` (2nd): not a valid URL"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("environment") && !all.contains("key `"),
+        "{all}"
+    );
+    let out = Command::new(BIN)
+        .args(["--target", "valkeys://127.0.0.1:6380", "--check-config"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -256,13 +256,14 @@ fn metrics_endpoint_with_tls_and_basic_auth() {
     let allow = format!("127.0.0.1:{}", r.port);
     cfg.topology.dynamic.allow = Allowlist::parse([allow.as_str()]).expect("allowlist");
     cfg.web = WebConfig {
-        tls_server_config: Some(WebTls {
-            cert_file: certs.path().join("server.pem"),
-            key_file: certs.path().join("server.key"),
-        }),
+        tls_server_config: Some(WebTls::files(
+            certs.path().join("server.pem"),
+            certs.path().join("server.key"),
+        )),
         basic_auth_users: [("prometheus".to_string(), bcrypt_hash(SECRET))]
             .into_iter()
             .collect(),
+        ..Default::default()
     };
     let exp = Exporter::start(cfg);
     let url = |path: &str| format!("https://localhost:{}{path}", exp.addr.port());

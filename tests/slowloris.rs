@@ -300,11 +300,12 @@ fn a_tls_scrape_gets_through_half_finished_handshakes() {
     assert!(out.status.success(), "{out:?}");
     let (_r, exp) = exporter_up(
         WebConfig {
-            tls_server_config: Some(WebTls {
-                cert_file: dir.path().join("cert.pem"),
-                key_file: dir.path().join("key.pem"),
-            }),
+            tls_server_config: Some(WebTls::files(
+                dir.path().join("cert.pem"),
+                dir.path().join("key.pem"),
+            )),
             basic_auth_users: Default::default(),
+            ..Default::default()
         },
         tls_scrape,
     );

@@ -4,17 +4,47 @@
 //! Secrets are held in [`Secret`], whose `Debug` never shows the value, and a password found
 //! inside an address URL is moved out of it before the address is used for anything.
 
-pub mod relief;
-pub mod shard;
-pub mod topology;
+//!
+//! One job per file: `raw.rs` the keys as read, `layers.rs` reading the file and environment
+//! layers, `service_link.rs` Kubernetes' injected variables, `secret.rs` passwords,
+//! `target.rs` one target's address and settings, `poll.rs` the CLIENT LIST schedule, `web.rs`
+//! the web configuration file; this file joins them into a [`Config`].
 
-use std::fmt;
+mod layers;
+pub mod poll;
+mod raw;
+pub mod relief;
+pub mod secret;
+mod service_link;
+pub mod shard;
+pub mod target;
+pub mod topology;
+pub mod web;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
+
+pub(crate) use layers::deserialize;
+use layers::read_layers;
+pub use poll::{
+    ClientListSchedule, DEFAULT_BACKOFF_CLIENTS, DEFAULT_FULL_BACKOFF_CLIENTS,
+    DEFAULT_RESYNC_SECONDS,
+};
+pub(crate) use raw::{RawConfig, RawTarget};
+use secret::check_secrets;
+pub(crate) use secret::PasswordSources;
+pub use secret::{Secret, SecretError};
+pub use service_link::is_service_link;
+pub(crate) use target::{parse_address, resolve_target};
+pub use target::{Endpoint, Target, TlsOptions};
+pub use web::{
+    load_web_config, CipherSuite, ClientAuth, Curve, HttpServerConfig, Pem, TlsVersion, WebConfig,
+    WebTls,
+};
 
 /// Default listen port: beside the Go redis_exporter's 9121, never on it.
 pub const DEFAULT_PORT: u16 = 9816;
@@ -32,6 +62,25 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A command-line flag's value; `nth` counts from 1 among repeated uses of the flag.
+    #[error("flag `{flag}`{}: {message}", nth.map(|n| format!(" ({})", ordinal(n))).unwrap_or_default())]
+    Flag {
+        flag: &'static str,
+        nth: Option<usize>,
+        message: String,
+    },
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, … `11th`, `12th`, `13th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -40,201 +89,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// A password, from the config, a file, or an environment variable. Never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Secret {
-    #[default]
-    None,
-    Value(String),
-    File(PathBuf),
-    Env(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::None => f.write_str("None"),
-            Secret::Value(_) => f.write_str("Value(<redacted>)"),
-            Secret::File(p) => write!(f, "File({})", p.display()),
-            Secret::Env(v) => write!(f, "Env({v})"),
-        }
-    }
-}
-
-#[derive(Debug, Error)]
-pub enum SecretError {
-    #[error("cannot read password file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("environment variable {0} holding the password is not set")]
-    Env(String),
-}
-
-impl Secret {
-    /// Reads the secret now; a file or variable is read on every call, so a rotated password
-    /// is picked up at the next (re)connect.
-    pub fn resolve(&self) -> Result<Option<String>, SecretError> {
-        match self {
-            Secret::None => Ok(None),
-            Secret::Value(v) => Ok(Some(v.clone())),
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|source| SecretError::File {
-                    path: p.display().to_string(),
-                    source,
-                }),
-            Secret::Env(name) => std::env::var(name)
-                .map(Some)
-                .map_err(|_| SecretError::Env(name.clone())),
-        }
-    }
-
-    /// [`Secret::resolve`] for async code: a password file is read on a blocking thread, so
-    /// that a hung mount stalls one connect, not the runtime's workers.
-    pub async fn resolve_async(&self) -> Result<Option<String>, SecretError> {
-        match self {
-            Secret::File(p) => {
-                let secret = self.clone();
-                let path = p.display().to_string();
-                tokio::task::spawn_blocking(move || secret.resolve())
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(SecretError::File {
-                            path,
-                            source: std::io::Error::other(e.to_string()),
-                        })
-                    })
-            }
-            _ => self.resolve(),
-        }
-    }
-}
-
-/// Where a target lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// TLS or not is `Target::tls`, the one place the poller looks.
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    Unix(PathBuf),
-}
-
-impl Endpoint {
-    /// `host:port` (`[v6]:port`) or `unix:/path`: the default `target` label and the `node` label.
-    pub fn label(&self) -> String {
-        match self {
-            Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
-            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
-            Endpoint::Unix(p) => format!("unix:{}", p.display()),
-        }
-    }
-}
-
-/// One Redis server to poll, resolved and validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// The `target` label: the alias, or `host:port`, or `unix:/path`.
-    pub label: String,
-    pub endpoint: Endpoint,
-    pub db: Option<u8>,
-    pub username: Option<String>,
-    pub password: Secret,
-    pub poll_interval: Duration,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub client_list: ClientListSchedule,
-    /// Set for `rediss://` targets only.
-    pub tls: Option<TlsOptions>,
-}
-
-/// TLS to a `rediss://` target. With no CA file the system's roots are trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsOptions {
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    /// Accept any server certificate. Only when asked for explicitly; logged at start.
-    pub insecure_skip_verify: bool,
-    /// SNI and the name the certificate must match, when it differs from the address' host.
-    pub server_name: Option<String>,
-}
-
-/// Protection of the exporter's own endpoint, in the style of Prometheus' web config file
-/// (`tls_server_config` and `basic_auth_users` with bcrypt hashes).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebConfig {
-    pub tls_server_config: Option<WebTls>,
-    #[serde(default)]
-    pub basic_auth_users: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-/// How often CLIENT LIST runs. It runs on Redis' main thread and costs O(clients), so above
-/// a number of connected clients its interval grows in proportion, up to `max_interval`; INFO
-/// and CONFIG keep the target's poll interval. Read in chunks of ids (src/redis/chunked.rs, Redis
-/// 6.2+) it no longer stalls Redis, and only its total CPU limits it: `backoff_clients`; read
-/// whole (older servers), one command holds Redis for all clients at once:
-/// `full_backoff_clients`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClientListSchedule {
-    pub backoff_clients: u64,
-    pub full_backoff_clients: u64,
-    pub max_interval: Duration,
-    /// A full CLIENT LIST this often re-synchronises the chunked walk (`None`: never).
-    pub resync: Option<Duration>,
-}
-
-/// `client_list_backoff_clients`: a chunked walk costs Redis ~1.3 µs of CPU per client, so at
-/// 50,000 clients and a 15 s poll ~65 ms per poll, 0.4 % of its main thread.
-pub const DEFAULT_BACKOFF_CLIENTS: u64 = 50_000;
-/// `client_list_full_backoff_clients`: a full CLIENT LIST of 5,000 clients holds Redis ~10 ms.
-pub const DEFAULT_FULL_BACKOFF_CLIENTS: u64 = 5000;
-/// `client_list_resync_seconds`: a sweep (src/redis/chunked.rs) at most every 15 minutes bounds how
-/// long a client the walk could not see stays uncounted.
-pub const DEFAULT_RESYNC_SECONDS: f64 = 900.0;
-
-impl Default for ClientListSchedule {
-    fn default() -> Self {
-        Self {
-            backoff_clients: DEFAULT_BACKOFF_CLIENTS,
-            full_backoff_clients: DEFAULT_FULL_BACKOFF_CLIENTS,
-            max_interval: Duration::from_secs(60),
-            resync: Some(Duration::from_secs_f64(DEFAULT_RESYNC_SECONDS)),
-        }
-    }
-}
-
-impl ClientListSchedule {
-    /// The CLIENT LIST interval for a server with `clients` connections, listed in chunks
-    /// (`chunked`) or whole.
-    pub fn interval(&self, poll_interval: Duration, clients: f64, chunked: bool) -> Duration {
-        let threshold = if chunked {
-            self.backoff_clients
-        } else {
-            self.full_backoff_clients
-        };
-        let threshold = threshold.max(1) as f64;
-        // NaN (no INFO value) compares false: treated like a small server.
-        if clients.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
-            return poll_interval;
-        }
-        poll_interval
-            .mul_f64(clients / threshold)
-            .min(self.max_interval.max(poll_interval))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,89 +118,6 @@ pub struct Overrides {
     pub web_config_file: Option<PathBuf>,
     /// `--shard i/N`.
     pub shard: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawConfig {
-    pub(crate) listen: Option<String>,
-    pub(crate) log_format: Option<LogFormat>,
-    pub(crate) top_k: Option<usize>,
-    pub(crate) idle_threshold_seconds: Option<u64>,
-    /// Comma-separated addresses; the environment's way to name targets.
-    pub(crate) target: Option<String>,
-    /// Defaults for every target that does not set its own.
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) password_file: Option<PathBuf>,
-    pub(crate) password_env: Option<String>,
-    pub(crate) poll_interval_seconds: Option<f64>,
-    pub(crate) connect_timeout_seconds: Option<f64>,
-    pub(crate) command_timeout_seconds: Option<f64>,
-    pub(crate) client_list_backoff_clients: Option<u64>,
-    pub(crate) client_list_max_interval_seconds: Option<f64>,
-    pub(crate) client_list_full_backoff_clients: Option<u64>,
-    pub(crate) client_list_resync_seconds: Option<f64>,
-    pub(crate) tls_ca_file: Option<PathBuf>,
-    pub(crate) tls_cert_file: Option<PathBuf>,
-    pub(crate) tls_key_file: Option<PathBuf>,
-    pub(crate) tls_insecure_skip_verify: Option<bool>,
-    pub(crate) web_config_file: Option<PathBuf>,
-    pub(crate) targets: Option<Vec<RawTarget>>,
-    // Topology, dynamic targets and the targets file: src/config/topology.rs.
-    pub(crate) auth_profiles: Option<std::collections::BTreeMap<String, RawAuth>>,
-    pub(crate) discovery_interval_seconds: Option<f64>,
-    pub(crate) scrape_allow: Option<crate::config::topology::RawAllowlist>,
-    pub(crate) scrape_max_targets: Option<usize>,
-    pub(crate) scrape_never_up_timeout_seconds: Option<f64>,
-    pub(crate) scrape_idle_timeout_seconds: Option<f64>,
-    pub(crate) scrape_first_poll_wait_seconds: Option<f64>,
-    pub(crate) targets_file: Option<PathBuf>,
-    pub(crate) targets_file_interval_seconds: Option<f64>,
-    pub(crate) relief: Option<crate::config::relief::RawRelief>,
-    /// `i/N` or `ordinal/N` (src/config/shard.rs).
-    pub(crate) shard: Option<String>,
-}
-
-/// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and
-/// by `/scrape?auth=NAME`.
-#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) password_file: Option<PathBuf>,
-    pub(crate) password_env: Option<String>,
-    /// Where `/scrape` may send these credentials (`host-or-CIDR:port[-port]`); none: nowhere.
-    pub(crate) targets: Option<crate::config::topology::RawAllowlist>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTarget {
-    pub(crate) address: Option<String>,
-    pub(crate) alias: Option<String>,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-    pub(crate) password_file: Option<PathBuf>,
-    pub(crate) password_env: Option<String>,
-    pub(crate) poll_interval_seconds: Option<f64>,
-    pub(crate) connect_timeout_seconds: Option<f64>,
-    pub(crate) command_timeout_seconds: Option<f64>,
-    pub(crate) tls_ca_file: Option<PathBuf>,
-    pub(crate) tls_cert_file: Option<PathBuf>,
-    pub(crate) tls_key_file: Option<PathBuf>,
-    pub(crate) tls_insecure_skip_verify: Option<bool>,
-    pub(crate) tls_server_name: Option<String>,
-    /// Name of an auth profile holding this target's credentials.
-    pub(crate) auth: Option<String>,
-    /// Expand to every node of the cluster this address belongs to.
-    pub(crate) cluster: Option<bool>,
-    /// Follow this Sentinel master set (with `sentinels`).
-    pub(crate) sentinel_master: Option<String>,
-    pub(crate) sentinels: Option<Vec<String>>,
-    /// Auth profile for the sentinels themselves (they often have no password, or another).
-    pub(crate) sentinel_auth: Option<String>,
 }
 
 /// Loads and validates the configuration from all layers, and checks that every password file
@@ -403,323 +174,6 @@ fn hostname(env: &[(String, String)]) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-/// The file and environment layers, merged; the origin that errors name.
-fn read_layers(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(RawConfig, String), ConfigError> {
-    let origin = file
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "environment".to_string());
-    let mut builder = config::Config::builder();
-    if let Some(path) = file {
-        if !path.exists() {
-            return Err(ConfigError::Load {
-                origin,
-                message: "file not found".to_string(),
-            });
-        }
-        builder = builder.add_source(config::File::from(path));
-    }
-    let env_map = config_env(env)?;
-    builder = builder.add_source(
-        config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("_")
-            .separator("__")
-            .source(Some(env_map)),
-    );
-    let raw: RawConfig = deserialize(builder, &origin)?;
-    Ok((raw, origin))
-}
-
-/// Where the variables that are not configuration are reported from.
-const ENV_ORIGIN: &str = "environment";
-
-/// The `REDIS_CLIENTS_EXPORTER_*` variables that are configuration, for config-rs. Kubernetes
-/// service links are left out ([`is_service_link`]); any other variable must name a
-/// configuration key, else the error names the variable (config-rs would blame the file).
-fn config_env(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<config::Map<String, String>, ConfigError> {
-    let keys = config_keys();
-    let mut out = config::Map::new();
-    for (name, value) in env {
-        let Some(rest) = name
-            .strip_prefix(ENV_PREFIX)
-            .and_then(|r| r.strip_prefix('_'))
-            .filter(|r| !r.is_empty())
-        else {
-            continue;
-        };
-        if is_service_link(&name, &value) {
-            continue;
-        }
-        // `AUTH_PROFILES__APP__PASSWORD_FILE`: config-rs nests at `__`; the first part must be
-        // a key (config-rs checks the rest).
-        let top = rest.split("__").next().unwrap_or(rest).to_ascii_lowercase();
-        if !keys.contains(&top.as_str()) {
-            return Err(invalid(
-                ENV_ORIGIN,
-                name.clone(),
-                format!(
-                    "unknown variable: there is no configuration key `{top}` (keys: {})",
-                    keys.join(", ")
-                ),
-            ));
-        }
-        out.insert(name, value);
-    }
-    Ok(out)
-}
-
-/// The top-level configuration keys, as serde knows them (so a key added to [`RawConfig`] is
-/// known here without a second list).
-pub(crate) fn config_keys() -> &'static [&'static str] {
-    struct_fields::<RawConfig>()
-}
-
-/// The field names of a `#[derive(Deserialize)]` struct: serde hands them to
-/// `deserialize_struct`, which this deserializer records and then stops.
-pub(crate) fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
-    struct Fields<'a>(&'a mut &'static [&'static str]);
-    impl<'de> serde::Deserializer<'de> for Fields<'_> {
-        type Error = serde::de::value::Error;
-        fn deserialize_any<V: serde::de::Visitor<'de>>(
-            self,
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            Err(serde::de::Error::custom("not a struct"))
-        }
-        fn deserialize_struct<V: serde::de::Visitor<'de>>(
-            self,
-            _name: &'static str,
-            fields: &'static [&'static str],
-            _visitor: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(serde::de::Error::custom("fields recorded"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-            ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Fields(&mut fields));
-    fields
-}
-
-/// Whether `name=value` is a variable Kubernetes injects into every pod for a Service in the
-/// namespace ("service links", on unless the pod sets `enableServiceLinks: false`). A Service
-/// named `redis-clients-exporter` (or `redis-clients-exporter-<anything>`) gives
-///
-/// ```text
-/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_HOST=10.96.0.7          cluster IP
-/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_PORT=9816               first port
-/// REDIS_CLIENTS_EXPORTER[_X]_SERVICE_PORT_<NAME>=9816        each named port
-/// REDIS_CLIENTS_EXPORTER[_X]_PORT=tcp://10.96.0.7:9816       Docker-link style, first port
-/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP=tcp://10.96.0.7:9816      each port (TCP/UDP/SCTP)
-/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_PROTO=tcp
-/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_PORT=9816
-/// REDIS_CLIENTS_EXPORTER[_X]_PORT_9816_TCP_ADDR=10.96.0.7
-/// ```
-///
-/// Both the name and the value must have the shape, so that a mistyped configuration variable
-/// is still an error. No configuration key ends in `service_host`, `service_port` or `port`,
-/// contains `service_port_` or `port_<digits>_` (a unit test checks every key), so none of them
-/// is ever taken for a link.
-pub fn is_service_link(name: &str, value: &str) -> bool {
-    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-        return false;
-    };
-    // `rest` is `_`, the rest of the Service's name (`_X`, possibly empty), `_`, then the
-    // shape: try every `_` as the start of the shape.
-    rest.char_indices()
-        .filter(|&(_, c)| c == '_')
-        .any(|(i, _)| {
-            let (service, shape) = (&rest[..i], &rest[i + 1..]);
-            service
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                && link_shape(shape, value)
-        })
-}
-
-fn link_shape(shape: &str, value: &str) -> bool {
-    let is_ip = |v: &str| v.parse::<std::net::IpAddr>().is_ok();
-    let is_port = |v: &str| v.parse::<u16>().is_ok_and(|p| p > 0);
-    match shape {
-        "SERVICE_HOST" => return is_ip(value),
-        "SERVICE_PORT" => return is_port(value),
-        "PORT" => return link_url(value, None).is_some(),
-        _ => {}
-    }
-    if let Some(name) = shape.strip_prefix("SERVICE_PORT_") {
-        // A port name (IANA_SVC_NAME, upper-cased, `-` to `_`): at most 15 characters, at
-        // least one letter, no leading, trailing or doubled `-`.
-        return is_port(value)
-            && !name.is_empty()
-            && name.len() <= 15
-            && name.bytes().any(|b| b.is_ascii_uppercase())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            && !name.starts_with('_')
-            && !name.ends_with('_')
-            && !name.contains("__");
-    }
-    let Some(port_proto) = shape.strip_prefix("PORT_") else {
-        return false;
-    };
-    let Some((port, proto_field)) = port_proto.split_once('_') else {
-        return false;
-    };
-    if !is_port(port) {
-        return false;
-    }
-    let (proto, field) = match proto_field.split_once('_') {
-        Some((p, f)) => (p, Some(f)),
-        None => (proto_field, None),
-    };
-    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-        return false;
-    }
-    match field {
-        None => link_url(value, Some((proto, port))).is_some(),
-        Some("PROTO") => value.eq_ignore_ascii_case(proto),
-        Some("PORT") => value == port,
-        Some("ADDR") => is_ip(value),
-        Some(_) => false,
-    }
-}
-
-/// `tcp://10.96.0.7:9816` (`udp`, `sctp`; IPv6 in brackets), of the given protocol and port.
-fn link_url(value: &str, expect: Option<(&str, &str)>) -> Option<()> {
-    let (proto, addr) = value.split_once("://")?;
-    if !matches!(proto, "tcp" | "udp" | "sctp") {
-        return None;
-    }
-    let addr: SocketAddr = addr.parse().ok()?;
-    match expect {
-        Some((p, port)) if !p.eq_ignore_ascii_case(proto) || addr.port().to_string() != port => {
-            None
-        }
-        _ => Some(()),
-    }
-}
-
-/// Every password file and password variable the configuration names (and that is in force)
-/// must be readable now. Errors name the key and the file or variable, never the content.
-fn check_secrets(
-    raw: &RawConfig,
-    o: &Overrides,
-    origin: &str,
-    env: &[(String, String)],
-) -> Result<(), ConfigError> {
-    // (origin, key, secret)
-    let mut sources: Vec<(&str, String, Secret)> = Vec::new();
-    if let Some(f) = &o.password_file {
-        sources.push((
-            "command line",
-            "--password-file".into(),
-            Secret::File(f.clone()),
-        ));
-    }
-    let mut layer = |origin, prefix: &str, file: &Option<PathBuf>, var: &Option<String>| {
-        if let Some(f) = file {
-            sources.push((
-                origin,
-                format!("{prefix}password_file"),
-                Secret::File(f.clone()),
-            ));
-        }
-        if let Some(v) = var {
-            sources.push((
-                origin,
-                format!("{prefix}password_env"),
-                Secret::Env(v.clone()),
-            ));
-        }
-    };
-    // The flag replaces the top-level password for every target that sets none.
-    if o.password_file.is_none() {
-        layer(origin, "", &raw.password_file, &raw.password_env);
-    }
-    // `--target` replaces the configuration's targets: theirs are not in force.
-    if o.targets.is_empty() {
-        for (i, t) in raw.targets.iter().flatten().enumerate() {
-            layer(
-                origin,
-                &format!("targets[{i}]."),
-                &t.password_file,
-                &t.password_env,
-            );
-        }
-    }
-    for (name, p) in raw.auth_profiles.iter().flatten() {
-        layer(
-            origin,
-            &format!("auth_profiles.{name}."),
-            &p.password_file,
-            &p.password_env,
-        );
-    }
-    for (origin, key, secret) in sources {
-        match &secret {
-            Secret::Env(var) if !env.iter().any(|(k, _)| k == var) => {
-                return Err(invalid(
-                    origin,
-                    key,
-                    format!("environment variable {var} holding the password is not set"),
-                ));
-            }
-            // Read it as the poller will (the value is dropped at once, never shown).
-            Secret::File(_) => {
-                if let Err(e) = secret.resolve() {
-                    return Err(invalid(origin, key, e.to_string()));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Builds the sources and deserializes them; an error is a `Load` error of `origin`, redacted.
-pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
-    builder: config::ConfigBuilder<config::builder::DefaultState>,
-    origin: &str,
-) -> Result<T, ConfigError> {
-    builder
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError::Load {
-            origin: origin.to_string(),
-            message: redact_config_error(&e.to_string()),
-        })
-}
-
-/// config-rs quotes offending values in its messages; a password could be one of them.
-fn redact_config_error(msg: &str) -> String {
-    if msg.to_ascii_lowercase().contains("password") {
-        // Keep the key path, drop anything quoted that could be the value.
-        let mut out = String::new();
-        let mut in_quote = false;
-        for ch in msg.chars() {
-            if ch == '"' {
-                in_quote = !in_quote;
-                out.push_str(if in_quote { "\"<redacted>" } else { "\"" });
-            } else if !in_quote {
-                out.push(ch);
-            }
-        }
-        out
-    } else {
-        msg.to_string()
-    }
-}
-
 pub(crate) fn invalid(
     origin: &str,
     key: impl Into<String>,
@@ -759,7 +213,11 @@ fn resolve(
         (Some(s), _) => crate::config::shard::Shard::parse(s, || {
             hostname.or_else(crate::config::shard::kernel_hostname)
         })
-        .map_err(|e| invalid("command line", "--shard", e.0))?,
+        .map_err(|e| ConfigError::Flag {
+            flag: "--shard",
+            nth: None,
+            message: e.0,
+        })?,
         (None, Some(s)) => crate::config::shard::Shard::parse(s, || {
             hostname.or_else(crate::config::shard::kernel_hostname)
         })
@@ -784,6 +242,14 @@ fn resolve(
     }
 
     let raw_targets: Vec<(String, RawTarget)> = if !o.targets.is_empty() {
+        // A flag's address is checked here, so that its error names the flag, not a key.
+        for (i, a) in o.targets.iter().enumerate() {
+            parse_address(a).map_err(|message| ConfigError::Flag {
+                flag: "--target",
+                nth: Some(i + 1),
+                message,
+            })?;
+        }
         o.targets
             .iter()
             .enumerate()
@@ -872,6 +338,13 @@ fn resolve(
                 .iter()
                 .filter(|g: &&crate::config::topology::Group| g.name == label)
                 .count();
+        if uses > 1 && !o.targets.is_empty() {
+            return Err(ConfigError::Flag {
+                flag: "--target",
+                nth: Some(targets.len() + groups.len()),
+                message: format!("target label `{label}` is used twice"),
+            });
+        }
         if uses > 1 {
             return Err(invalid(
                 origin,
@@ -907,332 +380,10 @@ fn resolve(
     })
 }
 
-/// Reads and checks the web config file: certificate files readable, every user's hash a
-/// bcrypt hash. Errors name the file and the key, never a hash.
-pub fn load_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
-    let origin = path.display().to_string();
-    if !path.exists() {
-        return Err(ConfigError::Load {
-            origin,
-            message: "web config file not found".to_string(),
-        });
-    }
-    let web: WebConfig = deserialize(
-        config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Yaml)),
-        &origin,
-    )?;
-    if let Some(tls) = &web.tls_server_config {
-        for (key, file) in [
-            ("tls_server_config.cert_file", &tls.cert_file),
-            ("tls_server_config.key_file", &tls.key_file),
-        ] {
-            if std::fs::metadata(file).is_err() {
-                return Err(invalid(
-                    &origin,
-                    key,
-                    format!("cannot read {}", file.display()),
-                ));
-            }
-        }
-    }
-    for (user, hash) in &web.basic_auth_users {
-        if hash.parse::<bcrypt::HashParts>().is_err() {
-            return Err(invalid(
-                &origin,
-                format!("basic_auth_users.{user}"),
-                "is not a bcrypt hash (htpasswd -nBC 10 USER)",
-            ));
-        }
-    }
-    Ok(web)
-}
-
-/// The `password`, `password_file` and `password_env` of one configuration layer (the top
-/// level, a target, an auth profile).
-pub(crate) struct PasswordSources<'a> {
-    pub(crate) password: &'a Option<String>,
-    pub(crate) file: &'a Option<PathBuf>,
-    pub(crate) env: &'a Option<String>,
-}
-
-impl PasswordSources<'_> {
-    /// How many of the three are set: more than one in a layer is ambiguous.
-    pub(crate) fn count(&self) -> usize {
-        usize::from(self.password.is_some())
-            + usize::from(self.file.is_some())
-            + usize::from(self.env.is_some())
-    }
-
-    /// The layer's secret, if it names one.
-    pub(crate) fn secret(&self) -> Option<Secret> {
-        if let Some(v) = self.password {
-            Some(Secret::Value(v.clone()))
-        } else if let Some(f) = self.file {
-            Some(Secret::File(f.clone()))
-        } else {
-            self.env.as_ref().map(|v| Secret::Env(v.clone()))
-        }
-    }
-}
-
-pub(crate) fn resolve_target(
-    key: &str,
-    t: RawTarget,
-    d: &RawConfig,
-    o: &Overrides,
-    origin: &str,
-    profiles: &crate::config::topology::AuthProfiles,
-) -> Result<Target, ConfigError> {
-    let address = t
-        .address
-        .clone()
-        .ok_or_else(|| invalid(origin, format!("{key}.address"), "is missing"))?;
-    let parsed =
-        parse_address(&address).map_err(|m| invalid(origin, format!("{key}.address"), m))?;
-
-    // A target's own password settings win over the top-level defaults and the flag; within one
-    // layer, more than one source is ambiguous.
-    let own = PasswordSources {
-        password: &t.password,
-        file: &t.password_file,
-        env: &t.password_env,
-    };
-    let own_count = own.count() + usize::from(parsed.password.is_some());
-    if own_count > 1 {
-        return Err(invalid(
-            origin,
-            format!("{key}.password"),
-            "set only one of password, password_file, password_env, or a password in the address",
-        ));
-    }
-    let profile = match &t.auth {
-        Some(name) => {
-            if own_count > 0 || t.username.is_some() || parsed.username.is_some() {
-                return Err(invalid(
-                    origin,
-                    format!("{key}.auth"),
-                    "an auth profile replaces username and password: set one or the other",
-                ));
-            }
-            Some(profiles.get(name).ok_or_else(|| {
-                invalid(
-                    origin,
-                    format!("{key}.auth"),
-                    format!("no auth profile named `{name}` in `auth_profiles`"),
-                )
-            })?)
-        }
-        None => None,
-    };
-    let password = if let Some(p) = profile {
-        p.password.clone()
-    } else if let Some(p) = parsed.password {
-        Secret::Value(p)
-    } else if let Some(s) = own.secret() {
-        s
-    } else if let Some(p) = &o.password_file {
-        Secret::File(p.clone())
-    } else {
-        PasswordSources {
-            password: &d.password,
-            file: &d.password_file,
-            env: &d.password_env,
-        }
-        .secret()
-        .unwrap_or(Secret::None)
-    };
-    if let Some(alias) = &t.alias {
-        if alias.is_empty() {
-            return Err(invalid(origin, format!("{key}.alias"), "must not be empty"));
-        }
-    }
-    let label = t.alias.clone().unwrap_or_else(|| parsed.endpoint.label());
-    let secs = |name: &str, own: Option<f64>, shared: Option<f64>, default: f64| {
-        seconds(origin, &format!("{key}.{name}"), own.or(shared), default)
-    };
-    let poll_interval = secs(
-        "poll_interval_seconds",
-        t.poll_interval_seconds,
-        d.poll_interval_seconds,
-        15.0,
-    )?;
-    let connect_timeout = secs(
-        "connect_timeout_seconds",
-        t.connect_timeout_seconds,
-        d.connect_timeout_seconds,
-        5.0,
-    )?;
-    let command_timeout = secs(
-        "command_timeout_seconds",
-        t.command_timeout_seconds,
-        d.command_timeout_seconds,
-        5.0,
-    )?;
-    let tls_requested = t.tls_ca_file.is_some()
-        || t.tls_cert_file.is_some()
-        || t.tls_key_file.is_some()
-        || t.tls_insecure_skip_verify.is_some()
-        || t.tls_server_name.is_some();
-    let tls = if parsed.tls {
-        let opts = TlsOptions {
-            ca_file: t.tls_ca_file.or(d.tls_ca_file.clone()),
-            cert_file: t.tls_cert_file.or(d.tls_cert_file.clone()),
-            key_file: t.tls_key_file.or(d.tls_key_file.clone()),
-            insecure_skip_verify: t
-                .tls_insecure_skip_verify
-                .or(d.tls_insecure_skip_verify)
-                .unwrap_or(false),
-            server_name: t.tls_server_name,
-        };
-        if opts.cert_file.is_some() != opts.key_file.is_some() {
-            return Err(invalid(
-                origin,
-                format!("{key}.tls_cert_file"),
-                "tls_cert_file and tls_key_file go together",
-            ));
-        }
-        Some(opts)
-    } else if tls_requested {
-        return Err(invalid(
-            origin,
-            format!("{key}.address"),
-            "tls_* options need a rediss:// address",
-        ));
-    } else {
-        None
-    };
-    Ok(Target {
-        tls,
-        label,
-        endpoint: parsed.endpoint,
-        db: parsed.db,
-        username: match profile {
-            Some(p) => p.username.clone(),
-            None => parsed.username.or(t.username).or(d.username.clone()),
-        },
-        password,
-        poll_interval,
-        connect_timeout,
-        command_timeout,
-        client_list: ClientListSchedule {
-            backoff_clients: d
-                .client_list_backoff_clients
-                .unwrap_or(DEFAULT_BACKOFF_CLIENTS)
-                .max(1),
-            full_backoff_clients: d
-                .client_list_full_backoff_clients
-                .unwrap_or(DEFAULT_FULL_BACKOFF_CLIENTS)
-                .max(1),
-            max_interval: seconds(
-                origin,
-                "client_list_max_interval_seconds",
-                d.client_list_max_interval_seconds,
-                60.0,
-            )?,
-            // 0 turns the periodic resync off.
-            resync: match d.client_list_resync_seconds {
-                Some(0.0) => None,
-                v => Some(seconds(
-                    origin,
-                    "client_list_resync_seconds",
-                    v,
-                    DEFAULT_RESYNC_SECONDS,
-                )?),
-            },
-        },
-    })
-}
-
-pub(crate) struct ParsedAddress {
-    pub(crate) endpoint: Endpoint,
-    /// `rediss://`
-    pub(crate) tls: bool,
-    pub(crate) db: Option<u8>,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
-}
-
-/// Parses `redis://[user[:pass]@]host[:port][/db]`, `rediss://...` or `unix:///path`.
-/// Error messages never repeat the address (it may hold a password).
-pub(crate) fn parse_address(address: &str) -> Result<ParsedAddress, String> {
-    let url = url::Url::parse(address).map_err(|e| {
-        format!(
-            "not a valid URL ({e}); expected redis://host:port, rediss://host:port or unix:///path"
-        )
-    })?;
-    let username = Some(url.username())
-        .filter(|u| !u.is_empty())
-        .map(percent_decode);
-    let password = url.password().map(percent_decode);
-    match url.scheme() {
-        "redis" | "rediss" => {
-            let host = url
-                .host_str()
-                .filter(|h| !h.is_empty())
-                .ok_or("has no host")?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = url.port().unwrap_or(6379);
-            let db = match url.path().trim_start_matches('/') {
-                "" => None,
-                p => Some(
-                    p.parse::<u8>()
-                        .map_err(|_| "path must be a database number, like /0".to_string())?,
-                ),
-            };
-            Ok(ParsedAddress {
-                endpoint: Endpoint::Tcp { host, port },
-                tls: url.scheme() == "rediss",
-                db,
-                username,
-                password,
-            })
-        }
-        "unix" => {
-            let path = url.path();
-            if path.is_empty() || path == "/" {
-                return Err(
-                    "unix:// address has no socket path (unix:///run/redis/redis.sock)".to_string(),
-                );
-            }
-            Ok(ParsedAddress {
-                endpoint: Endpoint::Unix(PathBuf::from(path)),
-                tls: false,
-                db: None,
-                username,
-                password,
-            })
-        }
-        other => Err(format!(
-            "unsupported scheme `{other}`; use redis://, rediss:// or unix://"
-        )),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::layers::struct_fields;
+    use super::raw::RawAuth;
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1508,6 +659,72 @@ mod tests {
                 assert!(!is_service_link(&name, value), "{name}={value}");
             }
         }
+    }
+
+    #[test]
+    fn a_bad_target_flag_is_a_flag_error() {
+        let o = Overrides {
+            targets: vec!["redis://ok:6379".into(), "http://x:1".into()],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[])).expect_err("bad flag");
+        assert_eq!(
+            e.to_string(),
+            "flag `--target` (2nd): unsupported scheme `http`; use redis://, rediss://, valkey://, valkeys:// or unix://"
+        );
+        let o = Overrides {
+            targets: vec!["not a url".into()],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[]))
+            .expect_err("bad flag")
+            .to_string();
+        assert!(
+            e.starts_with("flag `--target` (1st): not a valid URL"),
+            "{e}"
+        );
+        let o = Overrides {
+            targets: vec![
+                "redis://a:1".into(),
+                "redis://b:1".into(),
+                "redis://a:1".into(),
+            ],
+            ..Overrides::default()
+        };
+        let e = load_with_env(None, &o, env(&[]))
+            .expect_err("twice")
+            .to_string();
+        assert_eq!(e, "flag `--target` (3rd): target label `a:1` is used twice");
+        assert_eq!(
+            [1, 2, 3, 4, 11, 12, 13, 21, 22, 111].map(ordinal),
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th"]
+        );
+    }
+
+    #[test]
+    fn valkey_schemes_are_redis_schemes() {
+        for (address, tls) in [
+            ("valkey://v:6379/2", false),
+            ("valkeys://v:6379", true),
+            ("VALKEYS://v:6379", true),
+        ] {
+            let p = parse_address(address).unwrap_or_else(|e| panic!("{address}: {e}"));
+            assert_eq!(p.tls, tls, "{address}");
+            assert_eq!(
+                p.endpoint,
+                Endpoint::Tcp {
+                    host: "v".into(),
+                    port: 6379
+                }
+            );
+        }
+        let f = write(
+            ".toml",
+            "[[targets]]\naddress = \"valkeys://v:6380\"\ntls_server_name = \"v.internal\"\n",
+        );
+        let c = load_with_env(Some(f.path()), &Overrides::default(), env(&[])).expect("valid");
+        assert!(c.targets[0].tls.is_some());
+        assert_eq!(c.targets[0].label, "v:6380");
     }
 
     #[test]

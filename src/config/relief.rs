@@ -101,6 +101,9 @@ impl Default for ReliefConfig {
     }
 }
 
+/// How `relief.users` names a client certificate identity (src/web/auth.rs matches it).
+pub const CERT_USER: &str = "cert:";
+
 impl ReliefConfig {
     /// Validates `[relief]` against the web configuration in force. `web_file` is where the
     /// basic-auth users come from, for the messages.
@@ -185,7 +188,23 @@ impl ReliefConfig {
             || "(no web config file)".to_string(),
             |p| p.display().to_string(),
         );
+        // `cert:NAME`: a client certificate verified against the web config's client CA that
+        // carries NAME (a SAN, or `CN=` and its common name).
+        let verified_certs = web
+            .tls_server_config
+            .as_ref()
+            .is_some_and(|t| t.client_auth.verifies());
         for u in &cfg.users {
+            if u.starts_with(CERT_USER) {
+                if !verified_certs {
+                    return Err(invalid(
+                        origin,
+                        key("users"),
+                        format!("`{u}` names a client certificate, but the web config file {web_file} verifies none: set tls_server_config.client_auth_type RequireAndVerifyClientCert and client_ca_file"),
+                    ));
+                }
+                continue;
+            }
             if !web.basic_auth_users.contains_key(u) {
                 return Err(invalid(
                     origin,
@@ -197,7 +216,7 @@ impl ReliefConfig {
         if !cfg.enabled {
             return Ok(cfg);
         }
-        if web.basic_auth_users.is_empty() {
+        if web.basic_auth_users.is_empty() && !verified_certs {
             return Err(invalid(
                 origin,
                 key("enabled"),
@@ -233,6 +252,7 @@ mod tests {
                 .iter()
                 .map(|u| (u.to_string(), "$2b$04$x".to_string()))
                 .collect(),
+            ..WebConfig::default()
         }
     }
 

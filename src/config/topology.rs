@@ -328,7 +328,7 @@ pub(crate) fn group(
             return Err(invalid(
                 origin,
                 format!("{key}.address"),
-                "a cluster seed must be a redis:// or rediss:// address",
+                "a cluster seed must be a redis://, rediss://, valkey:// or valkeys:// address",
             ));
         }
         return Ok(Some(Group {
@@ -388,7 +388,7 @@ pub(crate) fn group(
     // The template: the data nodes' credentials and timeouts; the endpoint is replaced per node.
     // Its address is a placeholder with the sentinels' scheme (TLS sentinels, TLS nodes), so
     // that credentials written in a sentinel's URL never reach the data nodes.
-    let scheme = if addrs[0].starts_with("rediss://") {
+    let scheme = if sentinels.first().is_some_and(|s| s.tls.is_some()) {
         "rediss"
     } else {
         "redis"
@@ -475,7 +475,8 @@ impl Resolver {
         }
         let Endpoint::Tcp { host, port } = &parsed.endpoint else {
             return Err(ScrapeTargetError::Invalid(
-                "only redis:// and rediss:// targets can be scraped dynamically".into(),
+                "only redis://, rediss://, valkey:// and valkeys:// targets can be scraped dynamically"
+                    .into(),
             ));
         };
         if !allow.allows(host, *port) {
@@ -861,6 +862,20 @@ mod tests {
             .scrape_target("redis://REDIS.Internal:6379", None, allow)
             .expect("ok");
         assert_eq!(t.label, "redis.internal:6379");
+        // valkey:// and valkeys:// are redis:// and rediss://: the same allowlist and profiles.
+        let t = r
+            .scrape_target("valkeys://10.1.1.1:6380", Some("ops"), allow)
+            .expect("ok");
+        assert!(t.tls.is_some());
+        assert_eq!(t.password, Secret::Value("s3cret".into()));
+        assert_eq!(
+            r.scrape_target("valkey://11.0.0.1:6379", None, allow)
+                .err()
+                .map(|e| e.to_string()),
+            r.scrape_target("redis://11.0.0.1:6379", None, allow)
+                .err()
+                .map(|e| e.to_string())
+        );
         // A profile goes only where it says; an unknown one gets the same answer.
         for (addr, profile) in [
             ("redis://10.9.9.9:6380", "ops"),

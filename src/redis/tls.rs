@@ -1,6 +1,6 @@
-//! TLS, both ways: the rustls client configuration for `rediss://` targets (CA file, client
-//! certificate, SNI, skip-verify only when asked), and the server side that protects the
-//! exporter's own endpoint.
+//! TLS to Redis: the rustls client configuration for `rediss://` targets (CA file, client
+//! certificate, SNI, skip-verify only when asked). The exporter's own endpoint is
+//! src/web/tls_server.rs.
 //!
 //! Every config is built with an explicit ring provider rather than the process default, so
 //! that no second rustls provider pulled in by a dependency can make it ambiguous.
@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use thiserror::Error;
 
-use crate::config::{TlsOptions, WebTls};
+use crate::config::TlsOptions;
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -202,21 +202,4 @@ impl ServerCertVerifier for AcceptAnyCert {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-/// The server configuration of the exporter's own TLS endpoint.
-pub fn server_config(web: &WebTls) -> Result<rustls::ServerConfig, TlsError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs("certificate", &web.cert_file)?, key(&web.key_file)?)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-/// The acceptor of the exporter's own TLS endpoint; `http::serve` runs the handshakes.
-pub fn acceptor(web: &WebTls) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
-        web,
-    )?)))
 }

@@ -106,8 +106,8 @@ pub fn render_chunks(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<By
     let mut f = Families::new();
     f.gauge(
         "redis_clients_exporter_build_info",
-        "Version of redis-clients-exporter (always 1).",
-        &[("version", env!("CARGO_PKG_VERSION"))],
+        "Version, git revision and branch, and compiler of redis-clients-exporter (always 1).",
+        &crate::web::build_info::labels(),
         1.0,
     );
     for (target, s) in states {
