@@ -160,6 +160,12 @@ impl Driver {
                     .filter_map(|e| e.as_object()?.values().next()?.as_str().map(String::from))
                     .map(|id| {
                         let v = match attribute {
+                            // `.name`: the DOM property (what a script would read), not the attribute.
+                            Some(prop) if prop.starts_with('.') => self.call(
+                                "GET",
+                                &format!("/element/{id}/property/{}", &prop[1..]),
+                                None,
+                            ),
                             Some(attr) => {
                                 self.call("GET", &format!("/element/{id}/attribute/{attr}"), None)
                             }
@@ -229,10 +235,28 @@ fn diagnose_page_renders_in_headless_chromium() {
     );
     let headings = d.texts("#causes section.finding h2", None);
     assert!(headings[0].contains("127.0.20.5"), "{headings:?}");
+    // The close step shows one short line; its redis-cli-only pipeline is folded (a closed
+    // <details>: in the page, not shown until opened).
     let commands = d.texts("#causes pre", None);
+    let short = commands
+        .iter()
+        .find(|c| c.starts_with("redis-clients-exporter close "))
+        .unwrap_or_else(|| panic!("no close command shown: {commands:?}"));
     assert!(
-        commands.iter().any(|c| c.contains("CLIENT KILL")),
-        "{commands:?}"
+        short.contains("--source-ip 127.0.20.5 --idle-seconds 1") && short.len() < 120,
+        "{short}"
+    );
+    let folded = d.texts("#causes details.fallback", Some("open"));
+    assert!(
+        !folded.is_empty() && folded.iter().all(String::is_empty),
+        "{folded:?}"
+    );
+    let hidden = d.texts("#causes details.fallback pre", Some(".textContent"));
+    assert!(
+        hidden
+            .iter()
+            .any(|c| c.contains("CLIENT LIST") && c.contains("awk")),
+        "{hidden:?}"
     );
 
     // The daemon's page has its history (two samples by now: the first poll and the last),

@@ -190,8 +190,8 @@ fn rating(f: &Finding) -> String {
 /// The sparkline section's heading.
 fn trend_heading(t: &Timeline) -> String {
     format!(
-        "Last {:.0} min ({} points, one scale from 0 to {}; · = not among the top groups then), by {}:",
-        t.window_seconds() / 60.0,
+        "Last {} ({} points, one scale from 0 to {}; · = not among the top groups then), by {}:",
+        t.window_words(),
         t.at.len(),
         t.top(),
         t.kind.as_str()
@@ -433,8 +433,8 @@ pub fn html_with(r: &Report, x: &Extras<'_>) -> String {
     if let Some(t) = x.timeline(r) {
         let _ = write!(
             o,
-            "<section id=\"trend\"><h2>Last {:.0} minutes</h2>{}",
-            t.window_seconds() / 60.0,
+            "<section id=\"trend\"><h2>Last {}</h2>{}",
+            t.window_words(),
             crate::web::svg::chart(&t)
         );
         let refusals = timeline::describe_refusals(&t);

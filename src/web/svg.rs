@@ -94,10 +94,10 @@ pub fn chart(t: &Timeline) -> String {
     let _ = write!(
         o,
         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {height:.0}\" width=\"100%\" role=\"img\" aria-labelledby=\"timeline-title\" data-points=\"{n}\" data-groups=\"{}\">\
-<title id=\"timeline-title\">Connections against maxclients over the last {:.0} minutes, by {}</title>\
+<title id=\"timeline-title\">Connections against maxclients over the last {}, by {}</title>\
 <rect x=\"{PLOT_LEFT}\" y=\"{PLOT_TOP}\" width=\"{:.0}\" height=\"{:.0}\" fill=\"none\" stroke=\"#999\" stroke-width=\"1\"/>",
         t.groups.len(),
-        t.window_seconds() / 60.0,
+        t.window_words(),
         t.kind.as_str(),
         PLOT_RIGHT - PLOT_LEFT,
         PLOT_BOTTOM - PLOT_TOP

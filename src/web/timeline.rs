@@ -123,7 +123,7 @@ impl Timeline {
                 keys.push(k.to_string());
             }
         }
-        let groups = keys
+        let groups: Vec<Series> = keys
             .into_iter()
             .map(|key| Series {
                 culprit: culprit.is_some_and(|c| c.key == key),
@@ -133,6 +133,9 @@ impl Timeline {
                     .collect(),
                 key,
             })
+            // A group that never held a connection in the window (the exporter's own source)
+            // says nothing; the culprit always stays.
+            .filter(|g| g.culprit || g.peak() > 0)
             .collect();
         Some(Timeline {
             at: points.iter().map(|s| s.at).collect(),
@@ -155,6 +158,16 @@ impl Timeline {
         let m = self.maxclients.iter().flatten().copied().max().unwrap_or(0);
         let c = self.connections.iter().copied().max().unwrap_or(0);
         m.max(c).max(1)
+    }
+
+    /// `45 s`, `12 minutes`: how far back the points reach.
+    pub fn window_words(&self) -> String {
+        let s = self.window_seconds().max(0.0);
+        if s < 120.0 {
+            format!("{s:.0} s")
+        } else {
+            format!("{:.0} minutes", s / 60.0)
+        }
     }
 
     pub fn window_seconds(&self) -> f64 {
