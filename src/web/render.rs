@@ -659,4 +659,69 @@ mod tests {
         assert!(!h.contains("</pre>*") && !h.contains('\u{1b}'), "{h}");
         assert!(h.contains("&lt;/pre&gt;*_"), "{h}");
     }
+
+    /// Sparklines carry names from Redis too: in text no byte a terminal acts on, in Markdown a
+    /// fence no name can close; one line per group, the culprit said.
+    #[test]
+    fn sparklines_keep_hostile_names_inert() {
+        use crate::analysis::aggregate::Aggregator;
+        use crate::diagnose::{Observation, Report};
+        let name = "a````b\u{1b}]0;t\u{7}\u{202e}<i>";
+        let mut agg = Aggregator::new(1);
+        let mut history = History::new(std::time::Duration::from_secs(3600));
+        let info = crate::redis::info::Info::parse(
+            "redis_version:7.2.4\r\nconnected_clients:40\r\nmaxclients:50\r\nrejected_connections:0\r\n",
+        );
+        let mut report: Option<Report> = None;
+        for minute in 0..5u64 {
+            let mut list = String::new();
+            for i in 0..(8 * minute + 8) {
+                list.push_str(&format!(
+                    "id={i} addr=10.0.0.{}:1 name={name} age=900 idle=900 cmd=get\n",
+                    i % 4
+                ));
+            }
+            let summary = agg.summarize(&list, 10);
+            let at = 1000.0 + minute as f64 * 60.0;
+            history.push(Sample::observe(
+                at,
+                &info,
+                Some(50.0),
+                &summary,
+                history.last(),
+            ));
+            let config = crate::redis::connection::ConfigValues::default();
+            let obs = Observation {
+                info: &info,
+                config: &config,
+                clients: &summary,
+                idle_threshold_seconds: 1,
+            };
+            let samples: Vec<Sample> = history.iter().cloned().collect();
+            report = Some(crate::diagnose::diagnose(
+                "t",
+                &obs,
+                &samples,
+                at,
+                "redis-cli",
+            ));
+        }
+        let r = report.expect("a report");
+        let x = Extras {
+            history: Some(&history),
+            ..Extras::default()
+        };
+        let t = text_with(&r, &x);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{202e}'), "{t}");
+        let line = t
+            .lines()
+            .find(|l| l.contains("a````b") && l.contains(", peak "))
+            .expect("a sparkline line");
+        assert!(line.contains("(culprit)"), "{line}");
+        // Five samples growing from 8 to 40 of 50: five rising blocks.
+        assert!(line.trim_start().starts_with("▂▃▄▅▇ "), "{line}");
+        let m = markdown_with(&r, &x);
+        assert!(m.contains("`````text\n"), "{m}");
+        assert!(m.contains("(culprit)"), "{m}");
+    }
 }
