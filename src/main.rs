@@ -16,7 +16,8 @@ struct Cli {
     /// Address to serve /metrics on [default: 0.0.0.0:9816].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Redis to poll (redis://, rediss://, unix://); repeat for several. Replaces the file's targets.
+    /// Redis to poll (redis://, rediss://, valkey://, valkeys://, unix://); repeat for several.
+    /// Replaces the file's targets.
     #[arg(long = "target", value_name = "URL")]
     targets: Vec<String>,
     /// File holding the password for targets that set none of their own.
@@ -32,7 +33,8 @@ struct Cli {
     /// `ordinal/N` (i from the host name's `-<ordinal>` suffix, as in a StatefulSet).
     #[arg(long, value_name = "i/N")]
     shard: Option<String>,
-    /// Protect /metrics with TLS and/or basic auth (Prometheus web config file format).
+    /// Protect /metrics with TLS, client certificates and/or basic auth (exporter-toolkit's
+    /// web config file format; re-read when it or a certificate changes).
     #[arg(long, value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Validate the configuration, print a summary without secrets, and exit. Password files

@@ -83,6 +83,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "web::tls_server",
             "web::live_config",
             "web::accept",
+            "web::negotiate",
             "web::exposition",
             "web::metrics",
             "web::escape",

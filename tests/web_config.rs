@@ -221,3 +221,103 @@ fn an_unknown_web_yml_key_stops_the_binary_naming_key_and_file() {
         "{err}"
     );
 }
+
+/// A relief user named by a client certificate (`cert:` + a SAN): the verified certificate
+/// passes relief's gate, another verified certificate is refused as not listed, and none is
+/// unauthenticated. Relief's answer about the (unknown) target shows the gate was passed.
+#[test]
+fn a_verified_client_certificate_can_be_a_relief_user() {
+    if !common::require_tool("openssl", "openssl") || !common::require_tool("curl", "curl") {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let dir = d.path();
+    ca(dir, "ca");
+    leaf(dir, "ca", "server", SERVER_EXT);
+    let client_ext = |san: &str| format!("subjectAltName={san}\nextendedKeyUsage=clientAuth\n");
+    leaf(dir, "ca", "ops", &client_ext("DNS:ops.example"));
+    leaf(dir, "ca", "reader", &client_ext("DNS:reader.example"));
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+         client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
+    )
+    .expect("web.yml");
+    let r = Redis::start(&[]);
+    std::fs::write(
+        dir.join("c.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\nweb_config_file = \"{}\"\n[[targets]]\naddress = \"redis://127.0.0.1:{}\"\n\
+             [relief]\nenabled = true\nusers = [\"cert:ops.example\"]\n",
+            dir.join("web.yml").display(),
+            r.port
+        ),
+    )
+    .expect("config");
+    let cfg = redis_clients_exporter::config::load_with_env(
+        Some(&dir.join("c.toml")),
+        &Default::default(),
+        std::iter::empty(),
+    )
+    .expect("a cert: relief user with verified client certificates is valid");
+    let exp = Exporter::start(cfg);
+    let port = exp.addr.port();
+    let preview = |cert: Option<&str>| {
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let mut cmd = Command::new("curl");
+        if let Some(c) = cert {
+            cmd.args(["--cert", &format!("{c}.pem"), "--key", &format!("{c}.key")]);
+        }
+        let out = cmd
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(["--resolve", &resolve, "--cacert", "ca.pem", "-X", "POST"])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-d", r#"{"target":"no-such-target"}"#])
+            .arg(format!("https://localhost:{port}/relief/preview"))
+            .current_dir(dir)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(preview(None), "401", "no certificate: unauthenticated");
+    assert_eq!(
+        preview(Some("reader")),
+        "403",
+        "a certificate relief does not list"
+    );
+    assert_eq!(
+        preview(Some("ops")),
+        "404",
+        "the listed certificate passes the gate (then: no such target)"
+    );
+
+    // Without verified client certificates, a cert: user is a configuration error.
+    std::fs::write(
+        dir.join("plain.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n",
+    )
+    .expect("web.yml");
+    let toml = std::fs::read_to_string(dir.join("c.toml"))
+        .expect("read")
+        .replace("web.yml", "plain.yml");
+    std::fs::write(dir.join("c2.toml"), toml).expect("write");
+    let e = redis_clients_exporter::config::load_with_env(
+        Some(&dir.join("c2.toml")),
+        &Default::default(),
+        std::iter::empty(),
+    )
+    .expect_err("no client certificates verified")
+    .to_string();
+    assert!(
+        e.contains("key `relief.users`") && e.contains("cert:ops.example"),
+        "{e}"
+    );
+}

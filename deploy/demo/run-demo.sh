@@ -9,7 +9,8 @@
 #   bash deploy/demo/run-demo.sh --duration 120     # non-interactive: stops by itself
 #
 # Needs redis-server and python3; builds the exporter with `cargo build --release --locked`
-# unless --exporter-bin (or --no-build) says which binary to use.
+# (into cargo's target directory: $CARGO_TARGET_DIR when set, else ./target) unless
+# --exporter-bin (or --no-build) says which binary to use.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -19,7 +20,8 @@ usage() {
 usage: deploy/demo/run-demo.sh [options]
   --duration SECONDS     stop after this many seconds (default: run until Ctrl-C)
   --exporter-bin PATH    use this exporter binary instead of building one
-  --no-build             use target/release/redis-clients-exporter as it is
+  --no-build             use the release binary already built in cargo's target directory
+                         ($CARGO_TARGET_DIR when set, else ./target) as it is
   --leak-rate N          leaked connections per second (default 1)
   --maxclients N         Redis maxclients (default 200: the leak reaches it in ~3 minutes)
   --redis-port PORT      first Redis port to try (default or 0: a random free one)
@@ -32,6 +34,7 @@ EOF
 
 duration=0
 exporter_bin=""
+exporter_bin_given=""
 build=1
 leak_rate=1
 maxclients=200
@@ -42,7 +45,7 @@ quiet_clients=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
-        --exporter-bin) exporter_bin=$2; build=0; shift 2 ;;
+        --exporter-bin) exporter_bin=$2; exporter_bin_given=1; build=0; shift 2 ;;
         --no-build) build=0; shift ;;
         --leak-rate) leak_rate=$2; shift 2 ;;
         --maxclients) maxclients=$2; shift 2 ;;
@@ -126,6 +129,38 @@ except OSError:
 EOF
 }
 
+# cargo's target directory as cargo itself resolves it ($CARGO_TARGET_DIR, build.target-dir in
+# a .cargo/config.toml, else ./target): where `cargo build` below writes the binary.
+cargo_target_dir() {
+    local dir
+    dir=$(cargo metadata --format-version 1 --no-deps --locked 2>/dev/null \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null) || dir=""
+    if [ -n "$dir" ]; then
+        echo "$dir"
+    else
+        echo "${CARGO_TARGET_DIR:-$root/target}"
+    fi
+}
+
+if [ -z "$exporter_bin" ]; then
+    command -v cargo >/dev/null || { echo "error: cargo not found: install Rust, or pass --exporter-bin PATH" >&2; exit 1; }
+    exporter_bin=$(cargo_target_dir)/release/redis-clients-exporter
+    if [ "$build" = 1 ]; then
+        echo "== building the exporter: cargo build --release --locked"
+        cargo build --release --locked
+    fi
+fi
+if [ ! -x "$exporter_bin" ]; then
+    if [ "$build" = 1 ]; then
+        echo "error: cargo build succeeded but $exporter_bin is not there" >&2
+    elif [ -n "$exporter_bin_given" ]; then
+        echo "error: --exporter-bin $exporter_bin: no such executable" >&2
+    else
+        echo "error: exporter binary $exporter_bin not found: build it (drop --no-build) or pass --exporter-bin PATH" >&2
+    fi
+    exit 1
+fi
+
 echo "== starting redis-server (maxclients $maxclients) in $work"
 redis_pid=""
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
@@ -147,15 +182,6 @@ for attempt in 1 2 3 4 5 6 7 8 9 10; do
 done
 [ -n "$redis_pid" ] || { echo "error: could not start redis-server; log:" >&2; tail -5 "$work/redis.log" >&2; exit 1; }
 echo "   redis-server on 127.0.0.1:$redis_port (pid $redis_pid)"
-
-if [ -z "$exporter_bin" ]; then
-    exporter_bin=$root/target/release/redis-clients-exporter
-    if [ "$build" = 1 ]; then
-        echo "== building the exporter: cargo build --release --locked"
-        cargo build --release --locked
-    fi
-fi
-[ -x "$exporter_bin" ] || { echo "error: exporter binary $exporter_bin not found (drop --no-build to build it)" >&2; exit 1; }
 
 cat >"$work/exporter.toml" <<EOF
 log_format = "text"
@@ -243,6 +269,7 @@ cat <<EOF
 == the demo runs; look at:
    metrics       http://127.0.0.1:$exporter_port/metrics
    landing page  http://127.0.0.1:$exporter_port/
+   diagnosis     http://127.0.0.1:$exporter_port/diagnose?target=demo&format=html   (also format=text, markdown; JSON without)
    readiness     http://127.0.0.1:$exporter_port/readyz
    per source    curl -s http://127.0.0.1:$exporter_port/metrics | grep '^redis_client_connections{'
    Redis         redis-cli -p $redis_port client list   (refused once maxclients is reached)
@@ -282,4 +309,11 @@ wanted = ("redis_up{", "redis_connected_clients{", "redis_config_maxclients{",
 for line in text.splitlines():
     if line.startswith(wanted):
         print("   " + line)
+EOF
+echo "== what /diagnose says (text)"
+python3 - "http://127.0.0.1:$exporter_port/diagnose?target=demo&format=text" <<'EOF'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+for line in text.splitlines()[:6]:
+    print("   " + line)
 EOF

@@ -12,17 +12,25 @@
                                        hard-code the provisioned data source uid
   checks.py extract-rules OUT FILE...  write the spec of every PrometheusRule to OUT/ (for promtool)
   checks.py extract-configs OUT FILE...  write the exporter config.yaml of every ConfigMap to OUT/
+  checks.py acl                        deploy/acl/ files hold only user lines, the 6.2/7.0 and relief
+                                       users derive from users.acl, and every copy of an exporter
+                                       user's rules in README.md, docs/ and deploy/ equals the file's
 
 Manifest checks: a PrometheusRule's spec equals alerts/redis-clients.rules.yml; a dashboard
 ConfigMap's JSON equals the dashboard of the same name in dashboards/; a Deployment's containers
 probe /healthz and /readyz and run as non-root without privilege escalation, and its pod sets
 enableServiceLinks: false; a StatefulSet gets the same checks, and its shard must be
-ordinal/<replicas> with HOSTNAME from the pod name.
+ordinal/<replicas> with HOSTNAME from the pod name. A sidecar (the exporter in a pod with other
+containers, e.g. Redis) must have no readinessProbe on /readyz: an exporter that cannot poll
+(Redis full, a wrong password) would take the pod out of its Service. Every ServiceMonitor,
+PodMonitor and ScrapeConfig sets job to the job the shipped rules select (the selector of
+mixin/config.libsonnet) with a relabeling.
 """
 
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +41,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RULES = os.path.join(ROOT, "alerts", "redis-clients.rules.yml")
 DASHBOARDS = os.path.join(ROOT, "dashboards")
 EXPORTER_IMAGE = "redis-clients-exporter"
+MIXIN_CONFIG = os.path.join(ROOT, "mixin", "config.libsonnet")
+ACL_DIR = os.path.join(ROOT, "deploy", "acl")
 
 failures = []
 
@@ -163,18 +173,59 @@ def check_docs(docs, origin):
                         continue
                     if not cfg or not isinstance(cfg[0], dict) or "password" in cfg[0]:
                         fail("%s: config.yaml must be a mapping without an inline password" % where)
-        elif kind == "ServiceMonitor":
-            eps = (doc.get("spec") or {}).get("endpoints") or []
+        elif kind in ("ServiceMonitor", "PodMonitor"):
+            key = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
+            eps = (doc.get("spec") or {}).get(key) or []
             if not eps or not all(ep.get("port") for ep in eps):
                 fail("%s: every endpoint needs a named port" % where)
             if not (doc.get("spec") or {}).get("selector"):
                 fail("%s: no selector" % where)
+            for ep in eps:
+                check_job(ep.get("relabelings"), "%s endpoint %s" % (where, ep.get("port")))
+        elif kind == "ScrapeConfig":
+            spec = doc.get("spec") or {}
+            if doc.get("apiVersion") != "monitoring.coreos.com/v1alpha1":
+                fail("%s: ScrapeConfig is monitoring.coreos.com/v1alpha1" % where)
+            if spec.get("metricsPath") == "/scrape":
+                rl = spec.get("relabelings") or []
+                if not any(r.get("targetLabel") == "__param_target" for r in rl):
+                    fail("%s: /scrape needs the target as __param_target" % where)
+                if not any(r.get("targetLabel") == "__address__" and r.get("replacement") for r in rl):
+                    fail("%s: /scrape needs __address__ set to the exporter" % where)
+            if not spec.get("staticConfigs") and not any(k.endswith("SDConfigs") for k in spec):
+                fail("%s: no targets (staticConfigs or a service discovery)" % where)
+            check_job(spec.get("relabelings"), where)
         elif kind == "Deployment":
             check_deployment(doc, where)
         elif kind == "StatefulSet":
             check_deployment(doc, where)
             check_sharded(doc, where)
     return kinds
+
+
+def expected_job():
+    """The job the shipped rules select: `job="..."` of the mixin's selector."""
+    with open(MIXIN_CONFIG, encoding="utf-8") as f:
+        code = "\n".join(l for l in f.read().splitlines() if not l.lstrip().startswith("//"))
+        m = re.search(r"redisClientsExporterSelector:\s*'job=\"([^\"]+)\"'", code)
+    if not m:
+        fail("%s: no redisClientsExporterSelector job=\"...\"" % rel(MIXIN_CONFIG))
+        return None
+    return m.group(1)
+
+
+def check_job(relabelings, where):
+    """A relabeling sets job to the rules' job (the operator's default job never matches them:
+    the Service's name, <namespace>/<PodMonitor>, scrapeConfig/<namespace>/<name>)."""
+    want = expected_job()
+    sets = [r for r in relabelings or [] if r.get("targetLabel") == "job"]
+    if not sets:
+        fail("%s: no relabeling sets job=%r (the job the shipped rules select)" % (where, want))
+        return
+    last = sets[-1]
+    if last.get("sourceLabels") or last.get("action", "replace") != "replace" \
+            or last.get("replacement") != want:
+        fail("%s: the last relabeling of job must replace it with %r, got %r" % (where, want, last))
 
 
 def check_sharded(doc, where):
@@ -207,19 +258,26 @@ def check_deployment(doc, where):
         fail("%s: enableServiceLinks must be false (service-link variables look like configuration)"
              % where)
     found = False
-    for c in spec.get("containers", []):
+    containers = spec.get("containers", [])
+    sidecar = any(EXPORTER_IMAGE not in c.get("image", "") for c in containers)
+    for c in containers:
         if EXPORTER_IMAGE not in c.get("image", ""):
             continue
         found = True
         cw = "%s container %s" % (where, c.get("name"))
-        probes = {
-            "livenessProbe": "/healthz",
-            "readinessProbe": "/readyz",
-        }
-        for probe, path in probes.items():
-            got = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
-            if got != path:
-                fail("%s: %s must GET %s (got %r)" % (cw, probe, path, got))
+        live = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path")
+        if live != "/healthz":
+            fail("%s: livenessProbe must GET /healthz (got %r)" % (cw, live))
+        ready = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+        if sidecar:
+            # Beside Redis, the exporter's readiness is the pod's: /readyz (503 until a poll
+            # succeeds) would take Redis out of its Service when it is full or the password wrong.
+            if c.get("readinessProbe") is not None and ready != "/healthz":
+                fail("%s: a sidecar must have no readinessProbe (or one on /healthz), got %r: an "
+                     "exporter that cannot poll would take the Redis pod out of its Service"
+                     % (cw, c.get("readinessProbe")))
+        elif ready != "/readyz":
+            fail("%s: readinessProbe must GET /readyz (got %r)" % (cw, ready))
         sc = c.get("securityContext") or {}
         if sc.get("allowPrivilegeEscalation") is not False:
             fail("%s: allowPrivilegeEscalation must be false" % cw)
@@ -398,6 +456,96 @@ def cmd_extract_configs(out, files):
             print(dest)
 
 
+ACL_USER_LINE = re.compile(r"(?:ACL SETUSER|--user|^\s*user)\s+(exporter(?:-relief)?)\s+(.*)$")
+
+
+def acl_rules(words):
+    """The rules of an ACL line without its password (`>...`, `#<sha256>`) and quotes."""
+    out = []
+    for w in words:
+        w = w.strip("\"'`")
+        if w and not w.startswith((">", "#", "<")):
+            out.append(w)
+    return out
+
+
+def read_acl_file(name):
+    path = os.path.join(ACL_DIR, name)
+    users = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            words = line.split()
+            # Redis refuses to start on any other line (a comment included).
+            if words[0] != "user" or len(words) < 3:
+                fail("%s:%d: not a `user NAME rules` line (Redis would not start): %s"
+                     % (rel(path), n, line.strip()))
+                continue
+            users[words[1]] = words[2:]
+    return users
+
+
+def cmd_acl():
+    new = read_acl_file("users.acl")
+    old = read_acl_file("users-redis-6.2-7.0.acl")
+    sentinel = read_acl_file("sentinel.acl")
+    if set(new) != {"exporter", "exporter-relief"} or set(old) != set(new):
+        fail("deploy/acl: users.acl and users-redis-6.2-7.0.acl must define exporter and exporter-relief")
+        return
+    only72 = {"+client|no-touch", "+client|setinfo"}
+    relief_extra = ["+client|kill", "+config|set"]
+    for user in new:
+        want_old = [r for r in new[user] if r not in only72]
+        if old[user] != want_old:
+            fail("deploy/acl/users-redis-6.2-7.0.acl: %s must be users.acl's line without %s:\n  %s\n  got %s"
+                 % (user, sorted(only72), " ".join(want_old), " ".join(old[user])))
+    for users, name in ((new, "users.acl"), (old, "users-redis-6.2-7.0.acl")):
+        base = [r for r in acl_rules(users["exporter"])]
+        relief = [r for r in acl_rules(users["exporter-relief"])]
+        if base[:1] != ["reset"] or relief[:1] != ["reset"]:
+            fail("deploy/acl/%s: each user starts with reset (no leftover rights)" % name)
+        if "on" not in base or "off" not in relief:
+            fail("deploy/acl/%s: exporter is on, exporter-relief off until relief is set up" % name)
+        if [r for r in relief if r != "off"] != [r for r in base if r != "on"] + relief_extra:
+            fail("deploy/acl/%s: exporter-relief must be exporter's rules plus %s" % (name, relief_extra))
+        for r in base + relief:
+            if r in ("nopass", "allcommands", "allkeys", "allchannels") or r.startswith(("+@", "~", "&", "%")):
+                fail("deploy/acl/%s: %r is not least privilege" % (name, r))
+    if set(sentinel) != {"exporter"}:
+        fail("deploy/acl/sentinel.acl: one user, exporter")
+    # Every copy of a user's rules elsewhere (README, docs, the Kubernetes and compose examples,
+    # chart comments) is users.acl's.
+    canonical = {u: acl_rules(r) for u, r in new.items()}
+    copies = 0
+    files = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, "deploy")):
+        dirnames[:] = [d for d in dirnames if d != "acl"]
+        files += [os.path.join(dirpath, f) for f in sorted(filenames)]
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (UnicodeDecodeError, OSError):
+            continue
+        # A folded command line (compose) is one line once its continuation lines are joined.
+        text = re.sub(r"\n\s+(\+)", r" \1", text)
+        for n, line in enumerate(text.splitlines(), 1):
+            m = ACL_USER_LINE.search(line)
+            if not m:
+                continue
+            # A password read by the shell (compose: ">$$(cat /run/secrets/...)") is one word.
+            rules = acl_rules(re.sub(r'"?>\$+\([^)]*\)"?', "", m.group(2)).split())
+            if not any(r.startswith("+") for r in rules):
+                continue  # prose such as `ACL SETUSER exporter-relief on`
+            copies += 1
+            if rules != canonical[m.group(1)]:
+                fail("%s:%d: %s's ACL rules differ from deploy/acl/users.acl:\n  want %s\n  got  %s"
+                     % (rel(path), n, m.group(1), " ".join(canonical[m.group(1)]), " ".join(rules)))
+    print("  deploy/acl: users.acl, users-redis-6.2-7.0.acl (= users.acl without %s), sentinel.acl; "
+          "%d copies elsewhere match users.acl" % (", ".join(sorted(only72)), copies))
+
+
 def main(argv):
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -415,6 +563,8 @@ def main(argv):
         cmd_extract_rules(args[0], args[1:])
     elif cmd == "extract-configs":
         cmd_extract_configs(args[0], args[1:])
+    elif cmd == "acl":
+        cmd_acl()
     else:
         print("unknown command %s\n%s" % (cmd, __doc__), file=sys.stderr)
         return 2

@@ -365,6 +365,53 @@ fn pem(
     }
 }
 
+/// What a PEM document must hold.
+#[derive(Clone, Copy)]
+enum PemKind {
+    Certificates,
+    PrivateKey,
+}
+
+/// The document reads as PEM of its kind (the TLS library checks the rest when it builds the
+/// configuration), so that `--check-config` finds a wrong file. Never quotes the content.
+fn check_pem(
+    origin: &str,
+    (file_key, inline_key): (&str, &str),
+    pem: &Pem,
+    kind: PemKind,
+) -> Result<(), ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let key = match pem {
+        Pem::File(_) => file_key,
+        Pem::Inline(_) => inline_key,
+    };
+    let bytes = match pem {
+        Pem::Inline(text) => text.as_bytes().to_vec(),
+        Pem::File(path) => std::fs::read(path).map_err(|e| {
+            invalid(
+                origin,
+                format!("tls_server_config.{key}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+    };
+    let ok = match kind {
+        PemKind::Certificates => CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok_and(|c| !c.is_empty()),
+        PemKind::PrivateKey => PrivateKeyDer::from_pem_slice(&bytes).is_ok(),
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match kind {
+        PemKind::Certificates => "no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+        PemKind::PrivateKey => "no PEM private key (-----BEGIN ... PRIVATE KEY-----) in it",
+    };
+    Err(invalid(origin, format!("tls_server_config.{key}"), what))
+}
+
 /// Looks `name` up in `names`; else an error naming the key that lists the choices.
 fn named<T: Copy>(
     origin: &str,
@@ -424,6 +471,21 @@ fn resolve_tls(t: RawTls, dir: &Path, origin: &str) -> Result<WebTls, ConfigErro
         ("client_ca", t.client_ca),
         dir,
     )?;
+    check_pem(origin, ("cert_file", "cert"), &cert, PemKind::Certificates)?;
+    check_pem(
+        origin,
+        ("key_file", "key"),
+        &private_key,
+        PemKind::PrivateKey,
+    )?;
+    if let Some(ca) = &client_ca {
+        check_pem(
+            origin,
+            ("client_ca_file", "client_ca"),
+            ca,
+            PemKind::Certificates,
+        )?;
+    }
     let client_auth = match t.client_auth_type.as_deref() {
         None | Some("") => ClientAuth::NoClientCert,
         Some(name) => named(
@@ -535,9 +597,13 @@ mod tests {
 
     fn load(body: &str) -> Result<WebConfig, String> {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("c.pem"), "x").expect("write");
-        std::fs::write(dir.path().join("k.pem"), "x").expect("write");
-        std::fs::write(dir.path().join("ca.pem"), "x").expect("write");
+        // PEM in form only: the TLS library checks the content when it builds a server.
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.path().join("c.pem"), cert).expect("write");
+        std::fs::write(dir.path().join("k.pem"), key).expect("write");
+        std::fs::write(dir.path().join("ca.pem"), cert).expect("write");
+        std::fs::write(dir.path().join("junk.pem"), "x").expect("write");
         let p = dir.path().join("web.yml");
         std::fs::write(&p, body).expect("write");
         load_web_config(&p).map_err(|e| e.to_string())
@@ -679,15 +745,31 @@ mod tests {
         let e = load("tls_server_config:\n  cert_file: nope.pem\n  key_file: k.pem\n")
             .expect_err("missing file");
         assert!(e.contains("cannot read") && e.contains("nope.pem"), "{e}");
+        let e = load("tls_server_config:\n  cert_file: junk.pem\n  key_file: k.pem\n")
+            .expect_err("not PEM");
+        assert!(
+            e.contains("key `tls_server_config.cert_file`: no PEM certificate"),
+            "{e}"
+        );
+        let e = load("tls_server_config:\n  cert_file: c.pem\n  key_file: c.pem\n")
+            .expect_err("a certificate is not a key");
+        assert!(
+            e.contains("key `tls_server_config.key_file`: no PEM private key"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_inline_key_is_never_printed() {
-        let c = load("tls_server_config:\n  cert: |\n    CERTTEXT\n  key: |\n    KEYSECRET\n")
-            .expect("inline");
+        let c = load(
+            "tls_server_config:\n  cert: |\n    -----BEGIN CERTIFICATE-----\n    MIIB\n    \
+             -----END CERTIFICATE-----\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    S0VZU0VDUkVU\n    \
+             -----END PRIVATE KEY-----\n",
+        )
+        .expect("inline");
         let shown = format!("{c:?}");
         assert!(
-            !shown.contains("KEYSECRET") && shown.contains("Inline(<redacted>)"),
+            !shown.contains("S0VZU0VDUkVU") && shown.contains("Inline(<redacted>)"),
             "{shown}"
         );
     }

@@ -31,6 +31,19 @@ impl Kind {
     }
 }
 
+/// The text format written: Prometheus' 0.0.4 (the default, byte for byte the prometheus
+/// crate's), or OpenMetrics 1.0 (counter families named without `_total`, `+Inf`/`-Inf`, `"`
+/// escaped in help; the caller ends the exposition with [`OPENMETRICS_EOF`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    OpenMetrics,
+}
+
+/// The last line of an OpenMetrics exposition.
+pub const OPENMETRICS_EOF: &str = "# EOF\n";
+
 struct Family {
     /// `# HELP`/`# TYPE` lines, then every series, as text.
     text: String,
@@ -40,6 +53,7 @@ struct Family {
 /// Families by name in first-use order, each written as text as its series arrive.
 #[derive(Default)]
 pub struct Exposition {
+    format: Format,
     families: Vec<Family>,
     index: HashMap<String, usize>,
     /// The family of the last series (name's address and length, position): consecutive
@@ -64,7 +78,27 @@ fn escape_into(out: &mut String, v: &str, quote: bool) {
     }
 }
 
+/// A sample value: Rust's `Display` (what the prometheus crate writes) for 0.0.4; OpenMetrics
+/// spells infinities `+Inf`/`-Inf`.
+fn value_into(out: &mut String, v: f64, format: Format) {
+    match format {
+        Format::OpenMetrics if v.is_infinite() => {
+            out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        }
+        _ => {
+            let _ = write!(out, "{v}");
+        }
+    }
+}
+
 impl Exposition {
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            ..Self::default()
+        }
+    }
+
     fn family(&mut self, name: &str, help: &str, kind: Kind) -> &mut Family {
         let pos = match self.last {
             // Compare by address first: callers pass the same `&'static str` series after series.
@@ -74,14 +108,20 @@ impl Exposition {
                     Some(&p) => p,
                     None => {
                         let mut text = String::with_capacity(256);
+                        let om = self.format == Format::OpenMetrics;
+                        // OpenMetrics names a counter family without the samples' `_total`.
+                        let family = match kind {
+                            Kind::Counter if om => name.strip_suffix("_total").unwrap_or(name),
+                            _ => name,
+                        };
                         if !help.is_empty() {
                             text.push_str("# HELP ");
-                            text.push_str(name);
+                            text.push_str(family);
                             text.push(' ');
-                            escape_into(&mut text, help, false);
+                            escape_into(&mut text, help, om);
                             text.push('\n');
                         }
-                        let _ = writeln!(text, "# TYPE {name} {}", kind.as_str());
+                        let _ = writeln!(text, "# TYPE {family} {}", kind.as_str());
                         self.families.push(Family { text, series: 0 });
                         self.index.insert(name.to_string(), self.families.len() - 1);
                         self.families.len() - 1
@@ -96,6 +136,7 @@ impl Exposition {
 
     /// One sample line: `name{labels[,extra]} value`.
     fn line<'a>(
+        format: Format,
         text: &mut String,
         name: &str,
         suffix: &str,
@@ -123,7 +164,9 @@ impl Exposition {
         if sep == ',' {
             text.push('}');
         }
-        let _ = writeln!(text, " {value}");
+        text.push(' ');
+        value_into(text, value, format);
+        text.push('\n');
     }
 
     /// A gauge or counter series.
@@ -135,9 +178,10 @@ impl Exposition {
         labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
         value: f64,
     ) {
+        let format = self.format;
         let f = self.family(name, help, kind);
         f.series += 1;
-        Self::line(&mut f.text, name, "", labels, None, value);
+        Self::line(format, &mut f.text, name, "", labels, None, value);
     }
 
     /// A histogram series from cumulative `(upper bound, count)` buckets, `+Inf` added when
@@ -151,14 +195,16 @@ impl Exposition {
         sum: f64,
         count: u64,
     ) {
+        let format = self.format;
         let f = self.family(name, help, Kind::Histogram);
         f.series += 1;
         let mut inf_seen = false;
         let mut le = String::new();
         for (ub, c) in buckets {
             le.clear();
-            let _ = write!(le, "{ub}");
+            value_into(&mut le, ub, format);
             Self::line(
+                format,
                 &mut f.text,
                 name,
                 "_bucket",
@@ -170,6 +216,7 @@ impl Exposition {
         }
         if !inf_seen {
             Self::line(
+                format,
                 &mut f.text,
                 name,
                 "_bucket",
@@ -178,8 +225,16 @@ impl Exposition {
                 count as f64,
             );
         }
-        Self::line(&mut f.text, name, "_sum", labels.clone(), None, sum);
-        Self::line(&mut f.text, name, "_count", labels, None, count as f64);
+        Self::line(format, &mut f.text, name, "_sum", labels.clone(), None, sum);
+        Self::line(
+            format,
+            &mut f.text,
+            name,
+            "_count",
+            labels,
+            None,
+            count as f64,
+        );
     }
 
     /// The families that have series, each one chunk of text, in first-use order.
@@ -328,6 +383,40 @@ mod tests {
         assert_eq!(
             String::from_utf8(mine.into_bytes()).expect("utf8"),
             expected
+        );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_spells_infinities() {
+        let mut om = Exposition::new(Format::OpenMetrics);
+        om.sample(
+            "x_events_total",
+            "Events \"quoted\".",
+            Kind::Counter,
+            [("target", "t")].into_iter(),
+            3.0,
+        );
+        om.sample(
+            "x_gauge",
+            "",
+            Kind::Gauge,
+            std::iter::empty(),
+            f64::NEG_INFINITY,
+        );
+        om.histogram(
+            "x_seconds",
+            "H.",
+            std::iter::empty(),
+            [(1.0, 1u64), (f64::INFINITY, 2)].into_iter(),
+            f64::INFINITY,
+            2,
+        );
+        assert_eq!(
+            String::from_utf8(om.into_bytes()).expect("utf8"),
+            "# HELP x_events Events \\\"quoted\\\".\n# TYPE x_events counter\n\
+             x_events_total{target=\"t\"} 3\n# TYPE x_gauge gauge\nx_gauge -Inf\n\
+             # HELP x_seconds H.\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"1\"} 1\n\
+             x_seconds_bucket{le=\"+Inf\"} 2\nx_seconds_sum +Inf\nx_seconds_count 2\n"
         );
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ pub use crate::web::accept::{
 pub use crate::web::auth::{AuthUser, BasicAuth};
 use crate::web::auth::{ClientCertNames, CERT_USER_PREFIX};
 use crate::web::live_config::LiveWebConfig;
+use crate::web::negotiate;
 
 use crate::config::topology::ScrapeTargetError;
 use crate::targets::dynamic::{Dynamic, ScrapeError};
@@ -29,6 +30,7 @@ use crate::targets::state::Store;
 async fn scrape(
     axum::Extension(d): axum::Extension<Arc<Dynamic>>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     // Off means off, whatever the parameters: one 404 for every request.
     if !d.enabled() {
@@ -38,11 +40,11 @@ async fn scrape(
         return scrape_error(StatusCode::BAD_REQUEST, &ScrapeError::MissingTarget);
     };
     match d.scrape(target, q.get("auth").map(String::as_str)).await {
-        Ok((label, state)) => (
-            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-            crate::web::metrics::render(&[(label, state)]),
-        )
-            .into_response(),
+        Ok((label, state)) => {
+            let format = negotiate::format(&headers);
+            let chunks = crate::web::metrics::render_chunks_as(&[(label, state)], format);
+            negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
+        }
         Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
         Err(e @ ScrapeError::Disabled) => scrape_error(StatusCode::NOT_FOUND, &e),
         Err(
@@ -143,18 +145,19 @@ pub async fn add_headers(
     response
 }
 /// The page is written once, as one text chunk per family, and sent as those chunks: with
-/// thousands of targets it is megabytes, and joining it would hold it twice.
+/// thousands of targets it is megabytes, and joining it would hold it twice. The format and
+/// the compression are negotiated (src/web/negotiate.rs).
 async fn metrics(
     State(store): State<Arc<Store>>,
     axum::Extension(relief): axum::Extension<Arc<crate::relief::Hub>>,
-) -> impl IntoResponse {
-    let mut chunks = crate::web::metrics::render_chunks(&store.snapshot());
-    chunks.push(crate::web::metrics::render_actions(&relief.counts()).into());
-    chunks.push(crate::web::metrics::render_shard(&store.shard).into());
-    (
-        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        axum::body::Body::new(crate::web::exposition::Chunks::new(chunks)),
-    )
+    headers: HeaderMap,
+) -> Response {
+    use crate::web::metrics::{render_actions_as, render_chunks_as, render_shard_as};
+    let format = negotiate::format(&headers);
+    let mut chunks = render_chunks_as(&store.snapshot(), format);
+    chunks.push(render_actions_as(&relief.counts(), format).into());
+    chunks.push(render_shard_as(&store.shard, format).into());
+    negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use crate::web::exposition::{Exposition, Kind};
+use crate::web::exposition::{Exposition, Format, Kind};
 
 use crate::analysis::aggregate::Distribution;
 use crate::redis::client_list::{ClientType, Flag};
@@ -55,9 +55,9 @@ fn labels<'a>(
 }
 
 impl Families {
-    fn new() -> Self {
+    fn new(format: Format) -> Self {
         Families {
-            out: Exposition::default(),
+            out: Exposition::new(format),
             extra: Vec::new(),
         }
     }
@@ -103,7 +103,15 @@ impl Families {
 /// Every target's state as Prometheus text (format 0.0.4), one chunk per family: what
 /// `/metrics` serves without joining them (src/exposition.rs).
 pub fn render_chunks(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<Bytes> {
-    let mut f = Families::new();
+    render_chunks_as(states, Format::Text)
+}
+
+/// [`render_chunks`] in the given text format.
+pub fn render_chunks_as(
+    states: &[(String, std::sync::Arc<TargetState>)],
+    format: Format,
+) -> Vec<Bytes> {
+    let mut f = Families::new(format);
     f.gauge(
         "redis_clients_exporter_build_info",
         "Version, git revision and branch, and compiler of redis-clients-exporter (always 1).",
@@ -130,7 +138,15 @@ pub fn render(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<u8> {
 /// `redis_clients_exporter_actions_total` from the relief counts (src/relief), as text to
 /// append to [`render`]'s; empty when there are none.
 pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> Vec<u8> {
-    let mut f = Families::new();
+    render_actions_as(counts, Format::Text)
+}
+
+/// [`render_actions`] in the given text format.
+pub fn render_actions_as(
+    counts: &[(String, &'static str, &'static str, u64)],
+    format: Format,
+) -> Vec<u8> {
+    let mut f = Families::new(format);
     for (target, action, result, n) in counts {
         f.counter(
             "redis_clients_exporter_actions_total",
@@ -145,8 +161,13 @@ pub fn render_actions(counts: &[(String, &'static str, &'static str, u64)]) -> V
 /// This replica's shard (src/shard.rs) and, per source of targets, how many it owns and how
 /// many it leaves to the other replicas; text to append to [`render`]'s.
 pub fn render_shard(ledger: &crate::config::shard::Ledger) -> Vec<u8> {
+    render_shard_as(ledger, Format::Text)
+}
+
+/// [`render_shard`] in the given text format.
+pub fn render_shard_as(ledger: &crate::config::shard::Ledger, format: Format) -> Vec<u8> {
     let (shard, sources) = ledger.snapshot();
-    let mut f = Families::new();
+    let mut f = Families::new(format);
     let (index, count) = (shard.index.to_string(), shard.count.to_string());
     f.gauge(
         "redis_clients_exporter_shard_info",

@@ -10,6 +10,7 @@ pub mod http;
 pub mod landing;
 pub mod live_config;
 pub mod metrics;
+pub mod negotiate;
 pub mod render;
 pub mod svg;
 pub mod timeline;
