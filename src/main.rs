@@ -63,6 +63,69 @@ enum Command {
     /// Needs `[relief] enabled` on the exporter and a relief user. Exit status 0 done, 1
     /// refused or failed, 2 bad arguments.
     Relieve(Box<RelieveArgs>),
+    /// Close the connections a diagnosis names, on a new connection: lists the clients, selects
+    /// exactly the group's (idle, pub/sub, blocked rules as the diagnosis), closes each by id.
+    /// Takes redis-cli's connection flags; the password from REDISCLI_AUTH or --password-file.
+    /// Safe to rerun. Exit status 0 done (even with nothing left to close), 1 when Redis
+    /// refused (full: no new connection; auth; unreachable), 2 on bad arguments.
+    #[command(disable_help_flag = true)]
+    Close(Box<CloseArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("group").required(true).args(["source_ip", "client_name", "lib_name", "address_prefix"])))]
+struct CloseArgs {
+    /// Server host (as redis-cli's -h).
+    #[arg(short = 'h', long = "host", default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(short = 'p', long = "port", default_value_t = 6379)]
+    port: u16,
+    /// Server socket (overrides host and port).
+    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Connect with TLS.
+    #[arg(long)]
+    tls: bool,
+    /// ACL user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Database number.
+    #[arg(short = 'n', default_value_t = 0)]
+    db: u32,
+    /// File holding the password (else REDISCLI_AUTH, as redis-cli).
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// The connections from this source address ("unix" for a socket).
+    #[arg(long)]
+    source_ip: Option<String>,
+    /// The connections with this client name ('' for those without one).
+    #[arg(long)]
+    client_name: Option<String>,
+    /// The connections of this client library (lib-name).
+    #[arg(long)]
+    lib_name: Option<String>,
+    /// The connections from this IPv4 /24 (a.b.c.0/24).
+    #[arg(long)]
+    address_prefix: Option<String>,
+    /// Which of the group's connections.
+    #[arg(long, value_enum, default_value_t = CloseOnly::Idle)]
+    only: CloseOnly,
+    /// With idle and idle-pubsub: idle at least this long.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    idle_seconds: u64,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseOnly {
+    /// Idle, not pub/sub, not blocked.
+    Idle,
+    IdlePubsub,
+    Blocked,
+    OutputBuffer,
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,6 +225,7 @@ fn main() -> std::process::ExitCode {
     match &cli.command {
         Some(Command::Diagnose(args)) => return diagnose(args),
         Some(Command::Relieve(args)) => return relieve(args),
+        Some(Command::Close(args)) => return close(args),
         None => {}
     }
     let overrides = Overrides {
@@ -377,6 +441,120 @@ fn write_stdout(text: &str) -> bool {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .is_ok()
+}
+
+/// The target and selector of `close`, from redis-cli-style flags.
+fn close_target(
+    args: &CloseArgs,
+) -> Result<(config::Target, redis_clients_exporter::diagnose::Selector), String> {
+    use redis_clients_exporter::analysis::aggregate::Dimension;
+    use redis_clients_exporter::diagnose::{Only, Selector};
+    use redis_clients_exporter::web::render::url_encode;
+    let user = args
+        .user
+        .as_deref()
+        .map_or(String::new(), |u| format!("{}@", url_encode(u)));
+    let url = match &args.socket {
+        Some(path) => format!("unix://{}", path.display()),
+        None => {
+            let host = if args.host.contains(':') {
+                format!("[{}]", args.host)
+            } else {
+                args.host.clone()
+            };
+            let scheme = if args.tls { "rediss" } else { "redis" };
+            format!("{scheme}://{user}{host}:{}/{}", args.port, args.db)
+        }
+    };
+    let overrides = Overrides {
+        targets: vec![url],
+        password_file: args.password_file.clone(),
+        ..Overrides::default()
+    };
+    let mut target = config::load(None, &overrides)
+        .map_err(|e| e.to_string())?
+        .targets
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no target".to_string())?;
+    if target.password == config::Secret::None && std::env::var_os("REDISCLI_AUTH").is_some() {
+        target.password = config::Secret::Env("REDISCLI_AUTH".into());
+    }
+    let (group, key) = match (
+        &args.source_ip,
+        &args.client_name,
+        &args.lib_name,
+        &args.address_prefix,
+    ) {
+        (Some(k), ..) => (Dimension::SourceIp, k),
+        (_, Some(k), ..) => (Dimension::ClientName, k),
+        (_, _, Some(k), _) => (Dimension::LibName, k),
+        (.., Some(k)) => (Dimension::AddressPrefix, k),
+        _ => {
+            return Err(
+                "name one group: --source-ip, --client-name, --lib-name or --address-prefix".into(),
+            )
+        }
+    };
+    if group == Dimension::AddressPrefix && !key.ends_with(".0/24") {
+        return Err(format!("--address-prefix must be a.b.c.0/24, not {key}"));
+    }
+    let only = match args.only {
+        CloseOnly::Idle => Only::Idle,
+        CloseOnly::IdlePubsub => Only::IdlePubsub,
+        CloseOnly::Blocked => Only::Blocked,
+        CloseOnly::OutputBuffer => Only::OutputBuffer,
+    };
+    Ok((
+        target,
+        Selector {
+            group,
+            key: key.clone(),
+            only,
+            idle_seconds: args.idle_seconds,
+        },
+    ))
+}
+
+fn close(args: &CloseArgs) -> std::process::ExitCode {
+    use redis_clients_exporter::targets::close;
+    let (target, selector) = match close_target(args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let what = redis_clients_exporter::diagnose::shell::visible(&selector.describe());
+    match rt.block_on(close::run(&target, &selector)) {
+        Ok(c) if c.matched == 0 => {
+            println!("no connection of {what} matches (any more): nothing to close");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(c) => {
+            println!(
+                "{} connection(s) closed ({} matched {what} {})",
+                c.closed,
+                c.matched,
+                selector.only.as_str()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn relieve(args: &RelieveArgs) -> std::process::ExitCode {

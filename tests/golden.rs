@@ -314,6 +314,8 @@ fn outputs() -> Outputs {
                 cfg.idle_threshold_seconds,
                 &redis_cli,
             );
+            // As the poller: the published state shares its history (the report's chart).
+            state.history = Some(Arc::new(history.clone()));
             store.publish(&target.label, state.clone());
         }
     }
@@ -331,9 +333,20 @@ fn outputs() -> Outputs {
         let json = serde_json::to_vec_pretty(report.as_ref()).expect("report serialises");
         let json = String::from_utf8(json).expect("JSON is UTF-8");
         out.insert(format!("diagnose/{label}.json"), json);
-        out.insert(format!("diagnose/{label}.txt"), render::text(report));
-        out.insert(format!("diagnose/{label}.md"), render::markdown(report));
-        out.insert(format!("diagnose/{label}.html"), render::html(report));
+        // As `/diagnose` renders them: with the target's history, tables and reload.
+        let extras = render::Extras::of(state);
+        out.insert(
+            format!("diagnose/{label}.txt"),
+            render::text_with(report, &extras),
+        );
+        out.insert(
+            format!("diagnose/{label}.md"),
+            render::markdown_with(report, &extras),
+        );
+        out.insert(
+            format!("diagnose/{label}.html"),
+            render::html_with(report, &extras),
+        );
     }
     out
 }

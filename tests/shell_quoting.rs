@@ -149,9 +149,17 @@ struct Ran {
 
 /// Runs one printed command in bash, in the canary directory, with a bounded wait.
 fn run_bash(cmd: &str, dir: &Path) -> Ran {
+    // The printed `redis-clients-exporter close` is this build's binary.
+    let bin_dir = Path::new(BIN).parent().expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(cmd)
+        .env("PATH", path)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -214,12 +222,24 @@ fn commands(format: Format, body: &str) -> Vec<String> {
             let mut out = Vec::new();
             let mut fence: Option<String> = None;
             let mut block = Vec::new();
+            let mut text_fence: Option<String> = None;
             for l in body.lines() {
                 let t = l.trim();
+                if let Some(f) = &text_fence {
+                    if t == f {
+                        text_fence = None;
+                    }
+                    continue;
+                }
                 match &fence {
                     None => {
                         if t.starts_with("```") {
                             let f: String = t.chars().take_while(|&c| c == '`').collect();
+                            // The one other block is the sparklines' (not a command): skipped.
+                            if &t[f.len()..] == "text" {
+                                text_fence = Some(f);
+                                continue;
+                            }
                             assert_eq!(
                                 &t[f.len()..],
                                 "sh",
@@ -246,7 +266,12 @@ fn commands(format: Format, body: &str) -> Vec<String> {
                 .into_iter()
                 .flatten()
                 .flat_map(|f| f["remediation"].as_array().cloned().unwrap_or_default())
-                .filter_map(|s| s["command"].as_str().map(String::from))
+                .flat_map(|s| {
+                    ["command", "fallback_command"]
+                        .into_iter()
+                        .filter_map(|k| s[k].as_str().map(String::from))
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         }
         Format::Html => body
@@ -454,8 +479,17 @@ fn cli_json_commands_are_safe_and_exact() {
 /// Runs every pipeline of a report against a server that is full: each must exit non-zero and
 /// say so, where the old `grep | awk | xargs -r` pipeline exited 0 having done nothing.
 fn assert_pipelines_fail_loudly(cmds: &[String], dir: &Path, body: &str) {
-    let pipelines: Vec<&String> = cmds.iter().filter(|c| c.contains('|')).collect();
+    let pipelines: Vec<&String> = cmds
+        .iter()
+        .filter(|c| c.contains('|') || c.starts_with("redis-clients-exporter close "))
+        .collect();
     assert!(!pipelines.is_empty(), "no pipeline printed:\n{body}");
+    assert!(
+        pipelines
+            .iter()
+            .any(|c| c.starts_with("redis-clients-exporter close ")),
+        "no close command printed:\n{body}"
+    );
     for c in pipelines {
         let r = run_bash(c, dir);
         assert_ne!(
@@ -573,4 +607,95 @@ fn on_a_full_server_the_commands_kill_by_id_fails_loudly() {
     let steps = rep["findings"][0]["remediation"].to_string();
     assert!(steps.contains("no new connection can be opened"), "{out}");
     assert_eq!(leak.len(), 35);
+}
+
+/// Issue 28 item 6: the close step a person reads is one short line (the exporter's `close`
+/// subcommand with redis-cli's flags and the quoted name), it closes exactly the culprits, a
+/// second run closes nothing and still exits 0, and the `redis-cli`-only pipeline is the step's
+/// fallback, not its command.
+#[test]
+fn the_short_close_command_is_readable_exact_and_safe_to_rerun() {
+    let dir = tempfile::tempdir().expect("canary dir");
+    let names = hostile_names(dir.path());
+    let s = Scenario::start(&names[0], &names[2]);
+    let mut cfg = config(vec![s.redis.target("t")], 20);
+    cfg.idle_threshold_seconds = 1;
+    let e = Exporter::start(cfg);
+    s.assert_before();
+    let (json, _) = daemon_report(&e, &s, Format::Json);
+    let v: Value = serde_json::from_str(&json).expect("JSON");
+    let steps: Vec<&Value> = v["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["remediation"].as_array().into_iter().flatten())
+        .filter(|s| {
+            s["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("redis-clients-exporter close "))
+        })
+        .collect();
+    assert_eq!(steps.len(), 2, "one per culprit: {json}");
+    let quoted = redis_clients_exporter::diagnose::shell::quote(&names[0]);
+    let mut ran = Vec::new();
+    for step in &steps {
+        let c = step["command"].as_str().unwrap_or("");
+        // Read in five seconds: one line, no pipe, no awk, the connection flags and the name.
+        assert!(
+            !c.contains('|') && !c.contains("awk") && !c.contains('\n'),
+            "{c}"
+        );
+        assert!(
+            c.len() < 60 + 2 * names[0].len().max(names[2].len()),
+            "{} chars: {c}",
+            c.len()
+        );
+        assert!(
+            c.contains(&format!(" -h 127.0.0.1 -p {} ", s.redis.port)),
+            "{c}"
+        );
+        // The guarded pipeline stays available, folded behind it.
+        let fallback = step["fallback_command"].as_str().unwrap_or("");
+        assert!(
+            fallback.contains("awk") && fallback.len() > 3 * c.len(),
+            "{fallback}"
+        );
+        ran.push(run_bash(c, dir.path()));
+    }
+    assert!(
+        ran.iter().any(|r| r
+            .command
+            .contains(&format!("--client-name {quoted} --idle-seconds 1"))),
+        "{json}"
+    );
+    assert!(
+        ran.iter().any(|r| r.command.contains("--only blocked")),
+        "{json}"
+    );
+    for r in &ran {
+        assert_eq!(r.code, 0, "{}\n{}{}", r.command, r.stdout, r.stderr);
+        assert!(r.stdout.contains("connection(s) closed"), "{}", r.stdout);
+    }
+    let closed: usize = ran
+        .iter()
+        .filter_map(|r| r.stdout.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(closed, LEAKED + BLOCKED);
+    assert!(
+        canaries(dir.path()).is_empty(),
+        "{:?}",
+        canaries(dir.path())
+    );
+    s.assert_only_culprits_closed(true);
+    // Again: nothing left to close, still exit 0, nobody else touched.
+    for r in &ran {
+        let again = run_bash(&r.command, dir.path());
+        assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+        assert!(
+            again.stdout.contains("nothing to close"),
+            "{}",
+            again.stdout
+        );
+    }
+    s.assert_only_culprits_closed(true);
 }

@@ -66,6 +66,10 @@ struct Groups {
     counts: Box<[GroupCount]>,
     /// Where each kind ends in `counts`, in that order.
     ends: [u8; 4],
+    /// The effective maxclients at this sample (0: unknown), for the report's chart: here, in
+    /// the block's padding, it costs no byte, and the block is still shared while it does not
+    /// change (it changes only with `CONFIG SET maxclients` or a restart).
+    maxclients: u32,
     young: Box<[Tally]>,
 }
 
@@ -82,7 +86,7 @@ impl Groups {
     }
 
     fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.young.is_empty()
+        self.counts.is_empty() && self.young.is_empty() && self.maxclients == 0
     }
 }
 
@@ -172,8 +176,19 @@ fn young_tally(at: f64, clients: &ClientListSummary, prev: Option<&Sample>) -> V
 
 impl Sample {
     /// `prev` is the sample before this one, whose keys (and groups, when they are the same)
-    /// are reused.
+    /// are reused. maxclients is INFO's (Redis 7.0+); [`Sample::observe`] takes the effective one.
     pub fn new(at: f64, info: &Info, clients: &ClientListSummary, prev: Option<&Sample>) -> Sample {
+        Self::observe(at, info, info.maxclients, clients, prev)
+    }
+
+    /// [`Sample::new`] with the effective maxclients of this poll (CONFIG's, else INFO's).
+    pub fn observe(
+        at: f64,
+        info: &Info,
+        maxclients: Option<f64>,
+        clients: &ClientListSummary,
+        prev: Option<&Sample>,
+    ) -> Sample {
         let empty = Sample::default();
         let p = prev.unwrap_or(&empty);
         let mut counts = Vec::new();
@@ -186,6 +201,8 @@ impl Sample {
         let groups = Groups {
             counts: counts.into_boxed_slice(),
             ends,
+            // Rounded into a u32 (a server's maxclients is far below 2^32); 0 stays "unknown".
+            maxclients: maxclients.map_or(0, |m| m.clamp(0.0, f64::from(u32::MAX)) as u32),
             young: young_tally(at, clients, prev).into_boxed_slice(),
         };
         let groups = match &p.groups {
@@ -228,6 +245,21 @@ impl Sample {
     /// The top /24 prefixes (keyed `a.b.c.0/24`), largest first.
     pub fn prefixes(&self) -> &[GroupCount] {
         self.kind(3)
+    }
+
+    /// The effective maxclients when this sample was taken, when known.
+    pub fn maxclients(&self) -> Option<u32> {
+        self.groups
+            .as_ref()
+            .map(|g| g.maxclients)
+            .filter(|&m| m > 0)
+    }
+
+    /// Connections refused between `prev` and this sample (`rejected_connections` grew; after
+    /// a `CONFIG RESETSTAT`, what the counter holds now). `None` when either count is unknown.
+    pub fn refused_since(&self, prev: &Sample) -> Option<f64> {
+        let (a, b) = (prev.rejected_connections?, self.rejected_connections?);
+        Some(if b >= a { b - a } else { b })
     }
 
     /// Young connections per source over the recent polls, largest first.
@@ -350,6 +382,11 @@ impl History {
         self.samples.back()
     }
 
+    /// Oldest first, through a shared reference (what `/diagnose` draws from).
+    pub fn iter(&self) -> impl Iterator<Item = &Sample> {
+        self.samples.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }
@@ -379,6 +416,42 @@ mod tests {
             std::mem::size_of::<Sample>()
         );
         assert!(std::mem::size_of::<GroupCount>() <= 24);
+        // maxclients sits in what was the block's padding.
+        assert!(
+            std::mem::size_of::<Groups>() <= 40,
+            "{}",
+            std::mem::size_of::<Groups>()
+        );
+    }
+
+    #[test]
+    fn maxclients_and_refusals_per_sample() {
+        use crate::analysis::aggregate::Aggregator;
+        let reply = "id=1 addr=10.0.0.1:1 name=a age=500 idle=1 cmd=get\n";
+        let summary = Aggregator::new(60).summarize(reply, 10);
+        let mut info = Info {
+            rejected_connections: Some(4.0),
+            ..Info::default()
+        };
+        let a = Sample::observe(1.0, &info, Some(50.0), &summary, None);
+        info.rejected_connections = Some(9.0);
+        let b = Sample::observe(2.0, &info, Some(50.0), &summary, Some(&a));
+        assert_eq!((a.maxclients(), b.maxclients()), (Some(50), Some(50)));
+        // The same maxclients and groups: still one shared block.
+        assert!(b.shares_groups_with(&a));
+        assert_eq!(b.refused_since(&a), Some(5.0));
+        // CONFIG RESETSTAT: the counter holds what came after it.
+        info.rejected_connections = Some(2.0);
+        let c = Sample::observe(3.0, &info, Some(60.0), &summary, Some(&b));
+        assert_eq!(c.refused_since(&b), Some(2.0));
+        assert_eq!(c.maxclients(), Some(60));
+        assert!(!c.shares_groups_with(&b));
+        // Unknown maxclients (no CONFIG, INFO before 7.0) and no group: nothing allocated.
+        let empty = Aggregator::new(60).summarize("", 10);
+        let d = Sample::observe(4.0, &Info::default(), None, &empty, None);
+        assert_eq!(d.maxclients(), None);
+        assert!(d.groups.is_none());
+        assert_eq!(d.refused_since(&c), None);
     }
 
     #[test]
@@ -466,6 +539,7 @@ mod tests {
             groups: Some(Arc::new(Groups {
                 counts: sources.into_boxed_slice(),
                 ends: [n; 4],
+                maxclients: 0,
                 young: Box::new([]),
             })),
             ..at(0.0)

@@ -70,6 +70,10 @@ pub struct Step {
     /// Rendered from `remedy` by the constructor (see [`Step::command`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     command: Option<String>,
+    /// The same action with `redis-cli` only, for a shell without the exporter's binary (see
+    /// [`Step::fallback`]): long, so the pages fold it behind the short command.
+    #[serde(rename = "fallback_command", skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
 }
 
 impl Step {
@@ -88,6 +92,7 @@ impl Step {
             why,
             remedy,
             command: None,
+            fallback: None,
         }
     }
 
@@ -99,14 +104,17 @@ impl Step {
             why: why.into(),
             remedy: Remedy::SetParam { param, value },
             command: Some(command),
+            fallback: None,
         }
     }
 
-    /// Close `selector`'s connections through `cli`. [`CloseBy::ServerFilter`] needs a
-    /// selector whose group has a `CLIENT KILL` filter (source, name, library); any other
+    /// Close `selector`'s connections through `cli`: the exporter's own `close` subcommand,
+    /// a line a person reads at a glance (same selection in Rust, loud when refused, safe to
+    /// rerun), with the `redis-cli`-only form as the fallback. [`CloseBy::ServerFilter`] needs
+    /// a selector whose group has a `CLIENT KILL` filter (source, name, library); any other
     /// falls back to re-selection.
     pub fn close(why: impl Into<String>, cli: &str, selector: Selector, by: CloseBy) -> Step {
-        let command = match (by, kill_filter(selector.group)) {
+        let with_redis_cli = match (by, kill_filter(selector.group)) {
             (CloseBy::ServerFilter, Some(filter)) => shell::checked(&format!(
                 "{cli} CLIENT KILL {filter} {} IDLE {} TYPE normal SKIPME yes",
                 shell::quote(&selector.key),
@@ -114,10 +122,15 @@ impl Step {
             )),
             _ => selector.pipeline(cli),
         };
+        let (command, fallback) = match close_command(cli, &selector) {
+            Some(short) => (short, Some(with_redis_cli)),
+            None => (with_redis_cli, None),
+        };
         Step {
             why: why.into(),
             remedy: Remedy::Close { selector, by },
             command: Some(command),
+            fallback,
         }
     }
 
@@ -128,6 +141,7 @@ impl Step {
             why: why.into(),
             remedy: Remedy::KillIds(ids),
             command: Some(command),
+            fallback: None,
         }
     }
 
@@ -154,6 +168,7 @@ impl Step {
             why: why.into(),
             remedy: Remedy::Relieve(relieve),
             command: Some(cmd),
+            fallback: None,
         }
     }
 
@@ -162,10 +177,45 @@ impl Step {
         self.command.as_deref()
     }
 
+    /// The same action with `redis-cli` only, when [`Step::command`] is the exporter's
+    /// subcommand.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
     /// True for a notice of `kind`.
     pub fn is_notice(&self, kind: Notice) -> bool {
         self.remedy == Remedy::Notice(kind)
     }
+}
+
+/// `redis-clients-exporter close <connection flags> --client-name KEY --idle-seconds N`: the
+/// subcommand takes redis-cli's connection flags (`-h -p -s --tls --user -n`, the password from
+/// `REDISCLI_AUTH`), so the arguments [`crate::diagnose::redis_cli_for`] wrote for `redis-cli`
+/// reach the same server. `None` when `cli` is not such a `redis-cli` line.
+fn close_command(cli: &str, selector: &Selector) -> Option<String> {
+    let connection = cli.strip_prefix("redis-cli")?;
+    let group = match selector.group {
+        Dimension::SourceIp => "--source-ip",
+        Dimension::ClientName => "--client-name",
+        Dimension::LibName => "--lib-name",
+        Dimension::AddressPrefix => "--address-prefix",
+        Dimension::AllSources => return None,
+    };
+    let mut cmd = format!(
+        "redis-clients-exporter close{connection} {group} {}",
+        shell::quote(&selector.key)
+    );
+    match selector.only {
+        Only::Idle => cmd.push_str(&format!(" --idle-seconds {}", selector.idle_seconds)),
+        Only::IdlePubsub => cmd.push_str(&format!(
+            " --only idle-pubsub --idle-seconds {}",
+            selector.idle_seconds
+        )),
+        Only::Blocked => cmd.push_str(" --only blocked"),
+        Only::OutputBuffer => cmd.push_str(" --only output-buffer"),
+    }
+    Some(cmd)
 }
 
 /// The `CLIENT KILL` filter that selects a group's connections on the server, if it has one.
@@ -222,6 +272,36 @@ mod tests {
         let s = Step::notice(Notice::FullServer, "full");
         assert!(s.is_notice(Notice::FullServer) && s.command().is_none());
         assert!(!Step::advice("x").is_notice(Notice::FullServer));
+    }
+
+    /// With a `redis-cli` line, closing prints the exporter's one-line `close` (the same
+    /// connection flags, the key quoted), and keeps the `redis-cli`-only form as the fallback.
+    #[test]
+    fn close_prints_the_short_subcommand_and_keeps_the_pipeline_as_fallback() {
+        let sel = Selector {
+            group: Dimension::ClientName,
+            key: "x';touch${IFS}/tmp/P;echo'".into(),
+            only: Only::Idle,
+            idle_seconds: 90,
+        };
+        let cli = "redis-cli -h 10.0.0.7 -p 6379 --tls --user ops";
+        let s = Step::close("w", cli, sel.clone(), CloseBy::Reselect);
+        assert_eq!(
+            s.command(),
+            Some(
+                r"redis-clients-exporter close -h 10.0.0.7 -p 6379 --tls --user ops --client-name 'x'\'';touch${IFS}/tmp/P;echo'\''' --idle-seconds 90"
+            )
+        );
+        assert_eq!(s.fallback(), Some(sel.pipeline(cli).as_str()));
+        let blocked = Selector {
+            only: Only::Blocked,
+            ..sel.clone()
+        };
+        let s = Step::close("w", cli, blocked, CloseBy::Reselect);
+        assert!(s.command().is_some_and(|c| c.ends_with(" --only blocked")));
+        // Not a redis-cli line (a caller's own): the pipeline is the command, no fallback.
+        let s = Step::close("w", "cli", sel, CloseBy::Reselect);
+        assert!(s.fallback().is_none() && s.command().is_some_and(|c| c.contains("awk")));
     }
 
     /// The JSON report keeps its shape: `why`, and `command` only when there is one.

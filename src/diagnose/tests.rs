@@ -75,10 +75,12 @@ fn leak_names_the_idle_source() {
     assert_eq!(first(&rep), ("connection_leak", Some("source_ip 10.0.0.9")));
     assert!(rep.findings[0].confidence >= 0.5, "{:?}", rep.findings[0]);
     assert_eq!(rep.status, Status::Warning);
-    let kill = rep.findings[0].remediation[0]
+    // The short command first, the redis-cli-only pipeline as its fallback.
+    let step = &rep.findings[0].remediation[0];
+    assert!(step
         .command()
-        .unwrap_or_default()
-        .to_string();
+        .is_some_and(|c| c.starts_with("redis-clients-exporter close -p 1 --source-ip 10.0.0.9 ")));
+    let kill = step.fallback().unwrap_or_default().to_string();
     assert!(
         kill.contains("K=10.0.0.9 awk") && kill.contains("CLIENT KILL ID"),
         "{kill}"
@@ -183,7 +185,7 @@ fn a_leak_is_found_by_client_library_across_subnets() {
         "{rep:#?}"
     );
     let cmd = rep.findings[0].remediation[0]
-        .command()
+        .fallback()
         .unwrap_or_default()
         .to_string();
     assert!(cmd.contains("K=jedis") && cmd.contains("lib-name"), "{cmd}");
@@ -366,7 +368,11 @@ fn every_leak_fix_carries_timeout_and_keepalive() {
         "{cmds:?}"
     );
     // They fail loudly when Redis refuses them.
-    assert!(cmds.iter().all(|c| c.contains("| awk")), "{cmds:?}");
+    assert!(
+        cmds.iter()
+            .all(|c| c.contains("| awk") || c.starts_with("redis-clients-exporter close ")),
+        "{cmds:?}"
+    );
     // Already on: still part of the fix, as facts.
     let rep = report(&r, &info(150), cfg(160.0), &[]);
     let leak = finding(&rep, Cause::ConnectionLeak).expect("a leak");
@@ -498,7 +504,7 @@ fn valkey_is_reported_as_valkey_and_its_filters_are_used() {
     let valkey9 = valkey8.replace("8.1.8", "9.1.2");
     let rep = report(&r, &valkey9, cfg(160.0), &[]);
     let cmd = rep.findings[0].remediation[0]
-        .command()
+        .fallback()
         .unwrap_or_default()
         .to_string();
     assert!(

@@ -3,6 +3,7 @@
 //! nodes and of the targets file, the `/scrape` targets, and the one-shot `diagnose` command's
 //! observation.
 
+pub mod close;
 pub mod discovery;
 pub mod dynamic;
 pub mod jobs;

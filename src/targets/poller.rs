@@ -40,7 +40,9 @@ pub struct Poller {
     top_k: usize,
     idle_threshold_seconds: u64,
     aggregator: Aggregator,
-    history: History,
+    /// Shared with the published state (`/diagnose` draws it): one copy while nothing changes,
+    /// copied on write at the next poll while the store still serves the last one.
+    history: Arc<History>,
     redis_cli: String,
     state: TargetState,
     conn: Option<Conn>,
@@ -72,6 +74,7 @@ impl Poller {
         top_k: usize,
         idle_threshold_seconds: u64,
     ) -> Self {
+        let poll_interval = target.poll_interval;
         Self {
             redis_cli: diagnose::redis_cli_for(&target),
             listing: crate::redis::chunked::ChunkedLister::new(target.client_list.resync),
@@ -80,8 +83,11 @@ impl Poller {
             top_k,
             idle_threshold_seconds,
             aggregator: Aggregator::new(idle_threshold_seconds),
-            history: History::new(crate::analysis::history::RETENTION),
-            state: TargetState::default(),
+            history: Arc::new(History::new(crate::analysis::history::RETENTION)),
+            state: TargetState {
+                poll_interval,
+                ..TargetState::default()
+            },
             conn: None,
             last_client_list: None,
             logged_up: Logged::default(),
@@ -106,7 +112,7 @@ impl Poller {
     /// measure what a target holds after an hour, without waiting an hour.
     #[doc(hidden)]
     pub fn with_history(mut self, history: History) -> Self {
-        self.history = history;
+        self.history = Arc::new(history);
         self
     }
 
@@ -391,9 +397,12 @@ impl Poller {
             .ok()
             .map(|d| d.as_secs_f64());
         let before = self.state.diagnosis.as_ref().map(Arc::as_ptr);
+        // Our state's reference dropped first, so that only the store's can force a copy.
+        self.state.history = None;
+        let history = Arc::make_mut(&mut self.history);
         Self::fold_poll(
             &mut self.state,
-            &mut self.history,
+            history,
             r,
             now,
             &self.target.label,
@@ -413,6 +422,7 @@ impl Poller {
         {
             self.store.actions.add_steps(&self.target.label, report);
         }
+        self.state.history = Some(Arc::clone(&self.history));
         if self.logged_up.changed(true) {
             // The product and its own version (Valkey's redis_version says 7.2.4 whatever it is).
             let (server, version) = self
@@ -447,7 +457,14 @@ impl Poller {
             s.counters.client_list_lines += clients.connections + clients.parse_errors;
             s.counters.parse_errors += clients.parse_errors;
             s.counters.label_values_truncated += clients.truncated_values;
-            let sample = Sample::new(now.unwrap_or(0.0), &r.info, &clients, history.last());
+            let maxclients = r.config.effective_maxclients(Some(&r.info)).map(|(m, _)| m);
+            let sample = Sample::observe(
+                now.unwrap_or(0.0),
+                &r.info,
+                maxclients,
+                &clients,
+                history.last(),
+            );
             history.push(sample);
             s.clients = Some(Arc::new(clients));
             s.client_list_timestamp = now;

@@ -58,6 +58,11 @@ pub struct TargetState {
     pub last_error: Option<ErrorKind>,
     /// The diagnosis of the last poll (or why there is none).
     pub diagnosis: Option<Arc<crate::diagnose::Report>>,
+    /// The poller's history (the one copy, shared): what `/diagnose` draws. Kept while the
+    /// target is down, so the page still shows the hour before.
+    pub history: Option<Arc<crate::analysis::history::History>>,
+    /// The target's poll interval: how often the HTML report reloads itself.
+    pub poll_interval: std::time::Duration,
     /// Set for the nodes of a cluster or Sentinel set: labels added to every series.
     pub topology: Option<Arc<Topology>>,
 }

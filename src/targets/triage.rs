@@ -307,7 +307,7 @@ mod tests {
         );
         // The live re-selection, which closes them too, follows.
         assert!(steps[chunks + 1]
-            .command()
+            .fallback()
             .is_some_and(|c| c.contains("CLIENT LIST")));
     }
 

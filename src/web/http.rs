@@ -243,13 +243,14 @@ async fn diagnose(
             &labels,
         );
     };
+    let extras = crate::web::render::Extras::of(state);
     match q.format.as_deref().unwrap_or("json") {
         "json" => json(StatusCode::OK, report.as_ref()),
-        "html" => Html(crate::web::render::html(report)).into_response(),
-        "text" => crate::web::render::text(report).into_response(),
+        "html" => Html(crate::web::render::html_with(report, &extras)).into_response(),
+        "text" => crate::web::render::text_with(report, &extras).into_response(),
         "markdown" | "md" => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            crate::web::render::markdown(report),
+            crate::web::render::markdown_with(report, &extras),
         )
             .into_response(),
         _ => json_error(
@@ -271,21 +272,27 @@ async fn ready(State(store): State<Arc<Store>>) -> impl IntoResponse {
     }
 }
 
+/// Each configured target's status and a link to its report; `/scrape` targets are not listed
+/// (src/web/landing.rs).
 async fn landing(State(store): State<Arc<Store>>) -> Html<String> {
-    let mut rows = String::new();
-    for (label, s) in store.snapshot() {
-        let status = if s.up { "up" } else { "down" };
-        rows.push_str(&format!(
-            "<li>{} — {status} — <a href=\"diagnose?target={}&amp;format=html\">diagnosis</a></li>",
-            crate::web::render::html_escape(&label),
-            crate::web::render::url_encode(&label)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>redis-clients-exporter</title></head>\
-         <body><h1>redis-clients-exporter {}</h1><p>Who holds the connections of your Redis.</p>\
-         <ul><li><a href=\"metrics\">/metrics</a></li><li><a href=\"diagnose?format=html\">/diagnose</a> (add <code>?target=</code> with several targets)</li><li><a href=\"healthz\">/healthz</a></li>\
-         <li><a href=\"readyz\">/readyz</a></li></ul><h2>Targets</h2><ul>{rows}</ul></body></html>",
-        env!("CARGO_PKG_VERSION")
+    let snapshot = store.snapshot();
+    let mut rows: Vec<crate::web::landing::Row<'_>> = snapshot
+        .iter()
+        .map(|(label, s)| crate::web::landing::Row {
+            label,
+            status: s.diagnosis.as_ref().map(|d| d.status),
+            headline: s.diagnosis.as_ref().map(|d| d.headline.as_str()),
+            last_success: s.last_success,
+        })
+        .collect();
+    let refresh = snapshot
+        .iter()
+        .map(|(_, s)| crate::web::render::refresh_seconds(s.poll_interval))
+        .min()
+        .unwrap_or(15);
+    Html(crate::web::landing::page(
+        env!("CARGO_PKG_VERSION"),
+        &mut rows,
+        refresh,
     ))
 }

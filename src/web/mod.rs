@@ -4,11 +4,15 @@
 pub mod accept;
 pub mod auth;
 pub mod build_info;
+pub mod escape;
 pub mod exposition;
 pub mod http;
+pub mod landing;
 pub mod live_config;
 pub mod metrics;
 pub mod negotiate;
 pub mod relief;
 pub mod render;
+pub mod svg;
+pub mod timeline;
 pub mod tls_server;

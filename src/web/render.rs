@@ -4,7 +4,58 @@
 
 use std::fmt::Write;
 
+use crate::analysis::aggregate::{ClientListSummary, GroupStats, OTHER};
+use crate::analysis::history::{History, Sample};
 use crate::diagnose::{Finding, Report, Status};
+use crate::web::timeline::{self, Timeline};
+
+/// Rows of each table of groups on the HTML page: the aggregator keeps its top K (a
+/// configured bound) plus `other`; a page stays bounded even with a large K.
+pub const MAX_TABLE_ROWS: usize = 100;
+/// What introduces a step's `redis-cli`-only form.
+const FALLBACK: &str =
+    "Without the exporter's binary, with redis-cli only (the same selection; exits 1 when refused)";
+
+/// Characters of a name in a sparkline line.
+const LINE_NAME_CHARS: usize = 40;
+
+/// What a page shows besides the report: the target's history (the chart and sparklines),
+/// its last CLIENT LIST aggregates (the tables) and how often the HTML page reloads. The
+/// daemon has all three; a report alone renders without them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    pub history: Option<&'a History>,
+    pub clients: Option<&'a ClientListSummary>,
+    /// Seconds between reloads of the HTML page (`<meta http-equiv="refresh">`, no script).
+    pub refresh_seconds: Option<u64>,
+}
+
+/// How often an HTML page reloads: the poll interval (a new diagnosis comes no faster),
+/// between 5 s and 5 min.
+pub fn refresh_seconds(poll_interval: std::time::Duration) -> u64 {
+    match poll_interval.as_secs() {
+        0 => 15,
+        s => s.clamp(5, 300),
+    }
+}
+
+impl<'a> Extras<'a> {
+    /// Everything a published target state has for its page, as `/diagnose` serves it.
+    pub fn of(s: &'a crate::targets::state::TargetState) -> Extras<'a> {
+        Extras {
+            history: s.history.as_deref(),
+            clients: s.clients.as_deref(),
+            refresh_seconds: Some(refresh_seconds(s.poll_interval)),
+        }
+    }
+}
+
+impl Extras<'_> {
+    fn timeline(&self, r: &Report) -> Option<Timeline> {
+        let samples: Vec<&Sample> = self.history?.iter().collect();
+        Timeline::of(&samples, r)
+    }
+}
 
 fn ratio(r: Option<f64>) -> String {
     r.map_or("unknown".to_string(), |r| format!("{:.0}%", r * 100.0))
@@ -14,28 +65,9 @@ fn num(v: Option<f64>) -> String {
     v.map_or("unknown".to_string(), |v| format!("{v:.0}"))
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date: Howard Hinnant's algorithm).
-pub fn utc(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-use crate::diagnose::shell::{is_invisible, visible};
+use crate::diagnose::shell::visible;
+pub use crate::web::escape::{html_escape, url_encode};
+pub use crate::web::timeline::utc;
 
 /// Markdown text that shows exactly `s`: every character with a Markdown meaning is
 /// backslash-escaped (no emphasis, link, raw HTML, code span or table cell can start inside a
@@ -155,14 +187,44 @@ fn rating(f: &Finding) -> String {
     )
 }
 
+/// The sparkline section's heading.
+fn trend_heading(t: &Timeline) -> String {
+    format!(
+        "Last {} ({} points, one scale from 0 to {}; · = not among the top groups then), by {}:",
+        t.window_words(),
+        t.at.len(),
+        t.top(),
+        t.kind.as_str()
+    )
+}
+
+/// A group's key on one line of text: bounded, line breaks as spaces.
+fn line_name(key: &str) -> String {
+    timeline::shorten(key, LINE_NAME_CHARS).replace(['\n', '\r'], " ")
+}
+
 /// Plain text, for the terminal.
 pub fn text(r: &Report) -> String {
+    text_with(r, &Extras::default())
+}
+
+/// Plain text with a sparkline per top group when the history is there.
+pub fn text_with(r: &Report, x: &Extras<'_>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "Diagnosis of {}", r.target);
     let _ = writeln!(o, "{}", r.headline);
     o.push('\n');
     for (k, v) in facts(r) {
         let _ = writeln!(o, "  {k:<42} {v}");
+    }
+    if let Some(t) = x.timeline(r) {
+        let _ = writeln!(o, "\n{}", trend_heading(&t));
+        for line in timeline::sparkline_lines(&t, line_name) {
+            let _ = writeln!(o, "  {line}");
+        }
+        for line in timeline::describe_refusals(&t) {
+            let _ = writeln!(o, "  Redis {line}");
+        }
     }
     let (causes, notes) = causes_and_notes(r);
     for (i, f) in causes.iter().enumerate() {
@@ -178,6 +240,9 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(o, "     - {}", s.why);
             if let Some(c) = s.command() {
                 let _ = writeln!(o, "       $ {c}");
+            }
+            if let Some(c) = s.fallback() {
+                let _ = writeln!(o, "       {FALLBACK}:\n       $ {c}");
             }
         }
     }
@@ -196,7 +261,7 @@ pub fn text(r: &Report) -> String {
     {
         let _ = writeln!(
             o,
-            "\nCommands use `{}`; if the server needs a password, export REDISCLI_AUTH first.",
+            "\nCommands use `{}` (`redis-clients-exporter close` takes the same flags); if the server needs a password, export REDISCLI_AUTH first.",
             r.redis_cli
         );
     }
@@ -205,6 +270,12 @@ pub fn text(r: &Report) -> String {
 
 /// Markdown, for a ticket or a chat.
 pub fn markdown(r: &Report) -> String {
+    markdown_with(r, &Extras::default())
+}
+
+/// Markdown with a sparkline per top group (in a code block, so they line up) when the
+/// history is there.
+pub fn markdown_with(r: &Report, x: &Extras<'_>) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -215,6 +286,15 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(o, "| fact | value |\n| --- | --- |");
     for (k, v) in facts(r) {
         let _ = writeln!(o, "| {} | {} |", md(k), md(&v));
+    }
+    if let Some(t) = x.timeline(r) {
+        let lines = timeline::sparkline_lines(&t, line_name).join("\n");
+        let _ = writeln!(o, "\n{}\n", md(&trend_heading(&t)));
+        let fence = "`".repeat(backtick_run(&lines).max(2) + 1);
+        let _ = writeln!(o, "{fence}text\n{lines}\n{fence}");
+        for line in timeline::describe_refusals(&t) {
+            let _ = writeln!(o, "\nRedis {}", md(&line));
+        }
     }
     let (causes, notes) = causes_and_notes(r);
     for (i, f) in causes.iter().enumerate() {
@@ -236,6 +316,9 @@ pub fn markdown(r: &Report) -> String {
             if let Some(c) = s.command() {
                 let _ = writeln!(o, "{}", md_block(c, "  "));
             }
+            if let Some(c) = s.fallback() {
+                let _ = writeln!(o, "\n  {FALLBACK}:\n\n{}", md_block(c, "  "));
+            }
         }
     }
     if !notes.is_empty() {
@@ -250,31 +333,11 @@ pub fn markdown(r: &Report) -> String {
     {
         let _ = writeln!(
             o,
-            "\nCommands use {}; if the server needs a password, export REDISCLI\\_AUTH first.",
+            "\nCommands use {} (`redis-clients-exporter close` takes the same flags); if the server needs a password, export REDISCLI\\_AUTH first.",
             md_code(&r.redis_cli)
         );
     }
     visible(&o)
-}
-
-/// HTML text or attribute value: the five markup characters escaped, invisible characters
-/// (bidi overrides, zero-width) shown as `\u{..}`. The one HTML escape of the exporter.
-pub fn html_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c if is_invisible(c) => {
-                let _ = write!(o, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:980px;padding:1em;color:#1d1d1f;background:#fff}\
@@ -282,17 +345,83 @@ h1{font-size:1.4em}header p{font-size:1.1em;padding:.6em .8em;border-radius:6px}
 .healthy{background:#e3f5e1}.warning{background:#fff4d6}.critical,.full{background:#fde2e1}.unreachable{background:#eee}\
 table{border-collapse:collapse}td{padding:.15em .8em .15em 0;vertical-align:top}\
 section.finding{border:1px solid #ccc;border-radius:6px;padding:.4em 1em;margin:1em 0}\
-.conf{font-weight:bold}pre{background:#f4f4f4;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
-@media (prefers-color-scheme:dark){body{background:#111;color:#eee}pre{background:#222}.healthy{background:#1e3a1e}.warning{background:#4a3b00}.critical,.full{background:#4a1414}}";
+.conf{font-weight:bold}details.fallback summary{cursor:pointer;color:#555;font-size:.9em}#trend svg{max-width:100%;height:auto;color:inherit}#refusals{color:#c5221f;font-weight:bold}\
+table.groups{margin:.3em 0 1em;font-variant-numeric:tabular-nums}table.groups th{text-align:left;padding-right:.8em;border-bottom:1px solid #ccc}\
+table.groups td.key{max-width:28em;overflow-wrap:anywhere}tr.culprit{background:#fde2e1}\
+pre{background:#f4f4f4;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}\
+@media (prefers-color-scheme:dark){body{background:#111;color:#eee}pre{background:#222}.healthy{background:#1e3a1e}.warning{background:#4a3b00}.critical,.full,tr.culprit{background:#4a1414}}";
 
 /// A self-contained HTML page.
 pub fn html(r: &Report) -> String {
+    html_with(r, &Extras::default())
+}
+
+/// `12 s`, `4 min`, `3.5 h`.
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
+/// One table of groups (sources or client names) as the last CLIENT LIST saw them, the
+/// culprit's row marked, at most [`MAX_TABLE_ROWS`] rows.
+fn groups_table(
+    o: &mut String,
+    id: &str,
+    heading: &str,
+    groups: &[(String, GroupStats)],
+    culprit: Option<&str>,
+    idle_threshold: &str,
+) {
+    let _ = write!(
+        o,
+        "<h2>{heading}</h2><table id=\"{id}\" class=\"groups\"><thead><tr><th>{}</th><th>connections</th><th>idle {idle_threshold}</th><th>longest idle</th><th>oldest connection</th></tr></thead><tbody>",
+        if id == "sources" { "source" } else { "client name" }
+    );
+    for (key, g) in groups.iter().take(MAX_TABLE_ROWS) {
+        let is_culprit = culprit == Some(key.as_str()) && key != OTHER;
+        let shown = if key == OTHER {
+            "<i>other (folded: beyond the top groups)</i>".to_string()
+        } else if key.is_empty() {
+            "<i>(no name)</i>".to_string()
+        } else {
+            html_escape(key)
+        };
+        let _ = write!(
+            o,
+            "<tr{}><td class=\"key\">{shown}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if is_culprit { " class=\"culprit\"" } else { "" },
+            if is_culprit { " <b>(culprit)</b>" } else { "" },
+            g.connections,
+            g.idle_connections,
+            duration(g.oldest_idle_seconds),
+            duration(g.oldest_age_seconds)
+        );
+    }
+    o.push_str("</tbody></table>");
+    if groups.len() > MAX_TABLE_ROWS {
+        let _ = write!(
+            o,
+            "<p class=\"more\">{} more not shown.</p>",
+            groups.len() - MAX_TABLE_ROWS
+        );
+    }
+}
+
+/// A self-contained HTML page with, when `x` has them, the chart of the last hour, the tables
+/// of sources and names, and a reload every `refresh_seconds` (no script).
+pub fn html_with(r: &Report, x: &Extras<'_>) -> String {
     let mut o = String::new();
     let class = r.status.as_str();
+    let refresh = x.refresh_seconds.map_or(String::new(), |s| {
+        format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+    });
     let _ = write!(
         o,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{refresh}\
 <link rel=\"icon\" href=\"data:,\"><title>{} – diagnosis of {}</title><style>{STYLE}</style></head><body>\
 <header><h1>Diagnosis of {}</h1><p id=\"status\" class=\"{class}\" data-status=\"{class}\">{}</p></header>",
         html_escape(&class.to_uppercase()),
@@ -300,6 +429,26 @@ pub fn html(r: &Report) -> String {
         html_escape(&r.target),
         html_escape(&r.headline)
     );
+    let culprit = r.top_cause().and_then(|f| f.selector.as_ref());
+    if let Some(t) = x.timeline(r) {
+        let _ = write!(
+            o,
+            "<section id=\"trend\"><h2>Last {}</h2>{}",
+            t.window_words(),
+            crate::web::svg::chart(&t)
+        );
+        let refusals = timeline::describe_refusals(&t);
+        if refusals.is_empty() {
+            o.push_str("<p id=\"refusals\">No connection refused in this window.</p>");
+        } else {
+            o.push_str("<ul id=\"refusals\">");
+            for line in refusals {
+                let _ = write!(o, "<li>Redis {}</li>", html_escape(&line));
+            }
+            o.push_str("</ul>");
+        }
+        o.push_str("</section>");
+    }
     o.push_str("<table id=\"facts\">");
     for (k, v) in facts(r) {
         let _ = write!(
@@ -340,6 +489,15 @@ pub fn html(r: &Report) -> String {
             if let Some(c) = s.command() {
                 let _ = write!(o, "<pre>{}</pre>", html_escape(c));
             }
+            // Folded: the short command above is what a person reads; this is for a shell
+            // without the exporter's binary.
+            if let Some(c) = s.fallback() {
+                let _ = write!(
+                    o,
+                    "<details class=\"fallback\"><summary>{FALLBACK}</summary><pre>{}</pre></details>",
+                    html_escape(c)
+                );
+            }
             o.push_str("</li>");
         }
         o.push_str("</ul></section></li>");
@@ -359,26 +517,43 @@ pub fn html(r: &Report) -> String {
         }
         o.push_str("</ul>");
     }
+    if let Some(c) = x.clients {
+        use crate::analysis::aggregate::Dimension;
+        let key_of = |d: Dimension| culprit.filter(|s| s.group == d).map(|s| s.key.as_str());
+        let threshold = r
+            .findings
+            .iter()
+            .find_map(|f| f.selector.as_ref())
+            .map_or(String::from("(≥ threshold)"), |s| {
+                format!("≥ {}", duration(s.idle_seconds))
+            });
+        groups_table(
+            &mut o,
+            "sources",
+            "Sources at the last CLIENT LIST",
+            &c.by_source,
+            key_of(Dimension::SourceIp),
+            &threshold,
+        );
+        groups_table(
+            &mut o,
+            "names",
+            "Client names at the last CLIENT LIST",
+            &c.by_name,
+            key_of(Dimension::ClientName),
+            &threshold,
+        );
+    }
     let _ = write!(
         o,
-        "<footer><p>Commands use <code>{}</code>; export REDISCLI_AUTH first if the server needs a password. \
-<a href=\"?target={}&amp;format=json\">JSON</a></p></footer></body></html>",
+        "<footer><p>Commands use <code>{}</code> (<code>redis-clients-exporter close</code> takes the same flags); export REDISCLI_AUTH first if the server needs a password. \
+<a href=\"?target={}&amp;format=json\">JSON</a>{}</p></footer></body></html>",
         html_escape(&r.redis_cli),
-        html_escape(&url_encode(&r.target))
+        html_escape(&url_encode(&r.target)),
+        x.refresh_seconds.map_or(String::new(), |s| format!(
+            " · This page reloads every {s} s."
+        ))
     );
-    o
-}
-
-/// Percent-encodes a query value.
-pub fn url_encode(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            o.push(b as char);
-        } else {
-            let _ = write!(o, "%{b:02X}");
-        }
-    }
     o
 }
 
@@ -449,8 +624,17 @@ mod tests {
             .unwrap_or_default()
             .to_string();
         assert!(md.contains(&format!("  ````sh\n  {cmd}\n  ````\n")), "{md}");
-        // Outside the block, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
-        let prose: String = md.replace(&cmd, "");
+        let fallback = r.findings[0].remediation[0]
+            .fallback()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!fallback.is_empty());
+        assert!(
+            md.contains(&format!("  ````sh\n  {fallback}\n  ````\n")),
+            "{md}"
+        );
+        // Outside the blocks, no markup survives: every `*`, `_`, `[`, backtick, `<` escaped.
+        let prose: String = md.replace(&cmd, "").replace(&fallback, "");
         for bad in ["*_", "[a]", "</pre>", "```'"] {
             assert!(!prose.contains(bad), "{bad} in {prose}");
         }
@@ -474,5 +658,70 @@ mod tests {
         let h = html(&r);
         assert!(!h.contains("</pre>*") && !h.contains('\u{1b}'), "{h}");
         assert!(h.contains("&lt;/pre&gt;*_"), "{h}");
+    }
+
+    /// Sparklines carry names from Redis too: in text no byte a terminal acts on, in Markdown a
+    /// fence no name can close; one line per group, the culprit said.
+    #[test]
+    fn sparklines_keep_hostile_names_inert() {
+        use crate::analysis::aggregate::Aggregator;
+        use crate::diagnose::{Observation, Report};
+        let name = "a````b\u{1b}]0;t\u{7}\u{202e}<i>";
+        let mut agg = Aggregator::new(1);
+        let mut history = History::new(std::time::Duration::from_secs(3600));
+        let info = crate::redis::info::Info::parse(
+            "redis_version:7.2.4\r\nconnected_clients:40\r\nmaxclients:50\r\nrejected_connections:0\r\n",
+        );
+        let mut report: Option<Report> = None;
+        for minute in 0..5u64 {
+            let mut list = String::new();
+            for i in 0..(8 * minute + 8) {
+                list.push_str(&format!(
+                    "id={i} addr=10.0.0.{}:1 name={name} age=900 idle=900 cmd=get\n",
+                    i % 4
+                ));
+            }
+            let summary = agg.summarize(&list, 10);
+            let at = 1000.0 + minute as f64 * 60.0;
+            history.push(Sample::observe(
+                at,
+                &info,
+                Some(50.0),
+                &summary,
+                history.last(),
+            ));
+            let config = crate::redis::connection::ConfigValues::default();
+            let obs = Observation {
+                info: &info,
+                config: &config,
+                clients: &summary,
+                idle_threshold_seconds: 1,
+            };
+            let samples: Vec<Sample> = history.iter().cloned().collect();
+            report = Some(crate::diagnose::diagnose(
+                "t",
+                &obs,
+                &samples,
+                at,
+                "redis-cli",
+            ));
+        }
+        let r = report.expect("a report");
+        let x = Extras {
+            history: Some(&history),
+            ..Extras::default()
+        };
+        let t = text_with(&r, &x);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{202e}'), "{t}");
+        let line = t
+            .lines()
+            .find(|l| l.contains("a````b") && l.contains(", peak "))
+            .expect("a sparkline line");
+        assert!(line.contains("(culprit)"), "{line}");
+        // Five samples growing from 8 to 40 of 50: five rising blocks.
+        assert!(line.trim_start().starts_with("▂▃▄▅▇ "), "{line}");
+        let m = markdown_with(&r, &x);
+        assert!(m.contains("`````text\n"), "{m}");
+        assert!(m.contains("(culprit)"), "{m}");
     }
 }
