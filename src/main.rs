@@ -123,6 +123,9 @@ struct CloseArgs {
 enum CloseOnly {
     /// Idle, not pub/sub, not blocked.
     Idle,
+    /// A leak's own connections: idle, or untouched since they connected (not pub/sub, not
+    /// blocked).
+    Unused,
     IdlePubsub,
     Blocked,
     OutputBuffer,
@@ -501,6 +504,7 @@ fn close_target(
     }
     let only = match args.only {
         CloseOnly::Idle => Only::Idle,
+        CloseOnly::Unused => Only::Unused,
         CloseOnly::IdlePubsub => Only::IdlePubsub,
         CloseOnly::Blocked => Only::Blocked,
         CloseOnly::OutputBuffer => Only::OutputBuffer,

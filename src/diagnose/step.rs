@@ -212,6 +212,10 @@ fn close_command(cli: &str, selector: &Selector) -> Option<String> {
             " --only idle-pubsub --idle-seconds {}",
             selector.idle_seconds
         )),
+        Only::Unused => cmd.push_str(&format!(
+            " --only unused --idle-seconds {}",
+            selector.idle_seconds
+        )),
         Only::Blocked => cmd.push_str(" --only blocked"),
         Only::OutputBuffer => cmd.push_str(" --only output-buffer"),
     }
