@@ -3,9 +3,10 @@
 //! /24 (a fleet of pods), connections without a name, so that a leak spread thinly over many
 //! instances is seen as one.
 
+use super::remediation::span;
 use super::{
     advice, companion, ev, healing_steps, kill_steps, pct, Cause, Ctx, Evidence, Finding, Only,
-    Selector,
+    Selector, Step, Threat,
 };
 use crate::analysis::aggregate::{Dimension, Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
 use crate::redis::client_list::CLIENT_NAME;
@@ -264,25 +265,64 @@ fn display(ctx: &Ctx<'_>, cand: &Candidate<'_>) -> String {
     }
 }
 
-/// Seconds as a short duration: "45 s", "12 min", "3.5 h".
-pub(crate) fn span(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.0} min", seconds / 60.0)
+fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
+    let cand = w.cand;
+    let g = cand.g;
+    let mass = w.mass;
+    let t = ctx.obs.idle_threshold_seconds;
+    let mut evidence: Vec<Evidence> = Vec::new();
+    let conf = confidence(ctx, w, &mut evidence);
+    let room = ctx.headroom();
+    let (head, pace_text) = head_evidence(ctx, w, at_limit, room, evidence);
+    let share_of_all = mass / ctx.clients.max(1.0);
+    let (sel, remediation) = selection_and_steps(ctx, w, room);
+    let who = sel.describe();
+    let shown = display(ctx, cand);
+    let threat = leak_threat(ctx, w);
+    let title = match (w.trend, room) {
+        (Some(tr), Some(r)) if !at_limit && r >= 1.0 => format!(
+            "connection leak from {shown} ({:.1}/s, full in about {})",
+            tr.pace,
+            span(r / tr.pace)
+        ),
+        (Some(tr), _) => format!("connection leak from {shown} ({:.1}/s)", tr.pace),
+        (None, _) => format!("connection leak from {shown}"),
+    };
+    let mut f = Finding::new(Cause::ConnectionLeak, title, conf);
+    f.severity = threat.value;
+    f.threat = threat.why;
+    f.culprit = Some(who.clone());
+    let fresh_text = if w.fresh > 0.0 {
+        format!(
+            ", {:.0} of them younger and untouched since they connected",
+            w.fresh
+        )
     } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
+        String::new()
+    };
+    f.summary = format!(
+        "{mass:.0} of the {} connections from {shown} ({who}) are unused: idle ≥ {t} s{fresh_text} ({} of all connections){}; a pool that never returns or closes connections looks like this.{pace_text}",
+        g.clients(),
+        pct(share_of_all),
+        cand.fleet
+            .filter(|f| f.instances >= 2)
+            .map_or(String::new(), |f| format!(", spread over {} instances", f.instances))
+    );
+    f.evidence = head;
+    f.remediation = remediation;
+    f.selector = Some(sel);
+    f
 }
 
-fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
+/// How sure the finding is: the group's own weight, then growth over the history (pushed to
+/// `evidence`), a fleet whose older instances hold more, and connections that never ran a
+/// command; less for a pool's warm spares.
+fn confidence(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, evidence: &mut Vec<Evidence>) -> f64 {
     let cand = w.cand;
     let g = cand.g;
     let idle = g.idle_unused() as f64;
     let mass = w.mass;
-    let t = ctx.obs.idle_threshold_seconds;
     let mut conf = w.base;
-    let mut evidence: Vec<Evidence> = Vec::new();
 
     // Growth over the daemon's history (the group's unused connections then and now). Never
     // the only evidence: a restarted exporter or the one-shot command has none.
@@ -346,7 +386,24 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         conf *= 0.85;
     }
     conf += (1.0 - conf) * 0.3 * never;
+    conf
+}
 
+/// The numbers a person reads first: the group's connections, idle and fresh, its share, the
+/// other dimension's dominant group, and the pace poll by poll with the time to full (also
+/// returned as a sentence for the summary); then `evidence`.
+fn head_evidence(
+    ctx: &Ctx<'_>,
+    w: &Weighed<'_, '_>,
+    at_limit: bool,
+    room: Option<f64>,
+    evidence: Vec<Evidence>,
+) -> (Vec<Evidence>, String) {
+    let cand = w.cand;
+    let g = cand.g;
+    let idle = g.idle_unused() as f64;
+    let mass = w.mass;
+    let t = ctx.obs.idle_threshold_seconds;
     let culprit_name = format!("{} {}", cand.kind, cand.key);
     let share_of_all = mass / ctx.clients.max(1.0);
     let mut head = vec![
@@ -384,7 +441,6 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         ));
     }
     // The pace poll by poll and what it leaves: how long the free slots last.
-    let room = ctx.headroom();
     let mut pace_text = String::new();
     if let Some(tr) = w.trend {
         head.push(ev(
@@ -412,7 +468,21 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         );
     }
     head.extend(evidence);
+    (head, pace_text)
+}
 
+/// The leak's own connections as a selector, and the fix: close them now, fix the service,
+/// and a timeout that holds against the leak's pace.
+fn selection_and_steps(
+    ctx: &Ctx<'_>,
+    w: &Weighed<'_, '_>,
+    room: Option<f64>,
+) -> (Selector, Vec<Step>) {
+    let cand = w.cand;
+    let g = cand.g;
+    let idle = g.idle_unused() as f64;
+    let mass = w.mass;
+    let t = ctx.obs.idle_threshold_seconds;
     let sel = Selector {
         group: cand.kind,
         key: cand.selector_key(),
@@ -426,7 +496,6 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         idle_seconds: t,
     };
     let who = sel.describe();
-    let shown = display(ctx, cand);
     let mut remediation = kill_steps(
         ctx,
         &sel,
@@ -468,7 +537,13 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         false,
         (pace > 0.0 && ctx.maxclients.is_some()).then_some(&hold),
     ));
+    (sel, remediation)
+}
 
+/// The threat to the limit, raised by the leak's own pace.
+fn leak_threat(ctx: &Ctx<'_>, w: &Weighed<'_, '_>) -> Threat {
+    let g = w.cand.g;
+    let idle = g.idle_unused() as f64;
     // The leak's own pace: poll by poll when the polls show it; otherwise from its
     // connections' ages, what it has accumulated since its oldest connection opened (only
     // once that is 5 minutes old: a young group's pace is a burst, not a rate).
@@ -482,37 +557,5 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
             "the leak's average pace",
         ));
     }
-    let title = match (w.trend, room) {
-        (Some(tr), Some(r)) if !at_limit && r >= 1.0 => format!(
-            "connection leak from {shown} ({:.1}/s, full in about {})",
-            tr.pace,
-            span(r / tr.pace)
-        ),
-        (Some(tr), _) => format!("connection leak from {shown} ({:.1}/s)", tr.pace),
-        (None, _) => format!("connection leak from {shown}"),
-    };
-    let mut f = Finding::new(Cause::ConnectionLeak, title, conf);
-    f.severity = threat.value;
-    f.threat = threat.why;
-    f.culprit = Some(who.clone());
-    let fresh_text = if w.fresh > 0.0 {
-        format!(
-            ", {:.0} of them younger and untouched since they connected",
-            w.fresh
-        )
-    } else {
-        String::new()
-    };
-    f.summary = format!(
-        "{mass:.0} of the {} connections from {shown} ({who}) are unused: idle ≥ {t} s{fresh_text} ({} of all connections){}; a pool that never returns or closes connections looks like this.{pace_text}",
-        g.clients(),
-        pct(share_of_all),
-        cand.fleet
-            .filter(|f| f.instances >= 2)
-            .map_or(String::new(), |f| format!(", spread over {} instances", f.instances))
-    );
-    f.evidence = head;
-    f.remediation = remediation;
-    f.selector = Some(sel);
-    f
+    threat
 }
