@@ -258,110 +258,10 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         return;
     }
     if let Some(d) = &s.diagnosis {
-        let (cause, score) = d.exported();
-        // The culprit (`source_ip 10.0.3.7`, `client_name orders-api`) as two labels, so that
-        // alerts and dashboards can quote who; still one series per target.
-        let (culprit_kind, culprit) = d
-            .findings
-            .iter()
-            .find(|f| f.cause.as_str() == cause)
-            .and_then(|f| f.culprit.as_deref())
-            .and_then(|c| c.split_once(' '))
-            .unwrap_or(("none", ""));
-        f.gauge(
-            "redis_client_diagnosis",
-            "Score (0-1, confidence x severity) of the most likely cause of connection exhaustion; cause=none when no finding has a threat; culprit_kind/culprit name who (source_ip or client_name). /diagnose explains it.",
-            &[
-                ("target", target),
-                ("cause", cause),
-                ("culprit_kind", culprit_kind),
-                ("culprit", culprit),
-            ],
-            score,
-        );
+        add_diagnosis(f, target, d);
     }
     if let Some(i) = &s.info {
-        f.gauge_opt(
-            "redis_connected_clients",
-            "Client connections, replicas excluded (INFO connected_clients).",
-            t,
-            i.connected_clients,
-        );
-        f.gauge_opt(
-            "redis_blocked_clients",
-            "Clients blocked in a blocking command (INFO blocked_clients).",
-            t,
-            i.blocked_clients,
-        );
-        f.gauge_opt(
-            "redis_tracking_clients",
-            "Clients with CLIENT TRACKING on (INFO tracking_clients).",
-            t,
-            i.tracking_clients,
-        );
-        f.gauge_opt(
-            "redis_connected_slaves",
-            "Connected replicas (INFO connected_slaves); they count against maxclients.",
-            t,
-            i.connected_slaves,
-        );
-        f.gauge_opt(
-            "redis_cluster_connections",
-            "Cluster bus connections (INFO cluster_connections); they count against maxclients.",
-            t,
-            i.cluster_connections,
-        );
-        f.gauge_opt(
-            "redis_max_clients",
-            "maxclients as INFO reports it (Redis 6.2+, Valkey).",
-            t,
-            i.maxclients,
-        );
-        if let Some(v) = i.total_connections_received {
-            f.counter(
-                "redis_connections_received_total",
-                "Connections accepted since the server started.",
-                t,
-                v,
-            );
-        }
-        if let Some(v) = i.rejected_connections {
-            f.counter(
-                "redis_rejected_connections_total",
-                "Connections refused because maxclients was reached.",
-                t,
-                v,
-            );
-        }
-        f.gauge_opt(
-            "redis_uptime_in_seconds",
-            "Server uptime in seconds.",
-            t,
-            i.uptime_in_seconds,
-        );
-        f.gauge_opt(
-            "redis_memory_used_bytes",
-            "Memory used by the server (INFO used_memory).",
-            t,
-            i.used_memory,
-        );
-        extra::info(f, t, target, &i.extra);
-        // `redis_version` stays INFO's word (Valkey keeps 7.2.4 there) for dashboards built on
-        // the Go exporter; `server_name` and `server_version` say what the server is.
-        let (server_name, server_version) = i.server().unwrap_or(("", ""));
-        f.gauge(
-            "redis_instance_info",
-            "Server identity (always 1): server_name (redis, valkey) and server_version are the product's own; redis_version is INFO's (7.2.4 on every Valkey).",
-            &[
-                ("target", target),
-                ("server_name", server_name),
-                ("server_version", server_version),
-                ("redis_version", i.redis_version.as_deref().unwrap_or("")),
-                ("redis_mode", i.redis_mode.as_deref().unwrap_or("")),
-                ("role", i.role.as_deref().unwrap_or("")),
-            ],
-            1.0,
-        );
+        add_info(f, t, target, i);
     }
     add_limits(f, t, target, s);
     extra::config(f, t, &s.config);
@@ -369,6 +269,116 @@ fn add_target(f: &mut Families, target: &str, s: &TargetState) {
         add_client_list(f, t, target, c);
         extra::client_list(f, t, target, &c.details);
     }
+}
+
+/// `redis_client_diagnosis`: the most likely cause's score, with its culprit.
+fn add_diagnosis(f: &mut Families, target: &str, d: &crate::diagnose::Report) {
+    let (cause, score) = d.exported();
+    // The culprit (`source_ip 10.0.3.7`, `client_name orders-api`) as two labels, so that
+    // alerts and dashboards can quote who; still one series per target.
+    let (culprit_kind, culprit) = d
+        .findings
+        .iter()
+        .find(|f| f.cause.as_str() == cause)
+        .and_then(|f| f.culprit.as_deref())
+        .and_then(|c| c.split_once(' '))
+        .unwrap_or(("none", ""));
+    f.gauge(
+        "redis_client_diagnosis",
+        "Score (0-1, confidence x severity) of the most likely cause of connection exhaustion; cause=none when no finding has a threat; culprit_kind/culprit name who (source_ip or client_name). /diagnose explains it.",
+        &[
+            ("target", target),
+            ("cause", cause),
+            ("culprit_kind", culprit_kind),
+            ("culprit", culprit),
+        ],
+        score,
+    );
+}
+
+/// The INFO families: client counts, the limit, connection counters, uptime, memory, identity.
+fn add_info(f: &mut Families, t: &[(&str, &str)], target: &str, i: &crate::redis::info::Info) {
+    f.gauge_opt(
+        "redis_connected_clients",
+        "Client connections, replicas excluded (INFO connected_clients).",
+        t,
+        i.connected_clients,
+    );
+    f.gauge_opt(
+        "redis_blocked_clients",
+        "Clients blocked in a blocking command (INFO blocked_clients).",
+        t,
+        i.blocked_clients,
+    );
+    f.gauge_opt(
+        "redis_tracking_clients",
+        "Clients with CLIENT TRACKING on (INFO tracking_clients).",
+        t,
+        i.tracking_clients,
+    );
+    f.gauge_opt(
+        "redis_connected_slaves",
+        "Connected replicas (INFO connected_slaves); they count against maxclients.",
+        t,
+        i.connected_slaves,
+    );
+    f.gauge_opt(
+        "redis_cluster_connections",
+        "Cluster bus connections (INFO cluster_connections); they count against maxclients.",
+        t,
+        i.cluster_connections,
+    );
+    f.gauge_opt(
+        "redis_max_clients",
+        "maxclients as INFO reports it (Redis 6.2+, Valkey).",
+        t,
+        i.maxclients,
+    );
+    if let Some(v) = i.total_connections_received {
+        f.counter(
+            "redis_connections_received_total",
+            "Connections accepted since the server started.",
+            t,
+            v,
+        );
+    }
+    if let Some(v) = i.rejected_connections {
+        f.counter(
+            "redis_rejected_connections_total",
+            "Connections refused because maxclients was reached.",
+            t,
+            v,
+        );
+    }
+    f.gauge_opt(
+        "redis_uptime_in_seconds",
+        "Server uptime in seconds.",
+        t,
+        i.uptime_in_seconds,
+    );
+    f.gauge_opt(
+        "redis_memory_used_bytes",
+        "Memory used by the server (INFO used_memory).",
+        t,
+        i.used_memory,
+    );
+    extra::info(f, t, target, &i.extra);
+    // `redis_version` stays INFO's word (Valkey keeps 7.2.4 there) for dashboards built on
+    // the Go exporter; `server_name` and `server_version` say what the server is.
+    let (server_name, server_version) = i.server().unwrap_or(("", ""));
+    f.gauge(
+        "redis_instance_info",
+        "Server identity (always 1): server_name (redis, valkey) and server_version are the product's own; redis_version is INFO's (7.2.4 on every Valkey).",
+        &[
+            ("target", target),
+            ("server_name", server_name),
+            ("server_version", server_version),
+            ("redis_version", i.redis_version.as_deref().unwrap_or("")),
+            ("redis_mode", i.redis_mode.as_deref().unwrap_or("")),
+            ("role", i.role.as_deref().unwrap_or("")),
+        ],
+        1.0,
+    );
 }
 
 fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &TargetState) {
@@ -414,6 +424,34 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
             c.errors[k as usize] as f64,
         );
     }
+    add_client_list_counters(f, t, target, c);
+    for (reply, n) in [
+        ("info", c.info_invalid_utf8_lines),
+        ("client_list", c.client_list_invalid_utf8_lines),
+    ] {
+        f.counter(
+            "redis_clients_exporter_invalid_utf8_lines_total",
+            "Reply lines holding bytes that are not UTF-8, decoded with U+FFFD in their place, by reply (info, client_list).",
+            &[("target", target), ("reply", reply)],
+            n as f64,
+        );
+    }
+    f.counter(
+        "redis_clients_exporter_label_values_truncated_total",
+        "Values from Redis longer than 128 bytes, cut (start, then a hash of the whole value) before becoming label values; counted once per value per poll.",
+        t,
+        c.label_values_truncated as f64,
+    );
+}
+
+/// The exporter's own counts of its CLIENT LIST reads: lines, commands, full listings, sweeps,
+/// parse errors.
+fn add_client_list_counters(
+    f: &mut Families,
+    t: &[(&str, &str)],
+    target: &str,
+    c: &crate::targets::state::Counters,
+) {
     f.counter(
         "redis_clients_exporter_client_list_lines_total",
         "CLIENT LIST lines seen for the target.",
@@ -454,23 +492,6 @@ fn add_self_metrics(f: &mut Families, t: &[(&str, &str)], target: &str, s: &Targ
         "CLIENT LIST lines that could not be parsed and were skipped.",
         t,
         c.parse_errors as f64,
-    );
-    for (reply, n) in [
-        ("info", c.info_invalid_utf8_lines),
-        ("client_list", c.client_list_invalid_utf8_lines),
-    ] {
-        f.counter(
-            "redis_clients_exporter_invalid_utf8_lines_total",
-            "Reply lines holding bytes that are not UTF-8, decoded with U+FFFD in their place, by reply (info, client_list).",
-            &[("target", target), ("reply", reply)],
-            n as f64,
-        );
-    }
-    f.counter(
-        "redis_clients_exporter_label_values_truncated_total",
-        "Values from Redis longer than 128 bytes, cut (start, then a hash of the whole value) before becoming label values; counted once per value per poll.",
-        t,
-        c.label_values_truncated as f64,
     );
 }
 
