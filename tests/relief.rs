@@ -889,10 +889,26 @@ fn relief_refuses_what_it_must_and_says_so_in_the_audit_log_and_the_counter() {
         .as_str()
         .is_some_and(|m| m.contains("max_actions_per_target_per_minute")));
     assert!(line("unknown_target")["fields"]["target_label"] == "elsewhere");
+    // The two 401s never reached relief, but a password being guessed must show: each left an
+    // audit line (the claimed user, never the password) and a count.
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|a| a["fields"]["reason"] == "basic-auth credentials refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit:#?}");
+    assert_eq!(refused[0]["fields"]["user"], "-", "{audit:#?}");
+    assert_eq!(refused[1]["fields"]["user"], "ops", "{audit:#?}");
+    assert!(refused.iter().all(|a| a["level"] == "WARN"));
+    let failures = m.all(
+        "redis_clients_exporter_relief_auth_failures_total",
+        &[("action", "preview")],
+    );
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].1, 2.0, "{failures:?}");
     assert_eq!(
         audit.len(),
-        16,
-        "one line per request that reached relief (the two 401s did not): {audit:#?}"
+        18,
+        "one line per request that reached relief, and one per refused credentials: {audit:#?}"
     );
     assert_no_secret(&d, &tokens);
 }
