@@ -407,15 +407,9 @@ fn diagnose(args: &DiagnoseArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match one_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(triage::run(&opts, |msg| eprintln!("{msg}"))) {
         Ok(report) => {
@@ -529,15 +523,9 @@ fn close(args: &CloseArgs) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match one_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let what = redis_clients_exporter::diagnose::shell::visible(&selector.describe());
     match rt.block_on(close::run(&target, &selector)) {
@@ -670,4 +658,16 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(1, &e),
     }
+}
+
+/// The runtime of a one-shot subcommand (diagnose, close): one thread is plenty for one
+/// connection; a failure to start it is said and exits 1.
+fn one_thread_runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        })
 }
