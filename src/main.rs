@@ -516,6 +516,7 @@ fn close_target(
             key: key.clone(),
             only,
             idle_seconds: args.idle_seconds,
+            sources: String::new(),
         },
     ))
 }

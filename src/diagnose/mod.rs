@@ -28,6 +28,18 @@ pub mod shell;
 mod step;
 #[cfg(test)]
 mod tests;
+mod workload;
+
+/// Seconds as a short duration: "45 s", "12 min", "3.5 h".
+pub(crate) fn span(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
 
 use serde::Serialize;
 

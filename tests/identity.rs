@@ -1,0 +1,469 @@
+//! The identity layer (issue 29) against real processes: a redis-server with clients from
+//! "pod" addresses (127.0.x.y), a real Prometheus scraping a kube-state-metrics exposition this
+//! test serves (metric names and labels as kube-state-metrics 2.x writes them: its
+//! docs/metrics/workload/pod-metrics.md and replicaset-metrics.md), and the exporter, in-process,
+//! configured through a TOML file like an operator's.
+//!
+//! - a fleet leak over pods of one Deployment on two "nodes" (127.0.1.x, 127.0.2.x), with
+//!   another Deployment's pod on the first node: the diagnosis names the Deployment;
+//! - a pod address reused by a new pod: the old pod's connections stay an address;
+//! - Prometheus stopped: the exporter keeps polling (`redis_up 1`), says the source is down
+//!   (metric and report) and falls back to addresses;
+//! - the static map: names a VM's connections, a bad line fails the configuration (exit 2)
+//!   naming the file and the line, and a reload brings a changed file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{http_get, Metrics, Prometheus, Redis, RespConn};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redis-clients-exporter");
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A kube-state-metrics stand-in: serves `body` at any path, over HTTP/1.0-style responses.
+struct Ksm {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ksm {
+    fn start(body: Arc<Mutex<String>>) -> Ksm {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = body.lock().unwrap().clone();
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        Ksm { port, stop }
+    }
+}
+
+impl Drop for Ksm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One pod as kube-state-metrics 2.x exposes it.
+struct Pod<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    ip: &'a str,
+    node: &'a str,
+    created_by: (&'a str, &'a str),
+    start: u64,
+}
+
+fn exposition(pods: &[Pod<'_>], replicasets: &[(&str, &str, &str)]) -> String {
+    let mut s = String::from(
+        "# HELP kube_pod_info [STABLE] Information about pod.\n# TYPE kube_pod_info gauge\n",
+    );
+    for p in pods {
+        s += &format!(
+            "kube_pod_info{{namespace=\"{}\",pod=\"{}\",uid=\"uid-{}\",host_ip=\"10.0.0.{}\",pod_ip=\"{}\",node=\"{}\",created_by_kind=\"{}\",created_by_name=\"{}\",priority_class=\"\",host_network=\"false\"}} 1\n",
+            p.namespace, p.name, p.name, p.node.len(), p.ip, p.node, p.created_by.0, p.created_by.1
+        );
+    }
+    s += "# HELP kube_replicaset_owner [STABLE] Information about the ReplicaSet's owner.\n# TYPE kube_replicaset_owner gauge\n";
+    for (ns, rs, deployment) in replicasets {
+        s += &format!(
+            "kube_replicaset_owner{{namespace=\"{ns}\",replicaset=\"{rs}\",owner_kind=\"Deployment\",owner_name=\"{deployment}\",owner_is_controller=\"true\"}} 1\n"
+        );
+    }
+    s += "# HELP kube_pod_start_time [STABLE] Start time in unix timestamp for a pod.\n# TYPE kube_pod_start_time gauge\n";
+    for p in pods {
+        s += &format!(
+            "kube_pod_start_time{{namespace=\"{}\",pod=\"{}\",uid=\"uid-{}\"}} {}\n",
+            p.namespace, p.name, p.name, p.start
+        );
+    }
+    s
+}
+
+fn conns(r: &Redis, ip: &str, n: usize) -> Vec<RespConn> {
+    (0..n).map(|_| r.conn_from(ip)).collect()
+}
+
+/// Pings every connection every 300 ms (busy pools), until dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn start(mut c: Vec<RespConn>) -> Busy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for x in &mut c {
+                    x.send(&["PING"]);
+                }
+                for x in &mut c {
+                    let _ = x.read();
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Busy(stop)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The exporter in-process, from a configuration file.
+struct Daemon {
+    rt: tokio::runtime::Runtime,
+    running: Option<redis_clients_exporter::Running>,
+    addr: std::net::SocketAddr,
+}
+
+impl Daemon {
+    fn start(file: &Path) -> Daemon {
+        let cfg = load(file);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let running = rt.block_on(redis_clients_exporter::start(cfg)).unwrap();
+        let addr = running.addr;
+        Daemon {
+            rt,
+            running: Some(running),
+            addr,
+        }
+    }
+
+    fn reload(&self, file: &Path) {
+        let cfg = load(file);
+        let r = self.running.as_ref().unwrap();
+        self.rt.block_on(r.reload(cfg));
+    }
+
+    fn scrape(&self) -> Metrics {
+        let (status, body) = http_get(self.addr, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        Metrics::parse(&body)
+    }
+
+    fn report(&self) -> Value {
+        let (_, body) = http_get(self.addr, "/diagnose?target=t");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+
+    fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        cond: impl Fn(&Metrics, &Value) -> bool,
+    ) -> (Metrics, Value) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (m, r) = (self.scrape(), self.report());
+            if cond(&m, &r) {
+                return (m, r);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\n{}\n{}",
+                    m.text,
+                    serde_json::to_string_pretty(&r).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.stop());
+        }
+    }
+}
+
+fn load(file: &Path) -> redis_clients_exporter::config::Config {
+    redis_clients_exporter::config::load_checked_with_env(
+        Some(file),
+        &Default::default(),
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap()
+}
+
+fn toml(dir: &Path, redis: &Redis, identity: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\nidle_threshold_seconds = 2\ntop_k = 20\n\n[[targets]]\naddress = \"redis://127.0.0.1:{}\"\nalias = \"t\"\npoll_interval_seconds = 0.3\n\n{identity}",
+            redis.port
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn workload(m: &Metrics, w: &str) -> Option<f64> {
+    m.get(
+        "redis_client_connections_by_workload",
+        &[("target", "t"), ("workload", w)],
+    )
+}
+
+#[test]
+fn kubernetes_workloads_name_the_culprit_and_fall_back_to_addresses() {
+    let r = Redis::start(&["--maxclients", "150"]);
+    let t0 = unix_now();
+    // The earlier pod of 127.0.9.9 (gone from the cluster): its busy pool is still connected.
+    let old = Busy::start(conns(&r, "127.0.9.9", 8));
+    let hour_ago = t0 - 3600;
+    let rs = "report-worker-7d4b9c";
+    let fleet_ips = [
+        ("127.0.1.1", "node-a"),
+        ("127.0.1.2", "node-a"),
+        ("127.0.1.3", "node-a"),
+        ("127.0.2.1", "node-b"),
+        ("127.0.2.2", "node-b"),
+        ("127.0.2.3", "node-b"),
+    ];
+    let names: Vec<String> = (0..fleet_ips.len())
+        .map(|i| format!("{rs}-pod{i}"))
+        .collect();
+    let mut pods: Vec<Pod<'_>> = fleet_ips
+        .iter()
+        .zip(&names)
+        .map(|(&(ip, node), name)| Pod {
+            namespace: "billing",
+            name,
+            ip,
+            node,
+            created_by: ("ReplicaSet", rs),
+            start: hour_ago,
+        })
+        .collect();
+    pods.push(Pod {
+        namespace: "shop",
+        name: "api-6c8f-xk2p9",
+        ip: "127.0.1.10",
+        node: "node-a",
+        created_by: ("ReplicaSet", "api-6c8f"),
+        start: hour_ago,
+    });
+    // The new owner of 127.0.9.9, started after the old pod's connections opened.
+    let new_start = t0 + 7;
+    pods.push(Pod {
+        namespace: "shop",
+        name: "cart-5f6d-q8w2e",
+        ip: "127.0.9.9",
+        node: "node-b",
+        created_by: ("ReplicaSet", "cart-5f6d"),
+        start: new_start,
+    });
+    let body = Arc::new(Mutex::new(exposition(
+        &pods,
+        &[
+            ("billing", rs, "report-worker"),
+            ("shop", "api-6c8f", "api"),
+            ("shop", "cart-5f6d", "cart"),
+        ],
+    )));
+    let ksm = Ksm::start(Arc::clone(&body));
+    let ksm_port = ksm.port;
+    let prom = Prometheus::start(move |_| {
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kube-state-metrics\n    static_configs:\n      - targets: ['127.0.0.1:{ksm_port}']\n")
+    });
+
+    // The fleet: each pod 5 busy connections and 13 opened and never used; another
+    // Deployment's pod on node-a, busy.
+    let mut busy = Vec::new();
+    let mut leaked = Vec::new();
+    for (ip, _) in fleet_ips {
+        busy.extend(conns(&r, ip, 5));
+        leaked.extend(conns(&r, ip, 13));
+    }
+    busy.extend(conns(&r, "127.0.1.10", 10));
+    let _busy = Busy::start(busy);
+    while unix_now() < new_start + 1 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _cart = Busy::start(conns(&r, "127.0.9.9", 3));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = toml(
+        dir.path(),
+        &r,
+        &format!(
+            "[identity.kubernetes]\nprometheus_url = \"http://127.0.0.1:{}\"\ninterval_seconds = 1\ntimeout_seconds = 2\n",
+            prom.port
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    let deployment = "Deployment billing/report-worker";
+    let (m, rep) = d.wait("the Deployment named as the culprit", 40, |m, r| {
+        workload(m, deployment) == Some(108.0)
+            && r["findings"][0]["culprit"] == format!("workload {deployment}")
+    });
+    let f = &rep["findings"][0];
+    assert_eq!(f["cause"], "connection_leak", "{f}");
+    let title = f["title"].as_str().unwrap();
+    assert!(
+        title.contains(
+            "Deployment billing/report-worker (6 pods: 127.0.1.1, 127.0.1.2, 127.0.1.3, ...)"
+        ),
+        "{title}"
+    );
+    // The selector closes the Deployment's connections, on both nodes, and nobody else's.
+    assert_eq!(
+        f["selector"]["sources"],
+        "127.0.1.1 127.0.1.2 127.0.1.3 127.0.2.1 127.0.2.2 127.0.2.3"
+    );
+    // The other Deployment on node-a is its own workload.
+    assert_eq!(workload(&m, "Deployment shop/api"), Some(10.0));
+    // The reused address: the new pod has its 3, the old pod's 8 stay an address.
+    assert_eq!(
+        workload(&m, "Deployment shop/cart"),
+        Some(3.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(workload(&m, "127.0.9.9"), Some(8.0), "{}", m.text);
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "kubernetes")]
+        ),
+        Some(1.0)
+    );
+
+    // Prometheus goes away: polling goes on, the source is down, addresses come back.
+    drop(prom);
+    let (m, rep) = d.wait("the fallback to addresses", 20, |m, _| {
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "kubernetes")],
+        ) == Some(0.0)
+            && workload(m, deployment).is_none()
+            && workload(m, "127.0.1.1") == Some(18.0)
+    });
+    assert_eq!(m.get("redis_up", &[("target", "t")]), Some(1.0));
+    let headline = rep["headline"].as_str().unwrap_or("");
+    assert!(
+        headline.contains("Identity source down: kubernetes"),
+        "{headline}"
+    );
+    assert_ne!(
+        rep["findings"][0]["culprit"],
+        format!("workload {deployment}")
+    );
+    drop((old, leaked, ksm));
+}
+
+#[test]
+fn a_static_map_names_hosts_is_checked_and_reloads() {
+    let r = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("hosts.map");
+    std::fs::write(
+        &map,
+        "# VMs\n127.0.3.0/24 billing-vm\n127.0.4.7 nat-gateway\n",
+    )
+    .unwrap();
+    let identity = format!("[identity]\nstatic_map_file = \"{}\"\n", map.display());
+    let cfg = toml(dir.path(), &r, &identity);
+    let _vm = conns(&r, "127.0.3.5", 4);
+    let _nat = conns(&r, "127.0.4.7", 2);
+    let _other = conns(&r, "127.0.5.1", 1);
+    let d = Daemon::start(&cfg);
+    let (m, _) = d.wait("the static map's names", 10, |m, _| {
+        workload(m, "billing-vm") == Some(4.0)
+    });
+    assert_eq!(workload(&m, "nat-gateway"), Some(2.0));
+    assert_eq!(workload(&m, "127.0.5.1"), Some(1.0));
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "static_map")]
+        ),
+        Some(1.0)
+    );
+
+    // A changed file comes with a reload.
+    std::fs::write(&map, "127.0.3.0/24 billing-vm-2\n").unwrap();
+    d.reload(&cfg);
+    d.wait("the reloaded map", 10, |m, _| {
+        workload(m, "billing-vm-2") == Some(4.0) && workload(m, "127.0.4.7") == Some(2.0)
+    });
+
+    // A bad line: the configuration does not load, naming the file and the line (exit 2).
+    std::fs::write(&map, "127.0.3.0/24 billing-vm\n10.0.0.0/33 broken\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} line 2", map.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn identity_off_exports_no_workload_series() {
+    let r = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = toml(dir.path(), &r, "");
+    let _c = conns(&r, "127.0.3.5", 2);
+    let d = Daemon::start(&cfg);
+    let (m, _) = d.wait("a poll", 10, |m, _| {
+        m.get(
+            "redis_client_connections",
+            &[("target", "t"), ("source_ip", "127.0.3.5")],
+        ) == Some(2.0)
+    });
+    assert!(!m.text.contains("workload"), "{}", m.text);
+    assert!(!m.text.contains("exporter_identity_"), "{}", m.text);
+}
