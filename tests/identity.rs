@@ -467,3 +467,92 @@ fn identity_off_exports_no_workload_series() {
     assert!(!m.text.contains("workload"), "{}", m.text);
     assert!(!m.text.contains("exporter_identity_"), "{}", m.text);
 }
+
+/// A real dnsmasq on a loopback port, answering PTR from `--ptr-record`s only (no upstream, no
+/// /etc/hosts), killed on drop.
+struct Dnsmasq {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start(bin: &Path, records: &[(&str, &str)]) -> Dnsmasq {
+        for _ in 0..10 {
+            let port = common::free_port();
+            let mut cmd = std::process::Command::new(bin);
+            cmd.args([
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+            ])
+            .arg(format!("--port={port}"));
+            for (ptr, name) in records {
+                cmd.arg(format!("--ptr-record={ptr},{name}"));
+            }
+            let mut child = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            if child.try_wait().unwrap().is_none() {
+                return Dnsmasq { child, port };
+            }
+        }
+        panic!("dnsmasq did not start");
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reverse_dns_names_hosts_through_a_real_dnsmasq() {
+    if !common::require_tool("/usr/sbin/dnsmasq", "dnsmasq-base") {
+        return;
+    }
+    let dns = Dnsmasq::start(
+        Path::new("/usr/sbin/dnsmasq"),
+        &[("5.6.0.127.in-addr.arpa", "orders-worker-3.prod")],
+    );
+    let r = Redis::start(&[]);
+    let _named = conns(&r, "127.0.6.5", 3);
+    let _unknown = conns(&r, "127.0.6.9", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = toml(
+        dir.path(),
+        &r,
+        &format!(
+            "[identity.dns]\nresolver = \"127.0.0.1:{}\"\nttl_seconds = 300\nmax_lookups_per_minute = 10\n",
+            dns.port
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    let (m, _) = d.wait("the PTR name", 15, |m, _| {
+        workload(m, "host orders-worker-3.prod") == Some(3.0)
+    });
+    // No PTR record (dnsmasq: REFUSED): the address stays an address.
+    assert_eq!(workload(&m, "127.0.6.9"), Some(2.0), "{}", m.text);
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "dns")]
+        ),
+        Some(1.0)
+    );
+    // Cached: with the resolver gone, the name stays.
+    drop(dns);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        workload(&d.scrape(), "host orders-worker-3.prod"),
+        Some(3.0)
+    );
+}

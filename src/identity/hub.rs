@@ -2,7 +2,9 @@
 //! `redis_clients_exporter_identity_source_up` family and the report's line when one is down),
 //! and the refresh task, restarted when a reload changes `[identity]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
@@ -27,6 +29,11 @@ pub struct IdentityHub {
     current: RwLock<Option<Arc<IdentitySnapshot>>>,
     status: Mutex<BTreeMap<&'static str, SourceStatus>>,
     task: Mutex<Option<(IdentityConfig, CancellationToken, JoinHandle<()>)>>,
+    /// Addresses the pollers found unnamed, waiting for a PTR lookup (only with `[identity.dns]`),
+    /// at most `max_entries`.
+    wanted: Mutex<BTreeSet<IpAddr>>,
+    /// 0: reverse DNS off (nothing is collected); else the bound of `wanted`.
+    wanted_max: AtomicUsize,
 }
 
 impl IdentityHub {
@@ -48,6 +55,27 @@ impl IdentityHub {
     pub fn statuses(&self) -> Vec<(&'static str, SourceStatus)> {
         let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// Addresses a poll's workload dimension left unnamed (its top K): asked of reverse DNS
+    /// when it is configured; nothing is kept otherwise.
+    pub fn want_names<'a>(&self, addresses: impl Iterator<Item = &'a str>) {
+        let max = self.wanted_max.load(Ordering::Relaxed);
+        if max == 0 {
+            return;
+        }
+        let mut w = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        for ip in addresses.filter_map(|a| a.parse::<IpAddr>().ok()) {
+            if w.len() >= max {
+                break;
+            }
+            w.insert(ip);
+        }
+    }
+
+    /// The addresses waiting for a lookup, taken.
+    pub fn take_wanted(&self) -> BTreeSet<IpAddr> {
+        std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// What a report says when a source is down: culprits fall back to addresses.
@@ -84,6 +112,13 @@ impl IdentityHub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        let wanted_max = if cfg.dns.is_some() {
+            cfg.max_entries
+        } else {
+            0
+        };
+        self.wanted_max.store(wanted_max, Ordering::Relaxed);
+        self.take_wanted();
         if !cfg.enabled() {
             self.publish(None);
             return;

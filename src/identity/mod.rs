@@ -1,6 +1,6 @@
 //! The identity layer (issue 29): who a source address is, in the words of the people who run
 //! it: `Deployment billing/report-worker` (kube-state-metrics through Prometheus), a static
-//! map's service name (VMs, NAT gateways).
+//! map's service name (VMs, NAT gateways), `host orders-worker-3.prod` (reverse DNS).
 //!
 //! Sources are refreshed by one background task (`refresh.rs`), which publishes an immutable
 //! [`IdentitySnapshot`]; a poller takes the current `Arc` (a short read lock) before it lists
@@ -10,8 +10,9 @@
 //!
 //! One job per file: `snapshot.rs` (the published lookup), `hub.rs` (what is in force, the
 //! sources' status, the task), `static_map.rs`, `kube.rs` (kube-state-metrics series to pod
-//! owners), `prometheus.rs` (the HTTP API client), `refresh.rs` (the task).
+//! owners), `prometheus.rs` (the HTTP API client), `dns.rs` (PTR), `refresh.rs` (the task).
 
+pub mod dns;
 pub mod hub;
 pub mod kube;
 pub mod prometheus;
@@ -23,4 +24,4 @@ pub use hub::{IdentityHub, SourceStatus};
 pub use snapshot::{IdentitySnapshot, Owner};
 
 /// The sources, as the `source` label of `redis_clients_exporter_identity_source_up` says them.
-pub const SOURCES: [&str; 2] = ["static_map", "kubernetes"];
+pub const SOURCES: [&str; 3] = ["static_map", "kubernetes", "dns"];

@@ -19,9 +19,9 @@ pub struct Owner {
 /// One immutable view of every source, swapped whole by the refresh task.
 #[derive(Debug, Default)]
 pub struct IdentitySnapshot {
-    pub pods: HashMap<IpAddr, Owner>,
+    pub pods: Arc<HashMap<IpAddr, Owner>>,
     pub static_map: Arc<Vec<(Cidr, String)>>,
-    pub dns: HashMap<IpAddr, String>,
+    pub dns: Arc<HashMap<IpAddr, String>>,
 }
 
 impl IdentitySnapshot {

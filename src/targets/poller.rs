@@ -365,6 +365,11 @@ impl Poller {
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
             let summary = self.aggregator.finish(self.top_k);
+            // Addresses no source named, for reverse DNS (kept only when it is configured).
+            if !summary.by_workload.is_empty() {
+                let keys = summary.by_workload.iter().map(|(k, _)| k.as_str());
+                self.store.identity.want_names(keys);
+            }
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
