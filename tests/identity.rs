@@ -117,6 +117,26 @@ fn exposition(pods: &[Pod<'_>], replicasets: &[(&str, &str, &str)]) -> String {
     s
 }
 
+/// Client connections per source address now (unix sockets, ours and this check's left out).
+fn by_source(r: &Redis) -> std::collections::BTreeMap<String, usize> {
+    let mut c = RespConn::connect_unix(&r.socket_path());
+    let list = c.cmd(&["CLIENT", "LIST"]);
+    let mut out = std::collections::BTreeMap::new();
+    for line in list.as_bulk().unwrap_or_default().lines() {
+        let addr = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("addr="))
+            .unwrap_or("");
+        if addr.starts_with('/') || line.contains("name=redis-clients-exporter ") {
+            continue;
+        }
+        if let Some((ip, _)) = addr.rsplit_once(':') {
+            *out.entry(ip.to_string()).or_default() += 1;
+        }
+    }
+    out
+}
+
 fn conns(r: &Redis, ip: &str, n: usize) -> Vec<RespConn> {
     (0..n).map(|_| r.conn_from(ip)).collect()
 }
@@ -353,6 +373,11 @@ fn kubernetes_workloads_name_the_culprit_and_fall_back_to_addresses() {
         ),
         "{title}"
     );
+    let summary = f["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("spread over 6 addresses of the workload"),
+        "{summary}"
+    );
     // The selector closes the Deployment's connections, on both nodes, and nobody else's.
     assert_eq!(
         f["selector"]["sources"],
@@ -376,6 +401,29 @@ fn kubernetes_workloads_name_the_culprit_and_fall_back_to_addresses() {
         Some(1.0)
     );
 
+    // The report's close step, run as printed: the Deployment's 78 unused connections on both
+    // nodes go; its busy ones, the other Deployment's and the reused address' stay.
+    let cmds: Vec<&str> = f["remediation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["command"].as_str())
+        .filter(|c| c.contains("CLIENT KILL"))
+        .collect();
+    assert!(!cmds.is_empty(), "{f}");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmds[0])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{:?}", cmds[0], out);
+    let left = by_source(&r);
+    for (ip, _) in fleet_ips {
+        assert_eq!(left.get(ip), Some(&5), "{left:?}");
+    }
+    assert_eq!(left.get("127.0.1.10"), Some(&10), "{left:?}");
+    assert_eq!(left.get("127.0.9.9"), Some(&11), "{left:?}");
+
     // Prometheus goes away: polling goes on, the source is down, addresses come back.
     drop(prom);
     let (m, rep) = d.wait("the fallback to addresses", 20, |m, _| {
@@ -384,7 +432,7 @@ fn kubernetes_workloads_name_the_culprit_and_fall_back_to_addresses() {
             &[("source", "kubernetes")],
         ) == Some(0.0)
             && workload(m, deployment).is_none()
-            && workload(m, "127.0.1.1") == Some(18.0)
+            && workload(m, "127.0.1.1") == Some(5.0)
     });
     assert_eq!(m.get("redis_up", &[("target", "t")]), Some(1.0));
     let headline = rep["headline"].as_str().unwrap_or("");
@@ -555,4 +603,54 @@ fn reverse_dns_names_hosts_through_a_real_dnsmasq() {
         workload(&d.scrape(), "host orders-worker-3.prod"),
         Some(3.0)
     );
+}
+
+#[test]
+fn a_silent_prometheus_never_slows_a_poll() {
+    // Accepts (the kernel's backlog) and never answers: the slow Prometheus.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let r = Redis::start(&[]);
+    let _c = conns(&r, "127.0.1.1", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = toml(
+        dir.path(),
+        &r,
+        &format!(
+            "[identity.kubernetes]\nprometheus_url = \"http://127.0.0.1:{port}\"\ninterval_seconds = 1\ntimeout_seconds = 1\n"
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    let polls = |m: &Metrics| {
+        m.get("redis_clients_exporter_polls_total", &[("target", "t")])
+            .unwrap_or(0.0)
+    };
+    let (m, rep) = d.wait("the source down", 10, |m, r| {
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "kubernetes")],
+        ) == Some(0.0)
+            && r["headline"]
+                .as_str()
+                .is_some_and(|h| h.contains("Identity source down: kubernetes"))
+    });
+    assert!(
+        rep["headline"].as_str().unwrap().contains("timed out"),
+        "{rep}"
+    );
+    let before = polls(&m);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = d.scrape();
+    // Poll interval 0.3 s: about 6 polls in 2 s while every query hangs for its full second.
+    assert!(polls(&m) >= before + 4.0, "{} -> {}", before, polls(&m));
+    assert_eq!(m.get("redis_up", &[("target", "t")]), Some(1.0));
+    let total = m
+        .get(
+            "redis_clients_exporter_poll_duration_seconds",
+            &[("target", "t"), ("stage", "total")],
+        )
+        .unwrap();
+    assert!(total < 0.5, "a poll took {total} s");
+    assert_eq!(workload(&m, "127.0.1.1"), Some(2.0));
+    drop(hole);
 }

@@ -433,6 +433,12 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
             span(tr.span)
         );
     }
+    if let Some(m) = cand.members {
+        head.push(ev(
+            "addresses of the workload holding them (src/identity)",
+            m.instances,
+        ));
+    }
     head.extend(evidence);
 
     let sel = Selector {
@@ -533,9 +539,13 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         "{mass:.0} of the {} connections from {shown} ({who}) are unused: idle ≥ {t} s{fresh_text} ({} of all connections){}; a pool that never returns or closes connections looks like this.{pace_text}",
         g.clients(),
         pct(share_of_all),
-        cand.fleet
-            .filter(|f| f.instances >= 2)
-            .map_or(String::new(), |f| format!(", spread over {} instances", f.instances))
+        match (cand.fleet.filter(|f| f.instances >= 2), cand.members) {
+            (Some(f), _) => format!(", spread over {} instances", f.instances),
+            (None, Some(m)) if m.instances >= 2 => {
+                format!(", spread over {} addresses of the workload", m.instances)
+            }
+            _ => String::new(),
+        }
     );
     f.evidence = head;
     f.remediation = remediation;
