@@ -654,3 +654,178 @@ fn a_silent_prometheus_never_slows_a_poll() {
     assert_eq!(workload(&m, "127.0.1.1"), Some(2.0));
     drop(hole);
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A Prometheus behind TLS (a certificate for 127.0.0.1 from a CA of the test's own) and basic
+/// auth, scraping `ksm`; killed on drop.
+struct TlsPrometheus {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsPrometheus {
+    fn start(ksm_port: u16, user: &str, password: &str) -> TlsPrometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+            ],
+        );
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=prometheus",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                "server.pem",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        let hash = bcrypt::hash(password, 4).unwrap();
+        std::fs::write(
+            d.join("web.yml"),
+            format!(
+                "tls_server_config:\n  cert_file: {0}/server.pem\n  key_file: {0}/server.key\nbasic_auth_users:\n  {user}: '{hash}'\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("prometheus.yml"),
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kube-state-metrics\n    static_configs:\n      - targets: ['127.0.0.1:{ksm_port}']\n"),
+        )
+        .unwrap();
+        let port = common::free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}/prometheus.yml", d.display()))
+            .arg(format!("--storage.tsdb.path={}/data", d.display()))
+            .arg(format!("--web.config.file={}/web.yml", d.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn prometheus (apt-get install prometheus)");
+        TlsPrometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self._dir.path().join("ca.pem")
+    }
+}
+
+#[test]
+fn prometheus_over_tls_with_basic_auth_from_a_password_file() {
+    let r = Redis::start(&[]);
+    let _pod = conns(&r, "127.0.1.1", 2);
+    let body = Arc::new(Mutex::new(exposition(
+        &[Pod {
+            namespace: "billing",
+            name: "report-worker-7d4b9c-pod0",
+            ip: "127.0.1.1",
+            node: "node-a",
+            created_by: ("ReplicaSet", "report-worker-7d4b9c"),
+            start: unix_now() - 3600,
+        }],
+        &[("billing", "report-worker-7d4b9c", "report-worker")],
+    )));
+    let ksm = Ksm::start(body);
+    let prom = TlsPrometheus::start(ksm.port, "exporter", "s3cret-pw");
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("prometheus.password");
+    std::fs::write(&password, "wrong\n").unwrap();
+    let identity = |password: &Path| {
+        format!(
+            "[identity.kubernetes]\nprometheus_url = \"https://127.0.0.1:{}\"\ntls_ca_file = \"{}\"\nbasic_auth_username = \"exporter\"\nbasic_auth_password_file = \"{}\"\ninterval_seconds = 1\ntimeout_seconds = 2\n",
+            prom.port,
+            prom.ca().display(),
+            password.display()
+        )
+    };
+    let cfg = toml(dir.path(), &r, &identity(&password));
+    let d = Daemon::start(&cfg);
+    // A wrong password: Prometheus answers 401, the source is down, the password is nowhere.
+    let (m, rep) = d.wait("a 401", 20, |_, r| {
+        r["headline"]
+            .as_str()
+            .is_some_and(|h| h.contains("HTTP status 401"))
+    });
+    assert!(!m.text.contains("wrong") && !rep.to_string().contains("wrong"));
+    // The rotated password file is read at the next refresh.
+    std::fs::write(&password, "s3cret-pw\n").unwrap();
+    let (m, rep) = d.wait("the Deployment over TLS", 20, |m, _| {
+        workload(m, "Deployment billing/report-worker") == Some(2.0)
+    });
+    assert_eq!(
+        m.get(
+            "redis_clients_exporter_identity_source_up",
+            &[("source", "kubernetes")]
+        ),
+        Some(1.0)
+    );
+    assert!(!m.text.contains("s3cret") && !rep.to_string().contains("s3cret"));
+    drop(ksm);
+}
