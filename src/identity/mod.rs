@@ -22,6 +22,3 @@ pub mod static_map;
 
 pub use hub::{IdentityHub, SourceStatus};
 pub use snapshot::{IdentitySnapshot, Owner};
-
-/// The sources, as the `source` label of `redis_clients_exporter_identity_source_up` says them.
-pub const SOURCES: [&str; 3] = ["static_map", "kubernetes", "dns"];

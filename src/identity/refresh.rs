@@ -27,6 +27,8 @@ struct Kube {
     pods: Arc<HashMap<IpAddr, Owner>>,
     next: Instant,
     last_good: Option<Instant>,
+    /// The last refresh's outcome: logs say each change once, not each failed refresh.
+    up: Option<bool>,
 }
 
 struct Dns {
@@ -53,6 +55,7 @@ pub async fn run(hub: Arc<IdentityHub>, cfg: IdentityConfig, stop: CancellationT
         pods: Arc::default(),
         next: Instant::now(),
         last_good: None,
+        up: None,
     };
     let mut dns = cfg.dns.clone().map(|src| Dns {
         budget: Budget::new(src.max_lookups_per_minute),
@@ -112,6 +115,10 @@ async fn refresh_kube(hub: &IdentityHub, k: &KubernetesSource, max: usize, kube:
                     error: None,
                 },
             );
+            if kube.up == Some(false) {
+                tracing::info!(pods = p.len(), "identity: kube-state-metrics answers again");
+            }
+            kube.up = Some(true);
             kube.pods = Arc::new(p);
             kube.last_good = Some(Instant::now());
         }
@@ -119,7 +126,10 @@ async fn refresh_kube(hub: &IdentityHub, k: &KubernetesSource, max: usize, kube:
             if kube.last_good.is_none_or(|t| t.elapsed() > 3 * k.interval) {
                 kube.pods = Arc::default();
             }
-            tracing::warn!(error = %e, "identity: kube-state-metrics refresh failed; addresses stay addresses");
+            if kube.up != Some(false) {
+                tracing::warn!(error = %e, "identity: kube-state-metrics refresh failed; addresses stay addresses until it answers");
+            }
+            kube.up = Some(false);
             hub.set_status(
                 "kubernetes",
                 SourceStatus {
@@ -162,6 +172,9 @@ async fn refresh_dns(hub: &IdentityHub, d: &mut Dns, max: usize) {
             }
             Err(e) => {
                 // Not cached: asked again (within the budget) when a poll names it again.
+                if d.failed.is_none() {
+                    tracing::warn!(error = %e, resolver = %d.src.resolver, "identity: reverse DNS lookup failed; addresses stay addresses");
+                }
                 d.failed = Some(e.to_string());
             }
         }
