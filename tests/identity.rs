@@ -829,3 +829,77 @@ fn prometheus_over_tls_with_basic_auth_from_a_password_file() {
     assert!(!m.text.contains("s3cret") && !rep.to_string().contains("s3cret"));
     drop(ksm);
 }
+
+#[test]
+fn a_workload_whose_autoscaler_maximum_would_exhaust_maxclients() {
+    let r = Redis::start(&["--maxclients", "150"]);
+    let ips = ["127.0.1.1", "127.0.2.1"];
+    let names = ["api-6c8f-aaaaa", "api-6c8f-bbbbb"];
+    let pods: Vec<Pod<'_>> = ips
+        .iter()
+        .zip(names)
+        .map(|(ip, name)| Pod {
+            namespace: "shop",
+            name,
+            ip,
+            node: "node-a",
+            created_by: ("ReplicaSet", "api-6c8f"),
+            start: unix_now() - 3600,
+        })
+        .collect();
+    let mut text = exposition(&pods, &[("shop", "api-6c8f", "api")]);
+    // kube-state-metrics 2.x, docs/metrics/workload/horizontalpodautoscaler-metrics.md.
+    text += "# HELP kube_horizontalpodautoscaler_spec_max_replicas Upper limit for the number of pods that can be set by the autoscaler; cannot be smaller than MinReplicas.\n# TYPE kube_horizontalpodautoscaler_spec_max_replicas gauge\nkube_horizontalpodautoscaler_spec_max_replicas{namespace=\"shop\",horizontalpodautoscaler=\"api\"} 20\n";
+    text += "# HELP kube_horizontalpodautoscaler_info Information about this autoscaler.\n# TYPE kube_horizontalpodautoscaler_info gauge\nkube_horizontalpodautoscaler_info{namespace=\"shop\",horizontalpodautoscaler=\"api\",scaletargetref_api_version=\"apps/v1\",scaletargetref_kind=\"Deployment\",scaletargetref_name=\"api\"} 1\n";
+    let ksm = Ksm::start(Arc::new(Mutex::new(text)));
+    let ksm_port = ksm.port;
+    let prom = Prometheus::start(move |_| {
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: kube-state-metrics\n    static_configs:\n      - targets: ['127.0.0.1:{ksm_port}']\n")
+    });
+    let mut busy = Vec::new();
+    for ip in ips {
+        busy.extend(conns(&r, ip, 10));
+    }
+    let _busy = Busy::start(busy);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = toml(
+        dir.path(),
+        &r,
+        &format!(
+            "[identity.kubernetes]\nprometheus_url = \"http://127.0.0.1:{}\"\ninterval_seconds = 1\n",
+            prom.port
+        ),
+    );
+    let d = Daemon::start(&cfg);
+    let (m, rep) = d.wait("the capacity finding", 30, |_, r| {
+        r["findings"][0]["cause"] == "capacity_at_max_scale"
+    });
+    let f = &rep["findings"][0];
+    assert_eq!(f["culprit"], "workload Deployment shop/api", "{f}");
+    let title = f["title"].as_str().unwrap();
+    // 2 pods × 10 connections now; at 20 pods 200, plus the exporter's own: 201 of 150.
+    assert!(
+        title.contains("Deployment shop/api at its autoscaler's maximum (20 pods) would need 201 of 150 connections"),
+        "{title}"
+    );
+    assert!(
+        f["summary"].as_str().unwrap().contains("10.0 × 20 = 200"),
+        "{f}"
+    );
+    assert!(f["score"].as_f64().unwrap() >= 0.5, "{f}");
+    assert!(
+        m.get(
+            "redis_client_diagnosis",
+            &[
+                ("target", "t"),
+                ("cause", "capacity_at_max_scale"),
+                ("culprit_kind", "workload"),
+                ("culprit", "Deployment shop/api")
+            ]
+        )
+        .is_some_and(|v| v >= 0.5),
+        "{}",
+        m.text
+    );
+    drop(ksm);
+}

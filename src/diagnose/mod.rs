@@ -15,6 +15,7 @@
 //! healthy server may show a pattern (a scale-out at 2 %) with no threat, and reads HEALTHY.
 
 mod blocked;
+mod capacity;
 mod churn;
 mod leak;
 mod maxclients;
@@ -67,6 +68,8 @@ pub enum Cause {
     BlockedClients,
     OutputBufferHogs,
     RiskyConfig,
+    /// A workload's autoscaler maximum would exhaust maxclients (only with Kubernetes identity).
+    CapacityAtMaxScale,
 }
 
 impl Cause {
@@ -80,6 +83,7 @@ impl Cause {
             Self::BlockedClients => "blocked_clients",
             Self::OutputBufferHogs => "output_buffer_hogs",
             Self::RiskyConfig => "risky_config",
+            Self::CapacityAtMaxScale => "capacity_at_max_scale",
         }
     }
 }
@@ -698,6 +702,7 @@ pub fn diagnose(
         blocked::detect(&ctx),
         output_buffers::detect(&ctx),
         risky_config::detect(&ctx),
+        capacity::detect(&ctx),
     ]
     .into_iter()
     .flatten()

@@ -68,6 +68,48 @@ fn label<'a>(s: &'a Sample, k: &str) -> &'a str {
     s.metric.get(k).map(String::as_str).unwrap_or("")
 }
 
+/// The HorizontalPodAutoscaler queries (kube-state-metrics 2.x,
+/// docs/metrics/workload/horizontalpodautoscaler-metrics.md): `maxReplicas` and the target.
+pub const HPA_QUERIES: [&str; 2] = [
+    "kube_horizontalpodautoscaler_spec_max_replicas",
+    "kube_horizontalpodautoscaler_info",
+];
+
+/// Workload (`Deployment ns/name`, as [`owners`] names it) → its HPA's `maxReplicas`, from the
+/// answers to [`HPA_QUERIES`]; at most `max_entries`.
+pub fn max_replicas(
+    spec_max: &[u8],
+    info: &[u8],
+    max_entries: usize,
+) -> Result<HashMap<String, u32>, KubeError> {
+    let mut max: HashMap<(String, String), u32> = HashMap::new();
+    for s in samples(spec_max)? {
+        let v = s.value.as_ref().and_then(|(_, v)| v.parse::<f64>().ok());
+        if let Some(v) = v.filter(|v| v.is_finite() && *v >= 1.0) {
+            let key = (
+                label(&s, "namespace").to_string(),
+                label(&s, "horizontalpodautoscaler").to_string(),
+            );
+            max.insert(key, v.min(f64::from(u32::MAX)) as u32);
+        }
+    }
+    let mut out = HashMap::new();
+    for s in samples(info)? {
+        let (ns, hpa) = (label(&s, "namespace"), label(&s, "horizontalpodautoscaler"));
+        let (kind, name) = (
+            label(&s, "scaletargetref_kind"),
+            label(&s, "scaletargetref_name"),
+        );
+        if kind.is_empty() || name.is_empty() || out.len() >= max_entries {
+            continue;
+        }
+        if let Some(&m) = max.get(&(ns.to_string(), hpa.to_string())) {
+            out.insert(bound(&format!("{kind} {ns}/{name}")).into_owned(), m);
+        }
+    }
+    Ok(out)
+}
+
 /// Pod address → owner, from the answers to [`QUERIES`]; at most `max_entries`.
 pub fn owners(
     pod_info: &[u8],
@@ -228,5 +270,42 @@ mod tests {
         assert_eq!(owners(&info, &rs, &start, 1).expect("bounded").len(), 1);
         assert!(owners(b"{\"status\":\"error\"}", &rs, &start, 1).is_err());
         assert!(owners(b"<html>", &rs, &start, 1).is_err());
+    }
+
+    #[test]
+    fn hpa_maxima_by_their_target() {
+        let max = answer(&[
+            (
+                &[("namespace", "shop"), ("horizontalpodautoscaler", "api")],
+                "20",
+            ),
+            (
+                &[("namespace", "shop"), ("horizontalpodautoscaler", "orphan")],
+                "5",
+            ),
+        ]);
+        let info = answer(&[
+            (
+                &[
+                    ("namespace", "shop"),
+                    ("horizontalpodautoscaler", "api"),
+                    ("scaletargetref_kind", "Deployment"),
+                    ("scaletargetref_name", "api"),
+                ],
+                "1",
+            ),
+            (
+                &[
+                    ("namespace", "shop"),
+                    ("horizontalpodautoscaler", "nomax"),
+                    ("scaletargetref_kind", "StatefulSet"),
+                    ("scaletargetref_name", "db"),
+                ],
+                "1",
+            ),
+        ]);
+        let m = max_replicas(&max, &info, 10).expect("hpa");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get("Deployment shop/api"), Some(&20));
     }
 }

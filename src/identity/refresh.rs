@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::identity::{DnsSource, IdentityConfig, KubernetesSource};
 use crate::identity::dns::{Budget, Cache};
-use crate::identity::kube::{owners, QUERIES};
+use crate::identity::kube::{max_replicas, owners, HPA_QUERIES, QUERIES};
 use crate::identity::{IdentityHub, IdentitySnapshot, Owner, SourceStatus};
 
 /// How often the task wakes without Kubernetes and DNS (the static map changes with a reload).
@@ -25,6 +25,7 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Kube {
     pods: Arc<HashMap<IpAddr, Owner>>,
+    max_replicas: Arc<HashMap<String, u32>>,
     next: Instant,
     last_good: Option<Instant>,
     /// The last refresh's outcome: logs say each change once, not each failed refresh.
@@ -53,6 +54,7 @@ pub async fn run(hub: Arc<IdentityHub>, cfg: IdentityConfig, stop: CancellationT
     }
     let mut kube = Kube {
         pods: Arc::default(),
+        max_replicas: Arc::default(),
         next: Instant::now(),
         last_good: None,
         up: None,
@@ -89,6 +91,7 @@ pub async fn run(hub: Arc<IdentityHub>, cfg: IdentityConfig, stop: CancellationT
                 .as_ref()
                 .map(|d| Arc::clone(&d.names))
                 .unwrap_or_default(),
+            max_replicas: Arc::clone(&kube.max_replicas),
         })));
         let mut wait = cfg.kubernetes.as_ref().map_or(IDLE_INTERVAL, |_| {
             kube.next.saturating_duration_since(Instant::now())
@@ -106,7 +109,7 @@ pub async fn run(hub: Arc<IdentityHub>, cfg: IdentityConfig, stop: CancellationT
 async fn refresh_kube(hub: &IdentityHub, k: &KubernetesSource, max: usize, kube: &mut Kube) {
     kube.next = Instant::now() + k.interval;
     match refresh_pods(k, max).await {
-        Ok(p) => {
+        Ok((p, hpa)) => {
             hub.set_status(
                 "kubernetes",
                 SourceStatus {
@@ -120,11 +123,13 @@ async fn refresh_kube(hub: &IdentityHub, k: &KubernetesSource, max: usize, kube:
             }
             kube.up = Some(true);
             kube.pods = Arc::new(p);
+            kube.max_replicas = Arc::new(hpa);
             kube.last_good = Some(Instant::now());
         }
         Err(e) => {
             if kube.last_good.is_none_or(|t| t.elapsed() > 3 * k.interval) {
                 kube.pods = Arc::default();
+                kube.max_replicas = Arc::default();
             }
             if kube.up != Some(false) {
                 tracing::warn!(error = %e, "identity: kube-state-metrics refresh failed; addresses stay addresses until it answers");
@@ -142,15 +147,27 @@ async fn refresh_kube(hub: &IdentityHub, k: &KubernetesSource, max: usize, kube:
     }
 }
 
-/// One round of the three kube-state-metrics queries.
-async fn refresh_pods(k: &KubernetesSource, max: usize) -> Result<HashMap<IpAddr, Owner>, String> {
+/// Pods by address, and HPA maxima by workload.
+type Pods = (HashMap<IpAddr, Owner>, HashMap<String, u32>);
+
+/// One round of the kube-state-metrics queries (pods, then the HPAs: a cluster without them
+/// answers with no samples).
+async fn refresh_pods(k: &KubernetesSource, max: usize) -> Result<Pods, String> {
     let q = |query: &'static str| async move {
         crate::identity::prometheus::query(k, query)
             .await
             .map_err(|e| format!("{query}: {e}"))
     };
-    let (info, rs, start) = tokio::try_join!(q(QUERIES[0]), q(QUERIES[1]), q(QUERIES[2]))?;
-    owners(&info, &rs, &start, max).map_err(|e| e.to_string())
+    let (info, rs, start, hpa_max, hpa_info) = tokio::try_join!(
+        q(QUERIES[0]),
+        q(QUERIES[1]),
+        q(QUERIES[2]),
+        q(HPA_QUERIES[0]),
+        q(HPA_QUERIES[1])
+    )?;
+    let pods = owners(&info, &rs, &start, max).map_err(|e| e.to_string())?;
+    let hpa = max_replicas(&hpa_max, &hpa_info, max).map_err(|e| e.to_string())?;
+    Ok((pods, hpa))
 }
 
 /// Looks up the waiting addresses not in the cache, while the budget lasts (the rest wait for

@@ -22,6 +22,8 @@ pub struct IdentitySnapshot {
     pub pods: Arc<HashMap<IpAddr, Owner>>,
     pub static_map: Arc<Vec<(Cidr, String)>>,
     pub dns: Arc<HashMap<IpAddr, String>>,
+    /// Workload (`Deployment ns/name`) → its HorizontalPodAutoscaler's `maxReplicas`.
+    pub max_replicas: Arc<HashMap<String, u32>>,
 }
 
 impl IdentitySnapshot {
@@ -50,5 +52,9 @@ impl SourceIdentity for IdentitySnapshot {
         // CLIENT LIST writes IPv6 without brackets; unix sockets have no address.
         let ip: IpAddr = ip.parse().ok()?;
         self.lookup(ip)
+    }
+
+    fn max_replicas(&self, workload: &str) -> Option<u32> {
+        self.max_replicas.get(workload).copied()
     }
 }

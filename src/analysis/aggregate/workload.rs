@@ -40,6 +40,12 @@ pub struct Identified<'a> {
 pub trait SourceIdentity: Send + Sync {
     /// Who `ip` (as CLIENT LIST writes it) is, if known.
     fn identify(&self, ip: &str) -> Option<Identified<'_>>;
+
+    /// The most instances `workload` may scale to (a HorizontalPodAutoscaler's `maxReplicas`),
+    /// when known.
+    fn max_replicas(&self, _workload: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// One workload's addresses in a snapshot: how many, and the first few (sorted).
@@ -50,6 +56,8 @@ pub struct WorkloadMembers {
     pub instances: u64,
     /// At most [`MEMBERS_LISTED`], sorted.
     pub sources: Vec<String>,
+    /// Its HorizontalPodAutoscaler's `maxReplicas`, when it has one.
+    pub max_replicas: Option<u32>,
 }
 
 /// A source's answer, asked once per snapshot.
@@ -175,6 +183,7 @@ impl WorkloadState {
                     .take(MEMBERS_LISTED)
                     .map(|s| s.to_string())
                     .collect(),
+                max_replicas: self.identity.max_replicas(name),
             });
         }
         self.sources.prune();
