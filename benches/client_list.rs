@@ -79,7 +79,40 @@ fn bench(c: &mut Criterion) {
     g.bench_function("synthetic_50k_one_thread", |b| {
         b.iter(|| hot_summarize(&mut agg, &reply))
     });
+    // With the identity layer on (src/identity): every source a pod of one of 50 Deployments,
+    // so each line is also counted in the workload dimension (one thread, as the poller then
+    // aggregates).
+    let mut agg = Aggregator::new(60);
+    agg.set_identity(Some(identity_of(&reply)), 2_000_000_000);
+    g.bench_function("synthetic_50k_identity", |b| {
+        b.iter(|| hot_summarize(&mut agg, &reply))
+    });
     g.finish();
+}
+
+/// Every source address of `reply` as a pod of one of 50 Deployments.
+fn identity_of(
+    reply: &str,
+) -> std::sync::Arc<dyn redis_clients_exporter::analysis::aggregate::SourceIdentity> {
+    use redis_clients_exporter::identity::{IdentitySnapshot, Owner};
+    let mut pods = std::collections::HashMap::new();
+    for line in reply.lines() {
+        let Some(addr) = line.split(' ').find_map(|f| f.strip_prefix("addr=")) else {
+            continue;
+        };
+        let Some(ip) = addr.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()) else {
+            continue;
+        };
+        let n = pods.len() % 50;
+        pods.entry(ip).or_insert_with(|| Owner {
+            workload: format!("Deployment shop/service-{n}"),
+            since_unix: Some(1_000_000_000),
+        });
+    }
+    std::sync::Arc::new(IdentitySnapshot {
+        pods: std::sync::Arc::new(pods),
+        ..Default::default()
+    })
 }
 
 /// The fixed-work mode for callgrind (see the module docs).

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnose;
 pub mod hash;
+pub mod identity;
 pub mod redis;
 pub mod relief;
 pub mod targets;
@@ -92,6 +93,7 @@ impl Running {
             tracing::info!(shard = %cfg.shard, "new shard: targets move to and from the other replicas");
             self.store.shard.configure(cfg.shard);
         }
+        self.store.identity.configure(&cfg.identity, &self.shutdown);
         let mut pollers = self.pollers.lock().await;
         let wanted = poller_specs(&cfg, &self.store);
         let mut summary = reconcile::reconcile_pollers(&mut pollers, wanted, &self.store).await;
@@ -166,6 +168,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         tracing::warn!(users = ?cfg.relief.users, bounds = ?cfg.relief.bounds, "relief actions are enabled: these users may close connections and CONFIG SET through the held connections (docs/relief.md)");
     }
     let shutdown = CancellationToken::new();
+    store.identity.configure(&cfg.identity, &shutdown);
     let mut pollers = TaskSet::new(shutdown.clone());
     for target in &cfg.targets {
         if target.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {

@@ -287,6 +287,30 @@ fn main() -> std::process::ExitCode {
                 f.interval
             );
         }
+        let id = &cfg.identity;
+        if let Some(f) = &id.static_map_file {
+            let _ = writeln!(
+                o,
+                "  identity: static map {} ({} entries)",
+                f.display(),
+                id.static_map.len()
+            );
+        }
+        if let Some(k) = &id.kubernetes {
+            // The URL as configured carries no credentials (refused at load).
+            let _ = writeln!(
+                o,
+                "  identity: kube-state-metrics via {} (every {:?})",
+                k.prometheus_url, k.interval
+            );
+        }
+        if let Some(d) = &id.dns {
+            let _ = writeln!(
+                o,
+                "  identity: reverse DNS via {} (at most {} lookups a minute)",
+                d.resolver, d.max_lookups_per_minute
+            );
+        }
         write_stdout(&o);
         return std::process::ExitCode::SUCCESS;
     }
@@ -510,6 +534,7 @@ fn close_target(
             key: key.clone(),
             only,
             idle_seconds: args.idle_seconds,
+            sources: String::new(),
         },
     ))
 }

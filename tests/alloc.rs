@@ -123,6 +123,69 @@ fn parse_and_aggregate_allocate_nothing_per_line_after_warm_up() {
         per_line, 0,
         "40 warm chunks of 500 lines allocated {per_line} times"
     );
+
+    // With the identity layer on (src/identity): the workload dimension's maps are warm like
+    // the others, so still nothing per line; and a whole snapshot costs the same whatever its
+    // line count.
+    let mut agg = Aggregator::new(60);
+    agg.set_parallel(false);
+    agg.set_identity(Some(identity_of(&reply)), 2_000_000_000);
+    let warm = agg.summarize(&reply, 50);
+    assert!(warm
+        .by_workload
+        .iter()
+        .any(|(k, _)| k.starts_with("Deployment ")));
+    let per_line = allocations(|| {
+        agg.begin();
+        for entry in lines(&reply) {
+            match entry {
+                Ok(e) => agg.add(&e),
+                Err(_) => agg.add_error(),
+            }
+        }
+    });
+    agg.finish(50);
+    assert_eq!(
+        per_line, 0,
+        "with identity on, 20,000 warm lines allocated {per_line} times"
+    );
+    let per_snapshot = |agg: &mut Aggregator, reply: &str| {
+        agg.summarize(reply, 50);
+        allocations(|| {
+            agg.summarize(reply, 50);
+        })
+    };
+    let n_small = per_snapshot(&mut agg, &small);
+    let n_large = per_snapshot(&mut agg, &reply);
+    assert_eq!(
+        n_small, n_large,
+        "with identity on, allocations grew with the line count: {n_small} for 2k, {n_large} for 20k"
+    );
+}
+
+/// Every source address of `reply` as a pod of one of 20 Deployments.
+fn identity_of(
+    reply: &str,
+) -> std::sync::Arc<dyn redis_clients_exporter::analysis::aggregate::SourceIdentity> {
+    use redis_clients_exporter::identity::{IdentitySnapshot, Owner};
+    let mut pods = std::collections::HashMap::new();
+    for line in reply.lines() {
+        let Some(addr) = line.split(' ').find_map(|f| f.strip_prefix("addr=")) else {
+            continue;
+        };
+        let Some(ip) = addr.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()) else {
+            continue;
+        };
+        let n = pods.len() % 20;
+        pods.entry(ip).or_insert_with(|| Owner {
+            workload: format!("Deployment shop/service-{n}"),
+            since_unix: Some(1_000_000_000),
+        });
+    }
+    std::sync::Arc::new(IdentitySnapshot {
+        pods: std::sync::Arc::new(pods),
+        ..Default::default()
+    })
 }
 
 /// What an aggregator holds: the live bytes its drop gives back.

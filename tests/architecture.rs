@@ -36,6 +36,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("redis", &["redis"]),
     // Aggregation of CLIENT LIST, the bounded history, synthetic replies for benches and tests.
     ("analysis", &["analysis"]),
+    // Who a source address is: static map, kube-state-metrics through Prometheus, reverse DNS;
+    // a background refresh publishing a snapshot the aggregator reads through its trait.
+    ("identity", &["identity"]),
     // The diagnosis: one file per cause, remediation steps and shell quoting.
     ("diagnose", &["diagnose"]),
     // The per-target machinery: store, pollers, reconciliation, discovery, `/scrape` targets,

@@ -357,3 +357,95 @@ fn a_small_idle_target_holds_at_most_50_kb_with_its_connection() {
         kb(total - o.all)
     );
 }
+
+/// The identity layer's cost (issue 29), measured as live bytes: its snapshot of 50,000 pods
+/// (what kube-state-metrics answers for a large cluster), and what the workload dimension adds
+/// to an aggregator of 2,000 connections from 500 sources. Printed; bounded loosely so that a
+/// regression of an order of magnitude fails.
+#[test]
+fn what_identity_costs_when_on() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pods = 50_000;
+    let mut info = Vec::new();
+    let mut start = Vec::new();
+    for i in 0..pods {
+        let (ns, pod) = (
+            format!("ns-{}", i % 40),
+            format!("service-{}-7d4b9c-{i:05}", i % 400),
+        );
+        info.push(
+            serde_json::json!({"metric": {"namespace": ns, "pod": pod, "uid": format!("u{i}"),
+            "pod_ip": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+            "node": format!("node-{}", i % 100), "created_by_kind": "ReplicaSet",
+            "created_by_name": format!("service-{}-7d4b9c", i % 400), "host_network": "false"},
+            "value": [1.0, "1"]}),
+        );
+        start.push(serde_json::json!({"metric": {"namespace": ns, "pod": pod}, "value": [1.0, "1700000000"]}));
+    }
+    let answer = |r: Vec<serde_json::Value>| {
+        serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": r}})
+            .to_string()
+            .into_bytes()
+    };
+    let (info, start) = (answer(info), answer(start));
+    let rs = answer(
+        (0..400)
+            .map(|s| {
+                serde_json::json!({"metric": {"namespace": format!("ns-{}", s % 40),
+                "replicaset": format!("service-{s}-7d4b9c"), "owner_kind": "Deployment",
+                "owner_name": format!("service-{s}")}, "value": [1.0, "1"]})
+            })
+            .collect(),
+    );
+    let before = live();
+    let owners =
+        redis_clients_exporter::identity::kube::owners(&info, &rs, &start, 100_000).unwrap();
+    let snapshot_bytes = live() - before;
+    assert_eq!(owners.len(), pods);
+
+    let reply = redis_clients_exporter::analysis::synthetic::client_list(2_000, 500, 40);
+    let mut by_ip = std::collections::HashMap::new();
+    for line in reply.lines() {
+        if let Some((ip, _)) = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("addr="))
+            .and_then(|a| a.rsplit_once(':'))
+        {
+            let n = by_ip.len() % 20;
+            by_ip.entry(ip.parse().unwrap()).or_insert_with(|| {
+                redis_clients_exporter::identity::Owner {
+                    workload: format!("Deployment shop/service-{n}"),
+                    since_unix: None,
+                }
+            });
+        }
+    }
+    let identity: Arc<dyn redis_clients_exporter::analysis::aggregate::SourceIdentity> =
+        Arc::new(redis_clients_exporter::identity::IdentitySnapshot {
+            pods: Arc::new(by_ip),
+            ..Default::default()
+        });
+    let held = |on: bool| {
+        let before = live();
+        let mut agg = Aggregator::new(IDLE_THRESHOLD);
+        if on {
+            agg.set_identity(Some(Arc::clone(&identity)), 2_000_000_000);
+        }
+        let s = agg.summarize(&reply, TOP_K);
+        let bytes = live() - before;
+        drop(s);
+        drop(agg);
+        bytes
+    };
+    let (off, on) = (held(false), held(true));
+    eprintln!(
+        "identity: a snapshot of {pods} pods holds {}; an aggregator of 2,000 connections from 500 sources holds {} off, {} on (+{})",
+        kb(snapshot_bytes),
+        kb(off),
+        kb(on),
+        kb(on - off)
+    );
+    assert!(snapshot_bytes < 32_000_000, "{}", kb(snapshot_bytes));
+    assert!(on - off < 200_000, "{}", kb(on - off));
+    drop(owners);
+}

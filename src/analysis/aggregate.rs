@@ -14,6 +14,7 @@
 use crate::redis::client_list::CLIENT_NAME;
 use crate::redis::client_list::{ClientEntry, ClientType, Flag, Parser};
 use crate::redis::label::{bound_into, MAX_LABEL_BYTES};
+use std::sync::Arc;
 
 mod counts;
 pub mod details;
@@ -21,6 +22,7 @@ mod distribution;
 mod fleet;
 mod group;
 mod summary;
+pub mod workload;
 
 use counts::NO_SLOT;
 pub(crate) use counts::{fold, Count, Counts};
@@ -30,6 +32,7 @@ use fleet::InstanceRow;
 use group::LineFacts;
 pub use group::{untouched, GroupStats, NO_COMMAND, TOP_YOUNG, YOUNG_SECONDS};
 pub use summary::{AgeStep, ClientListSummary, Dimension, Fleet, FleetKind};
+pub use workload::{Identified, SourceIdentity, WorkloadMembers};
 
 /// The label value for everything folded out of the top K.
 pub const OTHER: &str = "other";
@@ -75,7 +78,8 @@ impl crate::redis::chunked::ChunkSink for Aggregator {
     }
 
     fn add_reply(&mut self, reply: &str) {
-        let halves = split_in_half(reply).filter(|_| self.parallel);
+        // The workload dimension is aggregated on one thread (its maps are not merged).
+        let halves = split_in_half(reply).filter(|_| self.parallel && self.workloads.is_none());
         match halves.filter(|_| reply.len() >= PARALLEL_MIN_BYTES) {
             Some((first, second)) => self.add_halves(first, second),
             None => self.add_lines(reply),
@@ -128,6 +132,8 @@ pub struct Aggregator {
     /// long value costs no allocation per line either, and only its bounded form is stored.
     scratch: String,
     details: crate::analysis::aggregate::details::Details,
+    /// The `workload` dimension, only while an identity layer is configured (src/identity).
+    workloads: Option<Box<workload::WorkloadState>>,
 }
 
 impl Aggregator {
@@ -149,6 +155,17 @@ impl Aggregator {
             helper: None,
             scratch: String::new(),
             details: crate::analysis::aggregate::details::Details::default(),
+            workloads: None,
+        }
+    }
+
+    /// Sets (or, with `None`, drops) the identity the next snapshots ask who a source is, and
+    /// the clock they compare connection ages with (unix seconds). See [`workload`].
+    pub fn set_identity(&mut self, identity: Option<Arc<dyn SourceIdentity>>, now_unix: u64) {
+        match (identity, &mut self.workloads) {
+            (None, w) => *w = None,
+            (Some(id), Some(w)) => w.set(id, now_unix),
+            (Some(id), w) => *w = Some(Box::new(workload::WorkloadState::new(id, now_unix))),
         }
     }
 
@@ -163,7 +180,7 @@ impl Aggregator {
     /// the halves are aggregated on two threads, then merged: the result is the same.
     pub fn summarize(&mut self, reply: &str, top_k: usize) -> ClientListSummary {
         self.begin();
-        let halves = split_in_half(reply).filter(|_| self.parallel);
+        let halves = split_in_half(reply).filter(|_| self.parallel && self.workloads.is_none());
         match halves.filter(|_| reply.len() >= PARALLEL_MIN_BYTES) {
             Some((first, second)) => self.add_halves(first, second),
             None => self.add_lines(reply),
@@ -196,6 +213,9 @@ impl Aggregator {
         }
         self.helper = None;
         self.parser = None;
+        if let Some(w) = &mut self.workloads {
+            w.shrink();
+        }
     }
 
     fn add_lines(&mut self, reply: &str) {
@@ -260,6 +280,8 @@ impl Aggregator {
             age,
             details: _,
             truncated_values,
+            by_workload: _,
+            workloads: _,
         } = &o.scalars;
         let s = &mut self.scalars;
         let add_all = |a: &mut [u64], b: &[u64]| {
@@ -310,6 +332,9 @@ impl Aggregator {
         self.names.reset();
         self.libs.reset();
         self.details.begin();
+        if let Some(w) = &mut self.workloads {
+            w.begin();
+        }
         for c in [&mut self.users, &mut self.commands] {
             c.reset();
         }
@@ -391,9 +416,11 @@ impl Aggregator {
             }
             _ => NO_SLOT,
         };
-        let src = self
-            .sources
-            .entry(bounded(e.source_ip_with(flags), scratch, cut));
+        let ip = bounded(e.source_ip_with(flags), scratch, cut);
+        if let Some(w) = &mut self.workloads {
+            w.add(ip, e.age, &facts);
+        }
+        let src = self.sources.entry(ip);
         src.g.add(&facts);
         if !own {
             if src.name == NO_SLOT {
@@ -469,6 +496,9 @@ impl Aggregator {
         out.by_user = fold(self.users.iter(), top_k, add);
         out.by_command = fold(self.commands.iter(), top_k, add);
         out.details = self.details.finish(top_k);
+        if let Some(w) = &mut self.workloads {
+            (out.by_workload, out.workloads) = w.finish(top_k);
+        }
         let small = match self.listed_bytes {
             // Fed line by line (`add`): no reply to measure.
             0 => out.connections + out.parse_errors <= SHRINK_BELOW_LINES,

@@ -301,7 +301,7 @@ impl Sample {
             Dimension::LibName => (self.libs(), TOP_SERVICES),
             Dimension::AddressPrefix => (self.prefixes(), TOP_SERVICES),
             // The whole population is not a group the history keeps.
-            Dimension::AllSources => return None,
+            Dimension::AllSources | Dimension::Workload => return None,
         })
     }
 

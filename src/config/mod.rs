@@ -10,6 +10,7 @@
 //! `target.rs` one target's address and settings, `poll.rs` the CLIENT LIST schedule, `web.rs`
 //! the web configuration file; this file joins them into a [`Config`].
 
+pub mod identity;
 mod layers;
 pub mod poll;
 mod raw;
@@ -105,6 +106,8 @@ pub struct Config {
     pub relief: crate::config::relief::ReliefConfig,
     /// `shard`: this replica's share of the targets (src/config/shard.rs); the whole by default.
     pub shard: crate::config::shard::Shard,
+    /// `[identity]`: source addresses to workloads (src/identity); off by default.
+    pub identity: crate::config::identity::IdentityConfig,
 }
 
 /// Overrides given on the command line; `None` leaves the lower layers in force.
@@ -367,6 +370,7 @@ fn resolve(
         listen,
         origin,
     )?;
+    let identity = crate::config::identity::IdentityConfig::resolve(raw.identity.as_ref(), origin)?;
     Ok(Config {
         listen,
         log_format: o.log_format.or(raw.log_format).unwrap_or_default(),
@@ -377,6 +381,7 @@ fn resolve(
         topology,
         relief,
         shard,
+        identity,
     })
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct RawConfig {
     pub(crate) relief: Option<crate::config::relief::RawRelief>,
     /// `i/N` or `ordinal/N` (src/config/shard.rs).
     pub(crate) shard: Option<String>,
+    /// `[identity]` (src/config/identity.rs).
+    pub(crate) identity: Option<crate::config::identity::RawIdentity>,
 }
 
 /// A named set of credentials (`[auth_profiles.NAME]`), used by `auth = "NAME"` on a target and

@@ -3,12 +3,13 @@
 //! /24 (a fleet of pods), connections without a name, so that a leak spread thinly over many
 //! instances is seen as one.
 
-use super::remediation::span;
 use super::{
-    advice, companion, ev, healing_steps, kill_steps, pct, Cause, Ctx, Evidence, Finding, Only,
-    Selector, Step, Threat,
+    advice, companion, ev, healing_steps, kill_steps, pct, span, Cause, Ctx, Evidence, Finding,
+    Only, Selector, Step, Threat,
 };
-use crate::analysis::aggregate::{Dimension, Fleet, FleetKind, GroupStats, OTHER, UNNAMED};
+use crate::analysis::aggregate::{
+    Dimension, Fleet, FleetKind, GroupStats, WorkloadMembers, OTHER, UNNAMED,
+};
 use crate::redis::client_list::CLIENT_NAME;
 
 /// A group that may hold the leak.
@@ -18,6 +19,8 @@ struct Candidate<'a> {
     key: &'a str,
     g: &'a GroupStats,
     fleet: Option<&'a Fleet>,
+    /// A workload's addresses (src/identity), for [`Dimension::Workload`] only.
+    members: Option<&'a WorkloadMembers>,
 }
 
 /// The group's unused connections over the polls: the newest run of polls in which the count
@@ -70,10 +73,13 @@ impl Candidate<'_> {
     fn specificity(&self) -> u8 {
         match self.kind {
             Dimension::SourceIp => 0,
-            Dimension::ClientName if self.key != UNNAMED => 1,
-            Dimension::LibName => 2,
-            Dimension::AddressPrefix => 3,
-            _ => 4,
+            // A workload (src/identity) is one service, whatever nodes its pods are on: named
+            // before a name, a library or a /24 that may mix services.
+            Dimension::Workload => 1,
+            Dimension::ClientName if self.key != UNNAMED => 2,
+            Dimension::LibName => 3,
+            Dimension::AddressPrefix => 4,
+            _ => 5,
         }
     }
 }
@@ -115,6 +121,22 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
     let fleet =
         |kind: FleetKind, key: &str| c.fleets.iter().find(|f| f.kind == kind && f.key == key);
     let mut out = Vec::new();
+    // Workloads first (src/identity; none without it): those whose every address is listed,
+    // so that a selector can name them all.
+    for m in &c.workloads {
+        let g = c.by_workload.iter().find(|(k, _)| *k == m.workload);
+        if let Some((k, g)) = g.filter(|_| m.instances as usize == m.sources.len()) {
+            if g.clients() > 0 {
+                out.push(Candidate {
+                    kind: Dimension::Workload,
+                    key: k,
+                    g,
+                    fleet: None,
+                    members: Some(m),
+                });
+            }
+        }
+    }
     // Order breaks ties: a source is the most actionable, then a name, a library, a /24, and
     // last the connections without a name (they may belong to anyone).
     for (k, g) in &c.by_source {
@@ -124,6 +146,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
                 key: k,
                 g,
                 fleet: None,
+                members: None,
             });
         }
     }
@@ -134,6 +157,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
                 key: k,
                 g,
                 fleet: fleet(FleetKind::Name, k),
+                members: None,
             });
         }
     }
@@ -148,6 +172,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
                 key: k,
                 g,
                 fleet: fleet(fleet_kind, k),
+                members: None,
             });
         }
     }
@@ -158,6 +183,7 @@ fn candidates<'a>(ctx: &'a Ctx<'_>) -> Vec<Candidate<'a>> {
                 key: k,
                 g,
                 fleet: fleet(FleetKind::Name, k),
+                members: None,
             });
         }
     }
@@ -232,6 +258,9 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<(Finding, f64)> {
 fn display(ctx: &Ctx<'_>, cand: &Candidate<'_>) -> String {
     let c = ctx.obs.clients;
     let unused = cand.g.unused();
+    if let Some(w) = super::workload::culprit_workload(c, cand.kind, cand.key, unused) {
+        return w;
+    }
     let top = |groups: &[(String, GroupStats)]| {
         groups
             .iter()
@@ -262,6 +291,9 @@ fn display(ctx: &Ctx<'_>, cand: &Candidate<'_>) -> String {
         Dimension::LibName => format!("library {}", cand.key),
         Dimension::AddressPrefix => format!("sources in {}", cand.key),
         Dimension::AllSources => cand.key.to_string(),
+        Dimension::Workload => cand
+            .members
+            .map_or_else(|| cand.key.to_string(), super::workload::describe),
     }
 }
 
@@ -304,9 +336,13 @@ fn finding(ctx: &Ctx<'_>, w: &Weighed<'_, '_>, at_limit: bool) -> Finding {
         "{mass:.0} of the {} connections from {shown} ({who}) are unused: idle ≥ {t} s{fresh_text} ({} of all connections){}; a pool that never returns or closes connections looks like this.{pace_text}",
         g.clients(),
         pct(share_of_all),
-        cand.fleet
-            .filter(|f| f.instances >= 2)
-            .map_or(String::new(), |f| format!(", spread over {} instances", f.instances))
+        match (cand.fleet.filter(|f| f.instances >= 2), cand.members) {
+            (Some(f), _) => format!(", spread over {} instances", f.instances),
+            (None, Some(m)) if m.instances >= 2 => {
+                format!(", spread over {} addresses of the workload", m.instances)
+            }
+            _ => String::new(),
+        }
     );
     f.evidence = head;
     f.remediation = remediation;
@@ -467,6 +503,12 @@ fn head_evidence(
             span(tr.span)
         );
     }
+    if let Some(m) = cand.members {
+        head.push(ev(
+            "addresses of the workload holding them (src/identity)",
+            m.instances,
+        ));
+    }
     head.extend(evidence);
     (head, pace_text)
 }
@@ -494,6 +536,10 @@ fn selection_and_steps(
             Only::Idle
         },
         idle_seconds: t,
+        sources: cand
+            .members
+            .map(|m| m.sources.join(" "))
+            .unwrap_or_default(),
     };
     let who = sel.describe();
     let mut remediation = kill_steps(

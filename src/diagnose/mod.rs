@@ -15,6 +15,7 @@
 //! healthy server may show a pattern (a scale-out at 2 %) with no threat, and reads HEALTHY.
 
 mod blocked;
+mod capacity;
 mod churn;
 mod leak;
 mod maxclients;
@@ -28,6 +29,18 @@ pub mod shell;
 mod step;
 #[cfg(test)]
 mod tests;
+mod workload;
+
+/// Seconds as a short duration: "45 s", "12 min", "3.5 h".
+pub(crate) fn span(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
 
 use serde::Serialize;
 
@@ -55,6 +68,8 @@ pub enum Cause {
     BlockedClients,
     OutputBufferHogs,
     RiskyConfig,
+    /// A workload's autoscaler maximum would exhaust maxclients (only with Kubernetes identity).
+    CapacityAtMaxScale,
 }
 
 impl Cause {
@@ -68,6 +83,7 @@ impl Cause {
             Self::BlockedClients => "blocked_clients",
             Self::OutputBufferHogs => "output_buffer_hogs",
             Self::RiskyConfig => "risky_config",
+            Self::CapacityAtMaxScale => "capacity_at_max_scale",
         }
     }
 }
@@ -686,6 +702,7 @@ pub fn diagnose(
         blocked::detect(&ctx),
         output_buffers::detect(&ctx),
         risky_config::detect(&ctx),
+        capacity::detect(&ctx),
     ]
     .into_iter()
     .flatten()

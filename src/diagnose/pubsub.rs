@@ -19,6 +19,7 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         key: key.to_string(),
         only: Only::IdlePubsub,
         idle_seconds: t,
+        sources: String::new(),
     };
     let mut remediation = kill_steps(ctx, &sel, &format!("the stale subscribers of {key}"));
     remediation.push(advice(format!(

@@ -125,7 +125,7 @@ fn holding_timeout(ctx: &Ctx<'_>, h: &Hold<'_>) -> Vec<Step> {
     let t = (lasts / 2.0).floor().min(proposed_timeout(ctx) as f64);
     let pace = format!("{:.1}/s", h.pace);
     let freed = format!("{:.0}", h.freed);
-    let lasts_text = span(lasts);
+    let lasts_text = super::span(lasts);
     if t < MIN_HOLD_TIMEOUT {
         return vec![advice(format!(
             "No timeout can hold: at the leak's pace ({pace}) it takes the {freed} slots that closing its connections frees back in about {lasts_text}, sooner than Redis can close idle connections. Recycling (restarting) the service behind {} is the only fix: its connections close with its processes.",
@@ -233,6 +233,7 @@ pub(crate) fn blame(
             key: key.to_string(),
             only,
             idle_seconds: 0,
+            sources: String::new(),
         };
         b.title = format!("{title}, most from {kind} {key}");
         b.culprit = Some(format!("{kind} {key}"));
@@ -246,15 +247,4 @@ pub(crate) fn blame(
     }
     b.remediation.push(advice(fix));
     b
-}
-
-/// Seconds as a short duration: "45 s", "12 min", "3.5 h".
-pub(crate) fn span(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.0} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
 }

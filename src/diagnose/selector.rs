@@ -51,6 +51,10 @@ pub struct Selector {
     pub key: String,
     pub only: Only,
     pub idle_seconds: u64,
+    /// For a `workload` (src/identity): its source addresses, separated by spaces (the key is
+    /// the workload's name). Empty for every other group.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sources: String,
 }
 
 impl Selector {
@@ -83,7 +87,7 @@ impl Selector {
     /// The start of the original values a cut key stands for (see [`crate::redis::label::kept_prefix`]).
     pub(crate) fn cut_key(&self) -> Option<&str> {
         match self.group {
-            Dimension::AddressPrefix | Dimension::AllSources => None,
+            Dimension::AddressPrefix | Dimension::AllSources | Dimension::Workload => None,
             _ => kept_prefix(&self.key),
         }
     }
@@ -100,6 +104,10 @@ impl Selector {
             },
             // Never built: a selector of every connection would close every connection.
             Dimension::AllSources => false,
+            Dimension::Workload => {
+                let ip = e.source_ip();
+                self.sources.split(' ').any(|s| !s.is_empty() && s == ip)
+            }
         };
         if !in_group || e.name == Some(CLIENT_NAME) {
             return false;
@@ -126,6 +134,7 @@ impl Selector {
     pub(crate) fn env_key(&self) -> &str {
         match self.group {
             Dimension::AddressPrefix => self.prefix().unwrap_or("-"),
+            Dimension::Workload => &self.sources,
             _ => self.cut_key().unwrap_or(&self.key),
         }
     }
@@ -138,13 +147,17 @@ impl Selector {
             Dimension::SourceIp => "a",
             Dimension::ClientName => "f[\"name\"]",
             Dimension::LibName => "f[\"lib-name\"]",
-            Dimension::AddressPrefix | Dimension::AllSources => "",
+            Dimension::AddressPrefix | Dimension::AllSources | Dimension::Workload => "",
         };
         let group = match self.group {
             Dimension::AddressPrefix => {
                 "a~/^[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?\\.[0-9][0-9]?[0-9]?$/&&substr(a,1,length(ENVIRON[\"K\"]))==ENVIRON[\"K\"]".to_string()
             }
             Dimension::AllSources => "0".to_string(),
+            // One of the workload's addresses (space-separated in K).
+            Dimension::Workload => {
+                "a!=\"\"&&index(\" \" ENVIRON[\"K\"] \" \",\" \" a \" \")>0".to_string()
+            }
             // A cut key: the values longer than a label that start as it does (awk has no
             // FNV-1a to check the hash; values that long sharing their first 117 bytes are
             // one service's).

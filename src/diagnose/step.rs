@@ -200,7 +200,7 @@ fn close_command(cli: &str, selector: &Selector) -> Option<String> {
         Dimension::ClientName => "--client-name",
         Dimension::LibName => "--lib-name",
         Dimension::AddressPrefix => "--address-prefix",
-        Dimension::AllSources => return None,
+        Dimension::AllSources | Dimension::Workload => return None,
     };
     let mut cmd = format!(
         "redis-clients-exporter close{connection} {group} {}",
@@ -228,7 +228,7 @@ pub(crate) fn kill_filter(group: Dimension) -> Option<&'static str> {
         Dimension::SourceIp => Some("IP"),
         Dimension::ClientName => Some("NAME"),
         Dimension::LibName => Some("LIB-NAME"),
-        Dimension::AddressPrefix | Dimension::AllSources => None,
+        Dimension::AddressPrefix | Dimension::AllSources | Dimension::Workload => None,
     }
 }
 
@@ -256,6 +256,7 @@ mod tests {
             key: "a b'c".into(),
             only: Only::Idle,
             idle_seconds: 90,
+            sources: String::new(),
         };
         let s = Step::close("w", "cli", sel.clone(), CloseBy::ServerFilter);
         assert!(s.command().is_some_and(|c| c
@@ -287,6 +288,7 @@ mod tests {
             key: "x';touch${IFS}/tmp/P;echo'".into(),
             only: Only::Idle,
             idle_seconds: 90,
+            sources: String::new(),
         };
         let cli = "redis-cli -h 10.0.0.7 -p 6379 --tls --user ops";
         let s = Step::close("w", cli, sel.clone(), CloseBy::Reselect);

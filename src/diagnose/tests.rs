@@ -525,6 +525,7 @@ fn selector_matches_only_its_connections() {
         key: "10.0.0.9".into(),
         only: Only::Idle,
         idle_seconds: 60,
+        sources: String::new(),
     };
     let yes = line(1, "10.0.0.9", "", 900, 800, "N", "");
     let busy = line(2, "10.0.0.9", "", 900, 1, "N", "");
@@ -642,6 +643,7 @@ fn the_printed_selection_is_the_selector() {
                 key: key.into(),
                 only,
                 idle_seconds: 10,
+                sources: String::new(),
             };
             let want = rust(&s);
             assert_eq!(awk_selects(&s, &r), want, "{s:?}");
@@ -654,6 +656,7 @@ fn the_printed_selection_is_the_selector() {
         key: "0123".into(),
         only: Only::Idle,
         idle_seconds: 10,
+        sources: String::new(),
     };
     assert_eq!(rust(&s), vec![1, 5, 10], "only the exact name, idle ≥ 10");
     let s = Selector {
@@ -670,6 +673,7 @@ fn the_printed_selection_is_the_selector() {
         key: "10.0.0.0/24".into(),
         only: Only::Idle,
         idle_seconds: 10,
+        sources: String::new(),
     };
     assert_eq!(
         rust(&s),
@@ -750,6 +754,7 @@ fn kill_commands_quote_the_culprit() {
         key: "x';touch${IFS}/tmp/P;echo'".into(),
         only: Only::Idle,
         idle_seconds: 60,
+        sources: String::new(),
     };
     let kill = s.pipeline("redis-cli -p 1");
     assert!(
@@ -843,6 +848,7 @@ fn a_cut_name_still_selects_its_connections() {
         key,
         only: Only::Idle,
         idle_seconds: 10,
+        sources: String::new(),
     };
     let rust: Vec<u64> = r
         .lines()

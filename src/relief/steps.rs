@@ -77,6 +77,7 @@ mod tests {
             key: "x".into(),
             only,
             idle_seconds: 60,
+            sources: String::new(),
         });
         let mut remediation: Vec<Step> = selector
             .iter()

@@ -344,6 +344,13 @@ impl Poller {
         let (clients, t3) = if due {
             // In chunks of ids where the server allows (src/redis/chunked.rs), each parsed into the
             // aggregator as it arrives; so `client_list` includes that parse, `aggregate` the fold.
+            // Who each source is, from the identity layer's last published snapshot (src/identity;
+            // none unless configured): a read of an `Arc`, never a wait on its sources.
+            let now_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.aggregator
+                .set_identity(self.store.identity.current(), now_unix);
             let listed = self.listing.list(c, &info, &mut self.aggregator).await?;
             client_list_invalid_utf8 = listed.invalid_utf8_lines;
             let counters = &mut self.state.counters;
@@ -358,6 +365,11 @@ impl Poller {
             let t3 = Instant::now();
             self.last_client_list = Some(t2);
             let summary = self.aggregator.finish(self.top_k);
+            // Addresses no source named, for reverse DNS (kept only when it is configured).
+            if !summary.by_workload.is_empty() {
+                let keys = summary.by_workload.iter().map(|(k, _)| k.as_str());
+                self.store.identity.want_names(keys);
+            }
             // Our own connection is always listed: no parseable line means this is not a
             // CLIENT LIST reply.
             if summary.connections == 0 {
@@ -421,6 +433,11 @@ impl Poller {
             .and_then(Arc::get_mut)
         {
             self.store.actions.add_steps(&self.target.label, report);
+            // A source of names that is down: the report says why culprits are addresses.
+            if let Some(note) = self.store.identity.degraded() {
+                report.headline.push(' ');
+                report.headline.push_str(&note);
+            }
         }
         self.state.history = Some(Arc::clone(&self.history));
         if self.logged_up.changed(true) {

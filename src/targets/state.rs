@@ -112,6 +112,8 @@ pub struct Store {
     pub shard: crate::config::shard::Ledger,
     /// Nodes discovery named and the exporter does not poll (src/targets/discovery.rs).
     pub dropped_nodes: DroppedNodes,
+    /// Who source addresses are (src/identity): the snapshot pollers read, its sources' status.
+    pub identity: Arc<crate::identity::IdentityHub>,
 }
 
 /// Per discovery source (`group:NAME`) and reason (`limit`: past `discovery_max_nodes`;
@@ -157,6 +159,7 @@ impl Store {
             published: tokio::sync::Notify::new(),
             shard: Default::default(),
             dropped_nodes: Default::default(),
+            identity: Default::default(),
         }
     }
 

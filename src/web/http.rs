@@ -184,6 +184,7 @@ async fn metrics(
     chunks.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
     chunks.push(render_shard_as(&store.shard, format).into());
     chunks.push(render_discovery_as(&store.dropped_nodes, format).into());
+    chunks.push(crate::web::metrics::render_identity_as(&store.identity, format).into());
     negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
 }
 

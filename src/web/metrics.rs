@@ -224,6 +224,27 @@ pub fn render_discovery_as(
     f.out.into_bytes()
 }
 
+/// The identity layer's sources (src/identity): whether the last refresh of each worked and how
+/// many addresses it names; empty when identity is off.
+pub fn render_identity_as(hub: &crate::identity::IdentityHub, format: Format) -> Vec<u8> {
+    let mut f = Families::new(format);
+    for (source, s) in hub.statuses() {
+        f.gauge(
+            "redis_clients_exporter_identity_source_up",
+            "Whether the identity source's last refresh worked (0: its addresses are shown as addresses).",
+            &[("source", source)],
+            if s.up { 1.0 } else { 0.0 },
+        );
+        f.gauge(
+            "redis_clients_exporter_identity_entries",
+            "Addresses or networks the identity source names.",
+            &[("source", source)],
+            s.entries as f64,
+        );
+    }
+    f.out.into_bytes()
+}
+
 /// `cluster`, `node` and `role` for a node of a cluster or Sentinel set; nothing otherwise, so
 /// plain targets keep their label set. The role is the node's own INFO `role` once polled.
 fn topology_labels(s: &TargetState) -> Vec<(&'static str, String)> {
@@ -610,6 +631,28 @@ fn add_client_list(
             "Connections per client name (top K + other; unnamed for empty).",
             &[("target", target), ("name", name.as_str())],
             st.connections as f64,
+        );
+    }
+    // Only with an identity layer (src/identity): empty otherwise, so no series.
+    for (workload, st) in &c.by_workload {
+        let l = [("target", target), ("workload", workload.as_str())];
+        f.gauge(
+            "redis_client_connections_by_workload",
+            "Connections per workload (Deployment, host, static map name; an address no identity source names stays an address; top K + other).",
+            &l,
+            st.connections as f64,
+        );
+        f.gauge(
+            "redis_client_workload_idle_connections",
+            "Connections per workload idle at least the idle threshold.",
+            &l,
+            st.idle_connections as f64,
+        );
+        f.gauge(
+            "redis_client_workload_memory_bytes",
+            "Summed client memory (tot-mem) per workload.",
+            &l,
+            st.memory_bytes as f64,
         );
     }
     let dims = [

@@ -605,6 +605,7 @@ mod tests {
                     key: name.to_string(),
                     only: Only::Idle,
                     idle_seconds: 60,
+                    sources: String::new(),
                 },
                 CloseBy::ServerFilter,
             )],

@@ -78,7 +78,7 @@ fn groups_of(s: &Sample, kind: Dimension) -> &[crate::analysis::history::GroupCo
         Dimension::ClientName => s.names(),
         Dimension::LibName => s.libs(),
         Dimension::AddressPrefix => s.prefixes(),
-        Dimension::SourceIp | Dimension::AllSources => s.sources(),
+        Dimension::SourceIp | Dimension::AllSources | Dimension::Workload => s.sources(),
     }
 }
 

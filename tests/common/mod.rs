@@ -616,6 +616,7 @@ pub fn config(targets: Vec<Target>, top_k: usize) -> Config {
         topology: Default::default(),
         relief: Default::default(),
         shard: Default::default(),
+        identity: Default::default(),
     }
 }
 

@@ -46,6 +46,11 @@ pub struct ClientListSummary {
     /// Values (source, name, user, command) longer than [`MAX_LABEL_BYTES`](crate::redis::label::MAX_LABEL_BYTES) in this snapshot,
     /// counted under their bounded form (see [`crate::redis::label`]).
     pub truncated_values: u64,
+    /// Per workload (src/identity: a Deployment, a host, a static map's name; an address
+    /// nobody claims stays itself). Empty unless an identity layer is configured.
+    pub by_workload: Vec<(String, GroupStats)>,
+    /// The addresses of each workload named in `by_workload`.
+    pub workloads: Vec<super::WorkloadMembers>,
 }
 
 /// A dimension connections are grouped by, as a finding names its culprit (`source_ip
@@ -61,6 +66,8 @@ pub enum Dimension {
     AddressPrefix,
     /// Every source address together (a fleet-wide leak).
     AllSources,
+    /// The workload the identity layer names (src/identity): a Deployment's pods, a host.
+    Workload,
 }
 
 impl Dimension {
@@ -71,6 +78,7 @@ impl Dimension {
             Self::LibName => "lib_name",
             Self::AddressPrefix => "address_prefix",
             Self::AllSources => "all_sources",
+            Self::Workload => "workload",
         }
     }
 }
