@@ -270,8 +270,9 @@ impl Decoder {
     /// Consumes what it can of `buf`, the bytes received and not yet consumed, up to the end of
     /// one reply. Call again with the bytes not consumed and those that arrived since: a line
     /// cut short is left in `buf` (consumed once whole), a bulk string is consumed into its own
-    /// allocation as it comes. `consumed < buf.len()` with no reply means more bytes are needed.
-    /// An error leaves the decoder empty; the stream is out of step.
+    /// allocation as it comes. No reply means more bytes are needed (all of `buf` may have been
+    /// consumed, into a bulk string). An error leaves the decoder empty; the stream is out of
+    /// step.
     pub fn decode(&mut self, buf: &[u8], limits: Limits) -> Result<Progress, RespError> {
         let got = self.step(buf, limits);
         if got.is_err() {
@@ -295,7 +296,7 @@ impl Decoder {
     /// belongs to the next element. `None` when no bulk string is waiting for bytes.
     pub fn bulk_room(&mut self) -> Option<Limit<&mut Vec<u8>>> {
         let bulk = self.bulk.as_mut()?;
-        let room = bulk.len - bulk.bytes.len();
+        let room = bulk.len.saturating_sub(bulk.bytes.len());
         (room > 0).then(|| (&mut bulk.bytes).limit(room))
     }
 
@@ -303,7 +304,10 @@ impl Decoder {
         let mut at = 0;
         loop {
             let value = if let Some(bulk) = &mut self.bulk {
-                let take = (bulk.len - bulk.bytes.len()).min(buf.len() - at);
+                let take = bulk
+                    .len
+                    .saturating_sub(bulk.bytes.len())
+                    .min(buf.len() - at);
                 bulk.bytes.extend_from_slice(&buf[at..at + take]);
                 at += take;
                 if bulk.bytes.len() < bulk.len || buf.len() - at < 2 {
