@@ -456,10 +456,13 @@ impl Decoder {
             let (items, _) = self.open.pop()?;
             value = Value::Array(items);
         }
-        let charge = std::mem::take(&mut self.charge);
-        // Between replies the decoder holds nothing (an idle connection's state is its socket).
-        self.reset();
-        Some((value, charge))
+        // Between replies the decoder holds nothing (an idle connection's state is its socket);
+        // `bulk` was taken and `searched` is 0 after the line that ended the reply.
+        self.elements = 0;
+        if self.open.capacity() > 0 {
+            self.open = Vec::new();
+        }
+        Some((value, std::mem::take(&mut self.charge)))
     }
 }
 
