@@ -378,6 +378,30 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_cancelled_half_way_is_taken_up_where_it_stopped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let (mut client, mut server) = tokio::io::duplex(64);
+            server.write_all(b"*2\r\n$10\r\nabc").await.expect("write");
+            let mut reader = Reader::default();
+            let wait = std::time::Duration::from_millis(50);
+            let got = tokio::time::timeout(wait, reader.reply(&mut client, LOOSE)).await;
+            assert!(got.is_err(), "no reply yet: {got:?}");
+            server.write_all(b"defghij\r\n:1\r\n").await.expect("write");
+            let (v, _) = reader.reply(&mut client, LOOSE).await.expect("reply");
+            assert_eq!(
+                v,
+                Value::Array(vec![Value::String("abcdefghij".into()), Value::Integer(1)])
+            );
+            assert_eq!(reader.buf.capacity(), 0);
+        });
+    }
+
+    #[test]
     fn each_command_s_limits_refuse_a_larger_reply_before_it_is_read() {
         let small = Limits {
             bulk: 10,
