@@ -1,8 +1,9 @@
-//! Properties of the RESP reader (src/redis/resp.rs), issue 26 item 3: any split of any valid
-//! reply decodes to the same values as the whole; any bytes at all never panic, and what a
-//! reply keeps allocated stays within its command's limits (counted by a global allocator, so
-//! this binary has its own). proptest (already a dev-dependency) generates the replies and the
-//! cuts, with a fixed seed.
+//! Properties of the RESP decoder (src/redis/frame.rs) and the reader that feeds it from a
+//! socket (src/redis/resp.rs), issue 26 item 3: any split of any valid reply decodes to the
+//! same values as the whole; any bytes at all never panic, and what a reply keeps allocated
+//! stays within its command's limits (counted by a global allocator, so this binary has its
+//! own); the decoder fed by hand and the reader fed by a stream say the same of any bytes.
+//! proptest (already a dev-dependency) generates the replies and the cuts, with a fixed seed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/counting.rs"]
@@ -14,6 +15,7 @@ use std::task::{Context, Poll};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use redis_clients_exporter::redis::frame::Decoder;
 use redis_clients_exporter::redis::resp::{Limits, Reader, RespError, Value, MAX_LINE};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -69,6 +71,74 @@ fn decode(data: Vec<u8>, cuts: Vec<usize>, limits: Limits) -> Vec<Result<Value, 
             }
         }
     })
+}
+
+/// The same through the synchronous decoder, no runtime: `data` arrives in pieces of the given
+/// sizes (then the rest at once) at the end of a buffer, and each decoded reply's bytes leave
+/// its front.
+fn decode_sync(data: &[u8], cuts: &[usize], limits: Limits) -> Vec<Result<Value, String>> {
+    let mut out = Vec::new();
+    feed_sync(data, cuts, limits, |got, _| match got {
+        None => true,
+        Some(Ok(Value::Error(e))) => {
+            out.push(Err(format!("server: {e}")));
+            true
+        }
+        Some(Ok(v)) => {
+            out.push(Ok(v));
+            true
+        }
+        Some(Err(e)) => {
+            out.push(Err(e.to_string()));
+            false
+        }
+    });
+    out
+}
+
+/// Feeds `data` to a decoder in pieces; `each` gets every reply, or the error that stops the
+/// stream, (and returns false to stop), or `None` once a piece is decoded as far as it goes;
+/// with the caller's buffer. Returns the most bytes the buffer kept between pieces.
+fn feed_sync(
+    data: &[u8],
+    cuts: &[usize],
+    limits: Limits,
+    mut each: impl FnMut(Option<Result<Value, RespError>>, &Vec<u8>) -> bool,
+) -> usize {
+    let mut decoder = Decoder::default();
+    let mut buf = Vec::new();
+    let mut rest = data;
+    let mut cuts = cuts.iter();
+    let mut held = 0;
+    while !rest.is_empty() {
+        let n = cuts
+            .next()
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        loop {
+            match decoder.decode(&buf, limits) {
+                Ok(p) => {
+                    buf.drain(..p.consumed);
+                    let Some((v, _charge)) = p.reply else {
+                        break;
+                    };
+                    if !each(Some(Ok(v)), &buf) {
+                        return held;
+                    }
+                }
+                Err(e) => {
+                    each(Some(Err(e)), &buf);
+                    return held;
+                }
+            }
+        }
+        held = held.max(buf.len());
+        each(None, &buf);
+    }
+    held
 }
 
 /// A reply as the generator builds it, and its wire form.
@@ -180,6 +250,32 @@ fn any_split_of_any_valid_reply_decodes_as_the_whole() {
         .unwrap();
 }
 
+#[test]
+fn any_split_of_any_valid_reply_decodes_as_the_whole_without_a_runtime() {
+    let _serial = counting::SERIAL.lock();
+    let strategy = (
+        prop::collection::vec(reply(), 1..6),
+        prop::collection::vec(1usize..64, 0..200),
+    );
+    runner(500)
+        .run(&strategy, |(replies, cuts)| {
+            let mut wire = Vec::new();
+            for r in &replies {
+                r.encode(&mut wire);
+            }
+            let want: Vec<Result<Value, String>> = replies.iter().map(Reply::expected).collect();
+            prop_assert_eq!(&decode_sync(&wire, &[], LOOSE), &want);
+            prop_assert_eq!(&decode_sync(&wire, &vec![1; wire.len()], LOOSE), &want);
+            prop_assert_eq!(&decode_sync(&wire, &cuts, LOOSE), &want);
+            // And every single cut of the wire in two.
+            for cut in (1..wire.len()).step_by(1 + wire.len() / 64) {
+                prop_assert_eq!(&decode_sync(&wire, &[cut], LOOSE), &want, "cut at {}", cut);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// Heap bytes a value holds, counted as the reader builds it (a `Value` per element).
 fn size(v: &Value) -> usize {
     std::mem::size_of::<Value>()
@@ -236,6 +332,49 @@ fn any_bytes_never_panic_and_a_reply_holds_no_more_than_its_limits() {
                 after - before <= MAX_LINE as i64,
                 "{} bytes still live",
                 after - before
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn any_bytes_decode_the_same_by_hand_and_from_a_stream_within_the_limits() {
+    let _serial = counting::SERIAL.lock();
+    let small = Limits {
+        bulk: 4096,
+        elements: 64,
+    };
+    // A reply within `small` holds at most this (see the test above).
+    let bound = ((small.elements + 1) * (std::mem::size_of::<Value>() + small.bulk)) as i64;
+    let strategy = (
+        prop_oneof![soup(), prop::collection::vec(any::<u8>(), 0..4000)],
+        prop::collection::vec(1usize..300, 0..50),
+    );
+    runner(1000)
+        .run(&strategy, |(bytes, cuts)| {
+            // The reader is the decoder and I/O: the same replies and the same errors.
+            let by_hand = decode_sync(&bytes, &cuts, small);
+            prop_assert_eq!(&by_hand, &decode(bytes.clone(), cuts.clone(), small));
+            drop(by_hand);
+
+            // What the decoder holds between pieces (open arrays, a bulk string being filled)
+            // stays within one reply's bound: each reply is dropped as it comes, the caller's
+            // buffer is not the decoder's.
+            let before = counting::live();
+            let mut worst = 0i64;
+            let held = feed_sync(&bytes, &cuts, small, |got, buf| {
+                drop(got);
+                let live = counting::live() - before - buf.capacity() as i64;
+                worst = worst.max(live);
+                true
+            });
+            prop_assert!(worst <= bound, "{} bytes held by the decoder", worst);
+            // The caller never keeps more than a line cut short.
+            prop_assert!(held <= MAX_LINE, "{} bytes left in the buffer", held);
+            prop_assert!(
+                counting::live() - before <= 0,
+                "nothing outlives the decoder"
             );
             Ok(())
         })

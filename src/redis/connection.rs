@@ -8,7 +8,8 @@
 //! connection, and this is exactly when the exporter must keep seeing it. So a command that
 //! times out before its reply begins does not cost the connection (the late reply is dropped
 //! when it comes), and nothing here reconnects by itself: the owner decides, and says so.
-//! RESP itself (encoding, the bounded reader, the socket kinds) is src/redis/resp.rs.
+//! RESP itself is src/redis/resp.rs (encoding, the reader, the socket kinds) and
+//! src/redis/frame.rs (the bounded decoder the reader feeds).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -592,7 +593,7 @@ async fn connect(target: &Target) -> Result<Stream, PollError> {
 /// A text reply (INFO, CLIENT LIST): the reply's own string when it is UTF-8 (no copy), a
 /// lossy copy when it is not. Redis allows any byte in ACL user names and error prefixes (INFO
 /// errorstats), so one such byte must not make the whole reply unreadable.
-/// Its share of the memory budget (src/redis/resp.rs) is held as long as the text lives.
+/// Its share of the memory budget (src/redis/frame.rs) is held as long as the text lives.
 pub struct Text(String, #[allow(dead_code)] Charge);
 
 impl std::ops::Deref for Text {

@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod client_list;
 pub mod commands;
 pub mod connection;
+pub mod frame;
 pub mod info;
 pub mod label;
 pub mod resp;

@@ -9,210 +9,24 @@
 //! holds its socket and nothing else: the read buffer is freed once it is drained, and a large
 //! bulk reply (INFO, CLIENT LIST) is read straight into one allocation of its exact size.
 //!
-//! Everything read is untrusted (a hostile server, or anything in the middle of a plain TCP
-//! connection): lengths are bounded before anything is allocated for them, by what a real
-//! server can answer to the command asked ([`Limits`]) and by [`MAX_LINE`] and [`MAX_DEPTH`];
-//! memory grows only as bytes actually arrive; and large bulk strings are charged to one
-//! process-wide budget ([`REPLY_BUDGET`]), so that many hostile ports cannot add up.
+//! This file is the I/O half: the socket kinds, commands written out, and the `Reader` loop
+//! (read, feed the decoder). Decoding a reply, with every bound on what a hostile server may
+//! send, is src/redis/frame.rs, synchronous and tested without a socket; its types are
+//! re-exported here, so callers name one module.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-/// The longest bulk string any reply may be: Redis' own `proto-max-bulk-len` default. Each
-/// command's replies have a much smaller bound ([`Limits`]), and every large one is charged to
-/// the process-wide [`REPLY_BUDGET`].
-pub const MAX_BULK: usize = 512 << 20;
-/// The longest simple string, error or length line.
-pub const MAX_LINE: usize = 64 << 10;
-/// Elements of all arrays of one reply, together, whatever the command.
-pub const MAX_ELEMENTS: usize = 1 << 20;
-/// Arrays inside arrays (CLUSTER SHARDS nests four deep).
-pub const MAX_DEPTH: usize = 16;
-/// Bytes of large bulk strings (each over [`CHARGED_FROM`]) being read or still held by the
-/// code that asked for them, across every connection of the process: N hostile ports cannot add
-/// up past it. 48 MiB holds the largest real reply the exporter asks for (a full CLIENT LIST of
-/// 100,000 clients is ~40 MB; a chunk of 500 clients ~200 kB) and keeps the exporter under the
-/// shipped container limit (128 MiB) with its own ~50 MiB of 1,000 targets.
-pub const REPLY_BUDGET: usize = 48 << 20;
-/// Bulk strings up to this size are not charged to the budget: every connection may hold one
-/// (a small INFO, a CONFIG value), and they are bounded by the number of targets.
-pub const CHARGED_FROM: usize = 64 << 10;
-/// A bulk string longer than this gets an allocation of at least [`ALWAYS_MAPPED`] bytes of
-/// capacity: glibc's malloc serves that with its own mapping and unmaps it when freed, whatever
-/// its adaptive threshold says. A smaller large allocation comes from a heap arena, which keeps
-/// freed memory for the next one: with several worker threads (each its own arena), freed
-/// replies of 16 MiB added up to 10 times the memory budget (tests/hostile_peers.rs). The pages
-/// past the reply's length are never touched, so never resident.
-const MAPPED_FROM: usize = 1 << 20;
-/// Above glibc's largest adaptive mmap threshold (32 MiB on 64-bit systems).
-const ALWAYS_MAPPED: usize = (32 << 20) + 4096;
-/// Array elements of one reply up to this many are not charged to the budget; past it each
-/// costs [`ELEMENT_COST`].
-const CHARGED_ELEMENTS_FROM: usize = 1024;
-/// What an element of a reply holds: a [`Value`] (32 bytes) and a short string's allocation.
-const ELEMENT_COST: usize = 64;
+pub use crate::redis::frame::{
+    in_flight, Charge, Decoder, Limits, RespError, Value, CHARGED_FROM, MAX_BULK, MAX_DEPTH,
+    MAX_ELEMENTS, MAX_LINE, REPLY_BUDGET,
+};
+
 /// What one read asks the socket for.
 const READ_CHUNK: usize = 4096;
-/// Longest error text kept from a reply: it ends up in logs and in poll errors.
-const MAX_ERROR_TEXT: usize = 512;
-
-/// The largest reply a real server can send to one command: the longest bulk string and the
-/// array elements of the whole reply. A reply past them is a protocol error, found before
-/// anything is allocated for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub bulk: usize,
-    pub elements: usize,
-}
-
-impl Limits {
-    /// Status replies, integers, `CONFIG GET` pairs, `CLIENT ID`: a value is a few bytes to
-    /// a few kB (a `save` schedule, `client-output-buffer-limit`).
-    pub const SMALL: Limits = Limits {
-        bulk: 64 << 10,
-        elements: 1024,
-    };
-    /// `INFO`: ~7 kB for `INFO everything` on Redis 7 (tests/fixtures), a few 100 kB with
-    /// thousands of commandstats, errorstats and keyspace lines: 1 MiB.
-    pub const INFO: Limits = Limits {
-        bulk: 1 << 20,
-        elements: 0,
-    };
-    /// `CLUSTER SHARDS` / `CLUSTER NODES`: ~22 elements a node in SHARDS (2^19 is ~20,000
-    /// nodes, twenty times Redis Cluster's design limit; `discovery_max_nodes` keeps the first
-    /// of them), ~1 kB a node in NODES, slot ranges at most 16,384 in all.
-    pub const CLUSTER: Limits = Limits {
-        bulk: 4 << 20,
-        elements: 1 << 19,
-    };
-    /// `SENTINEL MASTER` / `REPLICAS`: ~40 fields per replica.
-    pub const SENTINEL: Limits = Limits {
-        bulk: 64 << 10,
-        elements: 1 << 16,
-    };
-    /// A CLIENT LIST line is ~300-400 bytes of fields plus the connection's name, user and
-    /// library: 2 KiB per line, and room for a few names of several MiB (CLIENT SETNAME takes
-    /// them) in the whole reply.
-    pub const CLIENT_LINE: usize = 2 << 10;
-    pub const CLIENT_LIST_OUTLIERS: usize = 16 << 20;
-
-    /// CLIENT LIST of at most `lines` connections (a chunk's ids, or the count INFO reported
-    /// with a margin for those that connected since).
-    pub fn client_list(lines: usize) -> Limits {
-        Limits {
-            bulk: lines
-                .saturating_mul(Self::CLIENT_LINE)
-                .saturating_add(Self::CLIENT_LIST_OUTLIERS)
-                .min(MAX_BULK),
-            elements: 0,
-        }
-    }
-}
-
-/// Bytes of large bulk strings read or being read, process-wide (see [`REPLY_BUDGET`]).
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// The budget's bytes in use now.
-pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Relaxed)
-}
-
-/// A reply's share of [`REPLY_BUDGET`], given back when dropped: whoever keeps the reply's
-/// bytes keeps this with them.
-#[derive(Debug, Default)]
-pub struct Charge(usize);
-
-impl Charge {
-    fn take(&mut self, n: usize) -> Result<(), RespError> {
-        let before = IN_FLIGHT.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > REPLY_BUDGET {
-            IN_FLIGHT.fetch_sub(n, Ordering::Relaxed);
-            return Err(RespError::Protocol(
-                "a reply past the exporter's memory budget for replies in flight",
-            ));
-        }
-        self.0 += n;
-        Ok(())
-    }
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        if self.0 > 0 {
-            IN_FLIGHT.fetch_sub(self.0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A reply, or an element of one.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A null bulk string or array.
-    Null,
-    Integer(i64),
-    /// A simple string, or a bulk string that is UTF-8.
-    String(String),
-    /// A bulk string that is not UTF-8, as sent (Redis allows any byte in names and users).
-    Bytes(Vec<u8>),
-    Array(Vec<Value>),
-    /// An error reply inside an array; one on its own is [`RespError::Server`].
-    Error(String),
-}
-
-impl Value {
-    /// An integer reply, or a string that holds one.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// The bytes of a string reply.
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Value::String(s) => Some(s.as_bytes()),
-            Value::Bytes(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    /// An array of strings (CONFIG GET's pairs), lossily decoded; `None` for anything else.
-    pub fn into_strings(self) -> Option<Vec<String>> {
-        match self {
-            Value::Array(items) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Some(s),
-                    Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
-        }
-    }
-}
-
-/// Why a reply could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum RespError {
-    /// An error reply (`-ERR ...`), its text cut to a few hundred bytes, control characters
-    /// replaced: it comes from the server and ends up in logs.
-    #[error("{0}")]
-    Server(String),
-    #[error("the server closed the connection")]
-    Closed,
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("not a RESP reply: {0}")]
-    Protocol(&'static str),
-}
 
 /// A command's arguments, written without an intermediate string per argument.
 #[derive(Debug, Clone, Copy)]
@@ -265,41 +79,16 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(decimal(n, &mut digits));
 }
 
-/// The text of an error reply, bounded, every character that could forge a log line escaped
-/// (`redis::untrusted`, the one rule).
-fn error_text(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let mut out = String::with_capacity(text.len().min(MAX_ERROR_TEXT + 3));
-    let mut one = [0u8; 4];
-    for c in text.chars() {
-        let piece = crate::redis::untrusted::escape(c.encode_utf8(&mut one), 1);
-        if out.len() + piece.len() > MAX_ERROR_TEXT {
-            out.push('…');
-            break;
-        }
-        out.push_str(&piece);
-    }
-    out
-}
-
-/// Parses a length or integer line.
-fn integer(line: &[u8]) -> Result<i64, RespError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(RespError::Protocol(
-            "a length or integer that is not a number",
-        ))
-}
-
-/// Reads replies from a stream. Cancel-safe while it waits for the first byte of a reply (see
-/// [`Reader::ready`]); a read cancelled after that leaves the stream out of step.
+/// Reads replies from a stream: the I/O half, feeding [`Decoder`] (src/redis/frame.rs). A
+/// reply's partial state lives in the decoder, not in the future, so a read cancelled at any
+/// point consumes only bytes the decoder has kept; [`Reader::ready`] consumes nothing.
 #[derive(Default)]
 pub struct Reader {
     /// Bytes read and not yet consumed are `buf[pos..]`. Freed whenever it is drained, so that
     /// an idle connection holds no buffer.
     buf: Vec<u8>,
     pos: usize,
+    decoder: Decoder,
 }
 
 impl Reader {
@@ -332,68 +121,6 @@ impl Reader {
         }
     }
 
-    /// The next line, without its CRLF: its start and end in `buf`.
-    async fn line<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<(usize, usize), RespError> {
-        let mut searched = self.pos;
-        loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..]) {
-                let end = searched + i;
-                if end == self.pos || self.buf[end - 1] != b'\r' {
-                    return Err(RespError::Protocol("a line that does not end in CRLF"));
-                }
-                let start = self.pos;
-                self.pos = end + 1;
-                return Ok((start, end - 1));
-            }
-            if self.buf.len() - self.pos > MAX_LINE {
-                return Err(RespError::Protocol("a line longer than 64 KiB"));
-            }
-            let consumed = self.pos;
-            searched = self.buf.len();
-            self.fill(r).await?;
-            // `fill` moved the unread bytes to the front.
-            searched -= consumed;
-        }
-    }
-
-    /// A bulk string of `n` bytes and its CRLF, read into one allocation of its size (no
-    /// copy as it grows). One over [`CHARGED_FROM`] is charged to `charge` whole before it is
-    /// allocated; its pages become resident only as its bytes arrive.
-    async fn bulk<R: AsyncRead + Unpin>(
-        &mut self,
-        r: &mut R,
-        n: usize,
-        charge: &mut Charge,
-    ) -> Result<Vec<u8>, RespError> {
-        if n > CHARGED_FROM {
-            charge.take(n)?;
-        }
-        let have = (self.buf.len() - self.pos).min(n);
-        let mut out = Vec::with_capacity(if n > MAPPED_FROM {
-            n.max(ALWAYS_MAPPED)
-        } else {
-            n
-        });
-        out.extend_from_slice(&self.buf[self.pos..self.pos + have]);
-        self.pos += have;
-        while out.len() < n {
-            // Straight into the reply's own allocation, never past its end: what follows it
-            // belongs to the next reply and goes through `buf`.
-            let room = n - out.len();
-            if r.read_buf(&mut (&mut out).limit(room)).await? == 0 {
-                return Err(RespError::Closed);
-            }
-        }
-        while self.buf.len() - self.pos < 2 {
-            self.fill(r).await?;
-        }
-        if &self.buf[self.pos..self.pos + 2] != b"\r\n" {
-            return Err(RespError::Protocol("a bulk string longer than announced"));
-        }
-        self.pos += 2;
-        Ok(out)
-    }
-
     /// Reads one whole reply, within `limits`; its large bulk strings' share of the memory
     /// budget comes with it. An error reply is `Err(RespError::Server)`, and leaves the stream
     /// in step.
@@ -402,96 +129,41 @@ impl Reader {
         r: &mut R,
         limits: Limits,
     ) -> Result<(Value, Charge), RespError> {
-        let mut charge = Charge::default();
-        let v = self.value(r, limits, &mut charge).await;
+        let got = self.next(r, limits).await;
+        if got.is_err() {
+            self.decoder.reset();
+        }
         if !self.buffered() {
             // Drained: an idle connection keeps no buffer.
             self.buf = Vec::new();
             self.pos = 0;
         }
-        match v? {
-            Value::Error(e) => Err(RespError::Server(e)),
-            v => Ok((v, charge)),
+        match got? {
+            (Value::Error(e), _) => Err(RespError::Server(e)),
+            reply => Ok(reply),
         }
     }
 
-    async fn value<R: AsyncRead + Unpin>(
+    async fn next<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
         limits: Limits,
-        charge: &mut Charge,
-    ) -> Result<Value, RespError> {
-        // Arrays being filled, innermost last, each with the elements it still expects.
-        let mut open: Vec<(Vec<Value>, usize)> = Vec::new();
-        let mut elements = 0usize;
+    ) -> Result<(Value, Charge), RespError> {
         loop {
-            let (start, end) = self.line(r).await?;
-            // An empty line has no type byte (found by tests/resp_properties.rs: it panicked).
-            let Some((&kind, rest)) = self.buf[start..end].split_first() else {
-                return Err(RespError::Protocol("an empty line"));
-            };
-            let mut v = match kind {
-                b'+' => Value::String(String::from_utf8_lossy(rest).into_owned()),
-                b'-' => Value::Error(error_text(rest)),
-                b':' => Value::Integer(integer(rest)?),
-                b'$' => match integer(rest)? {
-                    -1 => Value::Null,
-                    n if n < 0 => return Err(RespError::Protocol("a negative length")),
-                    n if n as u64 > limits.bulk.min(MAX_BULK) as u64 => {
-                        return Err(RespError::Protocol(
-                            "a bulk string longer than any reply to this command",
-                        ))
-                    }
-                    n => match String::from_utf8(self.bulk(r, n as usize, charge).await?) {
-                        Ok(s) => Value::String(s),
-                        Err(e) => Value::Bytes(e.into_bytes()),
-                    },
-                },
-                b'*' => match integer(rest)? {
-                    -1 => Value::Null,
-                    n if n < 0 => return Err(RespError::Protocol("a negative length")),
-                    0 => Value::Array(Vec::new()),
-                    n => {
-                        let n = n as u64;
-                        let before = elements;
-                        elements = elements.saturating_add(n.min(usize::MAX as u64) as usize);
-                        if elements > limits.elements.min(MAX_ELEMENTS) {
-                            return Err(RespError::Protocol(
-                                "more array elements than any reply to this command",
-                            ));
-                        }
-                        // A large array's elements are memory too (a `Value` and a small
-                        // string each): charged like a large bulk string.
-                        let over = |e: usize| e.saturating_sub(CHARGED_ELEMENTS_FROM);
-                        let new = over(elements) - over(before);
-                        if new > 0 {
-                            charge.take(new * ELEMENT_COST)?;
-                        }
-                        if open.len() >= MAX_DEPTH {
-                            return Err(RespError::Protocol("arrays nested too deep"));
-                        }
-                        let n = n as usize;
-                        open.push((Vec::with_capacity(n.min(64)), n));
-                        continue;
-                    }
-                },
-                _ => return Err(RespError::Protocol("an unknown reply type")),
-            };
-            // Hand the value to the array it completes, and close every array it completes.
-            loop {
-                let Some((items, left)) = open.last_mut() else {
-                    return Ok(v);
-                };
-                items.push(v);
-                *left -= 1;
-                if *left > 0 {
-                    break;
-                }
-                let Some((items, _)) = open.pop() else {
-                    return Err(RespError::Protocol("unbalanced arrays"));
-                };
-                v = Value::Array(items);
+            let progress = self.decoder.decode(&self.buf[self.pos..], limits)?;
+            self.pos += progress.consumed;
+            if let Some(reply) = progress.reply {
+                return Ok(reply);
             }
+            // A bulk string still short of bytes has taken all of `buf`: read straight into its
+            // own allocation, never past its end (what follows goes through `buf`).
+            if let Some(mut room) = self.decoder.bulk_room() {
+                if r.read_buf(&mut room).await? == 0 {
+                    return Err(RespError::Closed);
+                }
+                continue;
+            }
+            self.fill(r).await?;
         }
     }
 }
@@ -550,6 +222,7 @@ impl AsyncWrite for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::frame::MAX_ERROR_TEXT;
 
     const LOOSE: Limits = Limits {
         bulk: MAX_BULK,
@@ -699,6 +372,30 @@ mod tests {
             assert_eq!(
                 reader.reply(&mut r, LOOSE).await.ok().map(|(v, _)| v),
                 Some(Value::String("PONG".into()))
+            );
+            assert_eq!(reader.buf.capacity(), 0);
+        });
+    }
+
+    #[test]
+    fn a_reply_cancelled_half_way_is_taken_up_where_it_stopped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let (mut client, mut server) = tokio::io::duplex(64);
+            server.write_all(b"*2\r\n$10\r\nabc").await.expect("write");
+            let mut reader = Reader::default();
+            let wait = std::time::Duration::from_millis(50);
+            let got = tokio::time::timeout(wait, reader.reply(&mut client, LOOSE)).await;
+            assert!(got.is_err(), "no reply yet: {got:?}");
+            server.write_all(b"defghij\r\n:1\r\n").await.expect("write");
+            let (v, _) = reader.reply(&mut client, LOOSE).await.expect("reply");
+            assert_eq!(
+                v,
+                Value::Array(vec![Value::String("abcdefghij".into()), Value::Integer(1)])
             );
             assert_eq!(reader.buf.capacity(), 0);
         });

@@ -3,7 +3,7 @@
 //! audit record, a terminal. Every character that could forge a line (`\n`, `\r`, U+2028,
 //! U+2029), drive a terminal (ESC and the other C0/C1 controls: ANSI and OSC sequences) or make
 //! a line read differently from what it is (the bidirectional marks, embeddings, overrides and
-//! isolates) is written as `\u{..}`. In the redis layer, the lowest that needs it (resp.rs
+//! isolates) is written as `\u{..}`. In the redis layer, the lowest that needs it (frame.rs
 //! cleans error replies); the log formatter (main.rs), relief's audit lines and the rendered
 //! reports (diagnose/shell.rs `visible`) use it too.
 
