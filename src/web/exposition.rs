@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hashbrown::HashMap;
 
+use crate::targets::state::Block;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
@@ -45,17 +47,29 @@ pub enum Format {
 pub const OPENMETRICS_EOF: &str = "# EOF\n";
 
 struct Family {
-    /// `# HELP`/`# TYPE` lines, then every series, as text.
+    /// `# HELP`/`# TYPE` lines (not in a target's block), then every series, as text.
     text: String,
     series: usize,
+    /// Its [`Registry`] id and name, in a block.
+    id: u32,
+    name: String,
 }
 
 /// Families by name in first-use order, each written as text as its series arrive.
 #[derive(Default)]
 pub struct Exposition {
     format: Format,
+    /// A target's block ([`Exposition::block`]): series only, the headers written at assembly.
+    block: bool,
+    /// A value written differs between the formats (an infinity): a block for OpenMetrics
+    /// must then be written apart.
+    format_sensitive: bool,
     families: Vec<Family>,
     index: HashMap<String, usize>,
+    /// In a block: families by the address and length of the name they were last asked by (the
+    /// callers' literals: nothing allocated per family), and by registry id.
+    by_address: HashMap<(usize, usize), usize>,
+    by_id: Vec<u32>,
     /// The family of the last series (name's address and length, position): consecutive
     /// series of one family skip the lookup.
     last: Option<((usize, usize), usize)>,
@@ -91,6 +105,24 @@ fn value_into(out: &mut String, v: f64, format: Format) {
     }
 }
 
+/// The `# HELP`/`# TYPE` lines of a family in `format`.
+fn header_into(text: &mut String, name: &str, help: &str, kind: Kind, format: Format) {
+    let om = format == Format::OpenMetrics;
+    // OpenMetrics names a counter family without the samples' `_total`.
+    let family = match kind {
+        Kind::Counter if om => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    if !help.is_empty() {
+        text.push_str("# HELP ");
+        text.push_str(family);
+        text.push(' ');
+        escape_into(text, help, om);
+        text.push('\n');
+    }
+    let _ = writeln!(text, "# TYPE {family} {}", kind.as_str());
+}
+
 impl Exposition {
     pub fn new(format: Format) -> Self {
         Self {
@@ -99,30 +131,61 @@ impl Exposition {
         }
     }
 
+    /// One target's series without the families' headers, to be kept as a [`Block`] and
+    /// assembled with the other targets' ([`assemble`]).
+    pub fn block(format: Format) -> Self {
+        Self {
+            format,
+            block: true,
+            ..Self::default()
+        }
+    }
+
     fn family(&mut self, name: &str, help: &str, kind: Kind) -> &mut Family {
         let pos = match self.last {
             // Compare by address first: callers pass the same `&'static str` series after series.
             Some((key, pos)) if key == (name.as_ptr() as usize, name.len()) => pos,
+            _ if self.block => {
+                let key = (name.as_ptr() as usize, name.len());
+                // The address is a hint: a caller's buffer may hold another name later.
+                let hit = self.by_address.get(&key).copied();
+                let pos = match hit.filter(|&p| self.families[p].name == name) {
+                    Some(p) => p,
+                    None => {
+                        let id = registry().intern(name, help, kind);
+                        let i = id as usize;
+                        if i >= self.by_id.len() {
+                            self.by_id.resize(i + 1, u32::MAX);
+                        }
+                        if self.by_id[i] == u32::MAX {
+                            self.by_id[i] = self.families.len() as u32;
+                            self.families.push(Family {
+                                text: String::with_capacity(64),
+                                series: 0,
+                                id,
+                                name: name.to_string(),
+                            });
+                        }
+                        let p = self.by_id[i] as usize;
+                        self.by_address.insert(key, p);
+                        p
+                    }
+                };
+                self.last = Some((key, pos));
+                pos
+            }
             _ => {
                 let pos = match self.index.get(name) {
                     Some(&p) => p,
                     None => {
                         let mut text = String::with_capacity(256);
-                        let om = self.format == Format::OpenMetrics;
-                        // OpenMetrics names a counter family without the samples' `_total`.
-                        let family = match kind {
-                            Kind::Counter if om => name.strip_suffix("_total").unwrap_or(name),
-                            _ => name,
-                        };
-                        if !help.is_empty() {
-                            text.push_str("# HELP ");
-                            text.push_str(family);
-                            text.push(' ');
-                            escape_into(&mut text, help, om);
-                            text.push('\n');
-                        }
-                        let _ = writeln!(text, "# TYPE {family} {}", kind.as_str());
-                        self.families.push(Family { text, series: 0 });
+                        header_into(&mut text, name, help, kind, self.format);
+                        self.families.push(Family {
+                            text,
+                            series: 0,
+                            id: 0,
+                            name: String::new(),
+                        });
                         self.index.insert(name.to_string(), self.families.len() - 1);
                         self.families.len() - 1
                     }
@@ -135,12 +198,12 @@ impl Exposition {
     }
 
     /// One sample line: `name{labels[,extra]} value`.
-    fn line<'a>(
+    fn line<'a, V: AsRef<str>>(
         format: Format,
         text: &mut String,
         name: &str,
         suffix: &str,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (&'a str, V)> + Clone,
         extra: Option<(&str, &str)>,
         value: f64,
     ) {
@@ -156,7 +219,7 @@ impl Exposition {
             sep = ',';
         };
         for (n, v) in labels {
-            pair(text, n, v);
+            pair(text, n, v.as_ref());
         }
         if let Some((n, v)) = extra {
             pair(text, n, v);
@@ -170,15 +233,16 @@ impl Exposition {
     }
 
     /// A gauge or counter series.
-    pub fn sample<'a>(
+    pub fn sample<'a, V: AsRef<str>>(
         &mut self,
         name: &str,
         help: &str,
         kind: Kind,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (&'a str, V)> + Clone,
         value: f64,
     ) {
         let format = self.format;
+        self.format_sensitive |= value.is_infinite();
         let f = self.family(name, help, kind);
         f.series += 1;
         Self::line(format, &mut f.text, name, "", labels, None, value);
@@ -186,19 +250,21 @@ impl Exposition {
 
     /// A histogram series from cumulative `(upper bound, count)` buckets, `+Inf` added when
     /// missing, then `_sum` and `_count`.
-    pub fn histogram<'a>(
+    pub fn histogram<'a, V: AsRef<str>>(
         &mut self,
         name: &str,
         help: &str,
-        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels: impl Iterator<Item = (&'a str, V)> + Clone,
         buckets: impl Iterator<Item = (f64, u64)>,
         sum: f64,
         count: u64,
     ) {
         let format = self.format;
+        self.format_sensitive |= sum.is_infinite();
         let f = self.family(name, help, Kind::Histogram);
         f.series += 1;
         let mut inf_seen = false;
+        let mut sensitive = false;
         let mut le = String::new();
         for (ub, c) in buckets {
             le.clear();
@@ -213,6 +279,7 @@ impl Exposition {
                 c as f64,
             );
             inf_seen |= ub.is_sign_positive() && ub.is_infinite();
+            sensitive |= ub.is_infinite();
         }
         if !inf_seen {
             Self::line(
@@ -235,6 +302,7 @@ impl Exposition {
             None,
             count as f64,
         );
+        self.format_sensitive |= sensitive;
     }
 
     /// The families that have series, each one chunk of text, in first-use order.
@@ -246,6 +314,27 @@ impl Exposition {
             .collect()
     }
 
+    /// True when a value written is spelled differently in the other format (an infinity).
+    pub fn format_sensitive(&self) -> bool {
+        self.format_sensitive
+    }
+
+    /// The series of a [`Exposition::block`] as one buffer, with where each family's lines
+    /// end, families by their [`Registry`] id.
+    pub fn into_block(self) -> Block {
+        let total = self.families.iter().map(|f| f.text.len()).sum();
+        let mut text = Vec::with_capacity(total);
+        let mut families = Vec::with_capacity(self.families.len());
+        for f in self.families.iter().filter(|f| f.series > 0) {
+            text.extend_from_slice(f.text.as_bytes());
+            families.push((f.id, text.len() as u32));
+        }
+        Block {
+            text: text.into_boxed_slice(),
+            families: families.into_boxed_slice(),
+        }
+    }
+
     /// All of it in one buffer (small outputs: one `/scrape` target, tests).
     pub fn into_bytes(self) -> Vec<u8> {
         let chunks = self.into_chunks();
@@ -255,6 +344,107 @@ impl Exposition {
         }
         out
     }
+}
+
+/// Every family a block was written with, by a small id: a block names its families by id, so
+/// that assembling thousands of blocks looks nothing up by name. Names are the code's own (a
+/// fixed set), so it stays small; the first help and kind seen for a name are its header's, as
+/// in an [`Exposition`].
+#[derive(Default)]
+struct Registry {
+    index: HashMap<String, u32>,
+    defs: Vec<(String, String, Kind)>,
+}
+
+impl Registry {
+    fn intern(&mut self, name: &str, help: &str, kind: Kind) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = self.defs.len() as u32;
+        self.defs.push((name.to_string(), help.to_string(), kind));
+        self.index.insert(name.to_string(), id);
+        id
+    }
+}
+
+static REGISTRY: std::sync::LazyLock<std::sync::Mutex<Registry>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    // A poisoned lock only means a writer panicked between two pushes of a name it then lacks.
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The targets' blocks as an exposition: families in first-use order over the blocks, each
+/// family's header once, then every block's lines of it in the blocks' order. Byte for byte
+/// what one [`Exposition`] fed the same series target after target writes, by copying: no
+/// value or label is formatted here. One chunk per family.
+pub fn assemble(blocks: &[&Block], format: Format) -> Vec<Bytes> {
+    const UNSEEN: u32 = u32::MAX;
+    // Family id -> its place in the output; the output's families and their sizes.
+    let mut place: Vec<u32> = Vec::new();
+    let mut order: Vec<u32> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    // A block whose families come in the output's order (every block, in practice: they are
+    // written by one code path) is read with a cursor; any other by a search.
+    let mut in_order = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let (mut start, mut last, mut ordered) = (0u32, None, true);
+        for &(id, end) in b.families.iter() {
+            let i = id as usize;
+            if i >= place.len() {
+                place.resize(i + 1, UNSEEN);
+            }
+            if place[i] == UNSEEN {
+                place[i] = order.len() as u32;
+                order.push(id);
+                sizes.push(0);
+            }
+            let p = place[i];
+            sizes[p as usize] += end.saturating_sub(start) as usize;
+            ordered &= last.is_none_or(|l| l < p);
+            (start, last) = (end, Some(p));
+        }
+        in_order.push(ordered);
+    }
+    let headers: Vec<String> = {
+        let registry = registry();
+        order
+            .iter()
+            .map(|&id| {
+                let mut h = String::new();
+                if let Some((name, help, kind)) = registry.defs.get(id as usize) {
+                    header_into(&mut h, name, help, *kind, format);
+                }
+                h
+            })
+            .collect()
+    };
+    let mut cursors = vec![0usize; blocks.len()];
+    let mut out = Vec::with_capacity(order.len());
+    for ((&id, header), size) in order.iter().zip(&headers).zip(&sizes) {
+        let mut chunk = Vec::with_capacity(header.len() + size);
+        chunk.extend_from_slice(header.as_bytes());
+        for ((b, &ordered), cursor) in blocks.iter().zip(&in_order).zip(&mut cursors) {
+            let at = if ordered {
+                let c = *cursor;
+                (b.families.get(c).is_some_and(|f| f.0 == id)).then(|| {
+                    *cursor += 1;
+                    c
+                })
+            } else {
+                b.families.iter().position(|f| f.0 == id)
+            };
+            if let Some(j) = at {
+                let start = if j == 0 { 0 } else { b.families[j - 1].1 } as usize;
+                let end = b.families[j].1 as usize;
+                chunk.extend_from_slice(b.text.get(start..end).unwrap_or_default());
+            }
+        }
+        out.push(Bytes::from(chunk));
+    }
+    out
 }
 
 /// An HTTP body made of ready chunks, sent one after the other without joining them; its
@@ -373,7 +563,13 @@ mod tests {
         m.set_histogram(hv);
         h.mut_metric().push(m);
         // A family without help has no HELP line.
-        mine.sample("x_never", "", Kind::Counter, std::iter::empty(), 1.0);
+        mine.sample(
+            "x_never",
+            "",
+            Kind::Counter,
+            std::iter::empty::<(&str, &str)>(),
+            1.0,
+        );
         let mut theirs = Vec::new();
         TextEncoder::new()
             .encode(&[g, h], &mut theirs)
@@ -400,13 +596,13 @@ mod tests {
             "x_gauge",
             "",
             Kind::Gauge,
-            std::iter::empty(),
+            std::iter::empty::<(&str, &str)>(),
             f64::NEG_INFINITY,
         );
         om.histogram(
             "x_seconds",
             "H.",
-            std::iter::empty(),
+            std::iter::empty::<(&str, &str)>(),
             [(1.0, 1u64), (f64::INFINITY, 2)].into_iter(),
             f64::INFINITY,
             2,
@@ -418,5 +614,103 @@ mod tests {
              # HELP x_seconds H.\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"1\"} 1\n\
              x_seconds_bucket{le=\"+Inf\"} 2\nx_seconds_sum +Inf\nx_seconds_count 2\n"
         );
+    }
+
+    /// Series of one target: `(family, kind, label value, value)`.
+    type Series<'a> = &'a [(&'a str, Kind, &'a str, f64)];
+
+    fn feed(e: &mut Exposition, target: &str, series: Series<'_>) {
+        for &(name, kind, v, value) in series {
+            let help = if name.ends_with("_total") {
+                "Count."
+            } else {
+                ""
+            };
+            if kind == Kind::Histogram {
+                e.histogram(
+                    name,
+                    "A histogram.",
+                    [("target", target), ("v", v)].into_iter(),
+                    [(1.0, 1u64), (value, 2)].into_iter(),
+                    value,
+                    2,
+                );
+            } else {
+                e.sample(
+                    name,
+                    help,
+                    kind,
+                    [("target", target), ("v", v)].into_iter(),
+                    value,
+                );
+            }
+        }
+    }
+
+    /// Blocks assembled are the exposition of the same series written target after target, in
+    /// both formats: families the first target lacks, a target with no series, a target whose
+    /// families come in another order than the first one's, infinities.
+    #[test]
+    fn assembled_blocks_are_the_exposition_written_at_once() {
+        let targets: [(&str, Series<'_>); 4] = [
+            (
+                "a",
+                &[
+                    ("up", Kind::Gauge, "x", 1.0),
+                    ("conn", Kind::Gauge, "p", 3.0),
+                    ("idle", Kind::Gauge, "p", 1.0),
+                    ("conn", Kind::Gauge, "q", 4.0),
+                    ("idle", Kind::Gauge, "q", 0.0),
+                ],
+            ),
+            ("empty", &[]),
+            (
+                "b",
+                &[
+                    ("up", Kind::Gauge, "x", 0.0),
+                    ("polls_total", Kind::Counter, "x", 7.0),
+                    ("conn", Kind::Gauge, "p", f64::INFINITY),
+                    ("age_seconds", Kind::Histogram, "x", 5.0),
+                ],
+            ),
+            (
+                "reversed",
+                &[
+                    ("age_seconds", Kind::Histogram, "x", f64::INFINITY),
+                    ("idle", Kind::Gauge, "z", 2.0),
+                    ("up", Kind::Gauge, "x", 1.0),
+                    ("new_one", Kind::Gauge, "n", -1.5),
+                ],
+            ),
+        ];
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut whole = Exposition::new(format);
+            let mut blocks = Vec::new();
+            for (target, series) in &targets {
+                feed(&mut whole, target, series);
+                let mut b = Exposition::block(format);
+                feed(&mut b, target, series);
+                blocks.push(b.into_block());
+            }
+            let refs: Vec<&Block> = blocks.iter().collect();
+            let assembled: Vec<u8> = assemble(&refs, format).concat();
+            assert_eq!(
+                String::from_utf8(assembled).expect("utf8"),
+                String::from_utf8(whole.into_bytes()).expect("utf8"),
+                "{format:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_block_knows_when_the_formats_differ() {
+        let mut b = Exposition::block(Format::Text);
+        feed(&mut b, "t", &[("up", Kind::Gauge, "x", 1.0)]);
+        assert!(!b.format_sensitive());
+        feed(&mut b, "t", &[("v", Kind::Gauge, "x", f64::NEG_INFINITY)]);
+        assert!(b.format_sensitive());
+        let mut h = Exposition::block(Format::Text);
+        feed(&mut h, "t", &[("h", Kind::Histogram, "x", f64::INFINITY)]);
+        assert!(h.format_sensitive());
     }
 }
