@@ -86,8 +86,8 @@ pub struct Block {
 /// differently there (an infinity), in OpenMetrics: otherwise the lines are the same bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
-    pub text: Block,
-    pub openmetrics: Option<Block>,
+    pub text: Arc<Block>,
+    pub openmetrics: Option<Arc<Block>>,
 }
 
 /// How a published state is rendered into its [`Rendered`] (web/metrics.rs, set by lib.rs):

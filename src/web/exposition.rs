@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -159,12 +160,10 @@ impl Exposition {
                         }
                         if self.by_id[i] == u32::MAX {
                             self.by_id[i] = self.families.len() as u32;
-                            self.families.push(Family {
-                                text: String::with_capacity(64),
-                                series: 0,
-                                id,
-                                name: name.to_string(),
-                            });
+                            let mut f = spare_family();
+                            f.id = id;
+                            f.name.push_str(name);
+                            self.families.push(f);
                         }
                         let p = self.by_id[i] as usize;
                         self.by_address.insert(key, p);
@@ -329,6 +328,7 @@ impl Exposition {
             text.extend_from_slice(f.text.as_bytes());
             families.push((f.id, text.len() as u32));
         }
+        give_back(self.families);
         Block {
             text: text.into_boxed_slice(),
             families: families.into_boxed_slice(),
@@ -344,6 +344,41 @@ impl Exposition {
         }
         out
     }
+}
+
+thread_local! {
+    /// Family buffers of blocks written on this thread, emptied and kept for the next block: a
+    /// poller's block is written without allocating a buffer per family once warm.
+    static SPARE: std::cell::RefCell<Vec<Family>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread, and the largest kept (a larger one is dropped).
+const SPARE_FAMILIES: usize = 256;
+const SPARE_BYTES: usize = 16 * 1024;
+
+fn spare_family() -> Family {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Family {
+            text: String::with_capacity(128),
+            series: 0,
+            id: 0,
+            name: String::new(),
+        })
+}
+
+fn give_back(families: Vec<Family>) {
+    SPARE.with(|s| {
+        let mut spare = s.borrow_mut();
+        for mut f in families {
+            if spare.len() < SPARE_FAMILIES && f.text.capacity() <= SPARE_BYTES {
+                f.text.clear();
+                f.name.clear();
+                f.series = 0;
+                spare.push(f);
+            }
+        }
+    });
 }
 
 /// Every family a block was written with, by a small id: a block names its families by id, so
@@ -381,84 +416,229 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// what one [`Exposition`] fed the same series target after target writes, by copying: no
 /// value or label is formatted here. One chunk per family.
 pub fn assemble(blocks: &[&Block], format: Format) -> Vec<Bytes> {
-    const UNSEEN: u32 = u32::MAX;
-    // Family id -> its place in the output; the output's families and their sizes.
-    let mut place: Vec<u32> = Vec::new();
-    let mut order: Vec<u32> = Vec::new();
-    let mut sizes: Vec<usize> = Vec::new();
-    // A block whose families come in the output's order (every block, in practice: they are
-    // written by one code path) is read with a cursor; any other by a search.
-    let mut in_order = Vec::with_capacity(blocks.len());
-    for b in blocks {
-        let (mut start, mut last, mut ordered) = (0u32, None, true);
-        for &(id, end) in b.families.iter() {
-            let i = id as usize;
-            if i >= place.len() {
-                place.resize(i + 1, UNSEEN);
-            }
-            if place[i] == UNSEEN {
-                place[i] = order.len() as u32;
-                order.push(id);
-                sizes.push(0);
-            }
-            let p = place[i];
-            sizes[p as usize] += end.saturating_sub(start) as usize;
-            ordered &= last.is_none_or(|l| l < p);
-            (start, last) = (end, Some(p));
-        }
-        in_order.push(ordered);
-    }
-    let headers: Vec<String> = {
-        let registry = registry();
-        order
-            .iter()
-            .map(|&id| {
-                let mut h = String::new();
-                if let Some((name, help, kind)) = registry.defs.get(id as usize) {
-                    header_into(&mut h, name, help, *kind, format);
-                }
-                h
-            })
-            .collect()
-    };
-    let mut cursors = vec![0usize; blocks.len()];
-    let mut out = Vec::with_capacity(order.len());
-    for ((&id, header), size) in order.iter().zip(&headers).zip(&sizes) {
-        let mut chunk = Vec::with_capacity(header.len() + size);
-        chunk.extend_from_slice(header.as_bytes());
-        for ((b, &ordered), cursor) in blocks.iter().zip(&in_order).zip(&mut cursors) {
-            let at = if ordered {
-                let c = *cursor;
-                (b.families.get(c).is_some_and(|f| f.0 == id)).then(|| {
-                    *cursor += 1;
-                    c
-                })
-            } else {
-                b.families.iter().position(|f| f.0 == id)
-            };
-            if let Some(j) = at {
-                let start = if j == 0 { 0 } else { b.families[j - 1].1 } as usize;
-                let end = b.families[j].1 as usize;
-                chunk.extend_from_slice(b.text.get(start..end).unwrap_or_default());
-            }
-        }
-        out.push(Bytes::from(chunk));
-    }
-    out
+    let owned = blocks.iter().map(|b| Arc::new((*b).clone())).collect();
+    Assembly::new(owned, format).collect()
 }
 
-/// An HTTP body made of ready chunks, sent one after the other without joining them; its
-/// exact length is known, so the response carries a `Content-Length`.
+/// The most an [`Assembly`] chunk holds beyond one block's lines of a family.
+pub const ASSEMBLY_CHUNK: usize = 256 * 1024;
+
+/// An exposition assembled from blocks as it is read, in chunks of about [`ASSEMBLY_CHUNK`]
+/// bytes: what it holds is the blocks' `Arc`s, the families' headers and one chunk. Its
+/// length is known before the first byte (an exact `Content-Length`).
+pub struct Assembly {
+    blocks: Vec<Arc<Block>>,
+    /// The output's families (ids) and their headers.
+    order: Vec<u32>,
+    headers: Vec<String>,
+    /// Per block: its families come in the output's order (every block, in practice: they are
+    /// written by one code path), so it is read with a cursor; any other by a search.
+    in_order: Vec<bool>,
+    cursors: Vec<usize>,
+    /// Where the reading is: the family, and the next block within it (`None`: its header).
+    family: usize,
+    block: Option<usize>,
+    len: u64,
+}
+
+impl Assembly {
+    pub fn new(blocks: Vec<Arc<Block>>, format: Format) -> Self {
+        const UNSEEN: u32 = u32::MAX;
+        // Family id -> its place in the output.
+        let mut place: Vec<u32> = Vec::new();
+        let mut order: Vec<u32> = Vec::new();
+        let mut len = 0u64;
+        let mut in_order = Vec::with_capacity(blocks.len());
+        for b in &blocks {
+            let (mut last, mut ordered) = (None, true);
+            for &(id, _) in b.families.iter() {
+                let i = id as usize;
+                if i >= place.len() {
+                    place.resize(i + 1, UNSEEN);
+                }
+                if place[i] == UNSEEN {
+                    place[i] = order.len() as u32;
+                    order.push(id);
+                }
+                let p = place[i];
+                ordered &= last.is_none_or(|l| l < p);
+                last = Some(p);
+            }
+            len += b.text.len() as u64;
+            in_order.push(ordered);
+        }
+        let headers: Vec<String> = {
+            let registry = registry();
+            order
+                .iter()
+                .map(|&id| {
+                    let mut h = String::new();
+                    if let Some((name, help, kind)) = registry.defs.get(id as usize) {
+                        header_into(&mut h, name, help, *kind, format);
+                    }
+                    h
+                })
+                .collect()
+        };
+        len += headers.iter().map(|h| h.len() as u64).sum::<u64>();
+        Assembly {
+            cursors: vec![0; blocks.len()],
+            blocks,
+            order,
+            headers,
+            in_order,
+            family: 0,
+            block: None,
+            len,
+        }
+    }
+
+    /// The bytes left to read.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where block `i`'s lines of family `id` are, if it has any (a cursor moves past them).
+    fn lines(&mut self, i: usize, id: u32) -> std::ops::Range<usize> {
+        let b = &self.blocks[i];
+        let at = if self.in_order[i] {
+            let c = self.cursors[i];
+            (b.families.get(c).is_some_and(|f| f.0 == id)).then(|| {
+                self.cursors[i] += 1;
+                c
+            })
+        } else {
+            b.families.iter().position(|f| f.0 == id)
+        };
+        let Some(j) = at else { return 0..0 };
+        let start = if j == 0 { 0 } else { b.families[j - 1].1 } as usize;
+        start..b.families[j].1 as usize
+    }
+}
+
+impl Iterator for Assembly {
+    type Item = Bytes;
+
+    /// The next chunk: a family's header and lines, as many as fit in [`ASSEMBLY_CHUNK`].
+    fn next(&mut self) -> Option<Bytes> {
+        let mut chunk: Vec<u8> = Vec::new();
+        while self.family < self.order.len() {
+            let id = self.order[self.family];
+            match self.block {
+                None => {
+                    if chunk.capacity() == 0 {
+                        chunk.reserve(ASSEMBLY_CHUNK.min(self.len as usize));
+                    }
+                    chunk.extend_from_slice(self.headers[self.family].as_bytes());
+                    self.block = Some(0);
+                }
+                Some(i) if i < self.blocks.len() => {
+                    let range = self.lines(i, id);
+                    let lines = self.blocks[i].text.get(range).unwrap_or_default();
+                    if !chunk.is_empty() && chunk.len() + lines.len() > ASSEMBLY_CHUNK {
+                        // Read again at the next chunk (the cursor steps back).
+                        if self.in_order[i] {
+                            self.cursors[i] -= 1;
+                        }
+                        break;
+                    }
+                    if chunk.capacity() == 0 {
+                        chunk.reserve(ASSEMBLY_CHUNK.min(self.len as usize).max(lines.len()));
+                    }
+                    chunk.extend_from_slice(lines);
+                    self.block = Some(i + 1);
+                }
+                Some(_) => {
+                    self.family += 1;
+                    self.block = None;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return None;
+        }
+        self.len -= chunk.len() as u64;
+        Some(Bytes::from(chunk))
+    }
+}
+
+/// An HTTP body made of chunks, ready or written as they are sent (an [`Assembly`]), sent one
+/// after the other without joining them; its exact length is known, so the response carries
+/// a `Content-Length`.
 pub struct Chunks {
-    chunks: VecDeque<Bytes>,
+    parts: VecDeque<Part>,
     left: u64,
+}
+
+enum Part {
+    Ready(Bytes),
+    Assembly(Box<Assembly>),
 }
 
 impl Chunks {
     pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
-        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
-        let left = chunks.iter().map(|c| c.len() as u64).sum();
-        Chunks { chunks, left }
+        let mut c = Chunks {
+            parts: VecDeque::new(),
+            left: 0,
+        };
+        for b in chunks {
+            c.push(b);
+        }
+        c
+    }
+
+    /// `b` after what is there.
+    pub fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.left += b.len() as u64;
+            self.parts.push_back(Part::Ready(b));
+        }
+    }
+
+    /// An assembly's chunks after what is there.
+    pub fn append(&mut self, a: Assembly) {
+        if !a.is_empty() {
+            self.left += a.len();
+            self.parts.push_back(Part::Assembly(Box::new(a)));
+        }
+    }
+
+    /// The exact length of what is left.
+    pub fn len(&self) -> u64 {
+        self.left
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl Iterator for Chunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let next = match self.parts.front_mut()? {
+                Part::Ready(_) => match self.parts.pop_front() {
+                    Some(Part::Ready(b)) => Some(b),
+                    _ => None,
+                },
+                Part::Assembly(a) => a.next(),
+            };
+            match next {
+                Some(b) => {
+                    self.left = self.left.saturating_sub(b.len() as u64);
+                    return Some(b);
+                }
+                None => {
+                    self.parts.pop_front();
+                }
+            }
+        }
     }
 }
 
@@ -470,17 +650,11 @@ impl http_body::Body for Chunks {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        match self.chunks.pop_front() {
-            Some(c) => {
-                self.left -= c.len() as u64;
-                Poll::Ready(Some(Ok(http_body::Frame::data(c))))
-            }
-            None => Poll::Ready(None),
-        }
+        Poll::Ready(self.next().map(|c| Ok(http_body::Frame::data(c))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.left == 0
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -712,5 +886,40 @@ mod tests {
         let mut h = Exposition::block(Format::Text);
         feed(&mut h, "t", &[("h", Kind::Histogram, "x", f64::INFINITY)]);
         assert!(h.format_sensitive());
+    }
+
+    /// A page larger than a chunk: read in chunks no larger than [`ASSEMBLY_CHUNK`], whose
+    /// length was known before the first, together the exposition written at once.
+    #[test]
+    fn an_assembly_is_read_in_bounded_chunks_of_exact_length() {
+        let long = "v".repeat(200);
+        let mut whole = Exposition::new(Format::Text);
+        let mut blocks = Vec::new();
+        for i in 0..1500 {
+            let target = format!("target-{i}");
+            let series: Series<'_> = &[
+                ("up", Kind::Gauge, &long, 1.0),
+                ("conn", Kind::Gauge, &long, i as f64),
+            ];
+            feed(&mut whole, &target, series);
+            let mut b = Exposition::block(Format::Text);
+            feed(&mut b, &target, series);
+            blocks.push(Arc::new(b.into_block()));
+        }
+        let expected = whole.into_bytes();
+        assert!(expected.len() > 2 * ASSEMBLY_CHUNK);
+        let mut body = Chunks::new([Bytes::from_static(b"# first\n")]);
+        body.append(Assembly::new(blocks, Format::Text));
+        body.push(Bytes::from_static(b"# last\n"));
+        let len = body.len();
+        let chunks: Vec<Bytes> = body.collect();
+        assert!(chunks.len() > 3, "{}", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= ASSEMBLY_CHUNK));
+        let joined = chunks.concat();
+        assert_eq!(joined.len() as u64, len);
+        let mut want = b"# first\n".to_vec();
+        want.extend_from_slice(&expected);
+        want.extend_from_slice(b"# last\n");
+        assert_eq!(joined, want);
     }
 }

@@ -42,8 +42,8 @@ async fn scrape(
     match d.scrape(target, q.get("auth").map(String::as_str)).await {
         Ok((label, state)) => {
             let format = negotiate::format(&headers);
-            let chunks = crate::web::metrics::render_chunks_as(&[(label, state)], format);
-            negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
+            let body = crate::web::metrics::render_body_as(&[(label, state)], format);
+            negotiate::respond(body, format, negotiate::encoding(&headers)).await
         }
         Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
         Err(e @ ScrapeError::Held) => scrape_error(StatusCode::CONFLICT, &e),
@@ -177,14 +177,14 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Response {
     use crate::web::metrics::{
-        render_actions_as, render_chunks_as, render_discovery_as, render_shard_as,
+        render_actions_as, render_body_as, render_discovery_as, render_shard_as,
     };
     let format = negotiate::format(&headers);
-    let mut chunks = render_chunks_as(&store.snapshot(), format);
-    chunks.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
-    chunks.push(render_shard_as(&store.shard, format).into());
-    chunks.push(render_discovery_as(&store.dropped_nodes, format).into());
-    negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
+    let mut body = render_body_as(&store.snapshot(), format);
+    body.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
+    body.push(render_shard_as(&store.shard, format).into());
+    body.push(render_discovery_as(&store.dropped_nodes, format).into());
+    negotiate::respond(body, format, negotiate::encoding(&headers)).await
 }
 
 #[derive(Debug, serde::Deserialize)]

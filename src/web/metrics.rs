@@ -122,21 +122,30 @@ pub fn render_chunks_as(
     states: &[(String, std::sync::Arc<TargetState>)],
     format: Format,
 ) -> Vec<Bytes> {
+    render_body_as(states, format).collect()
+}
+
+/// [`render_chunks_as`] as the body `/metrics` sends: the blocks are copied into chunks of a
+/// bounded size as the body is sent, so a scrape never holds the whole page.
+pub fn render_body_as(
+    states: &[(String, std::sync::Arc<TargetState>)],
+    format: Format,
+) -> crate::web::exposition::Chunks {
     let mut f = Families::new(format);
     build_info(&mut f);
-    let mut chunks = f.out.into_chunks();
-    let blocks: Vec<&crate::targets::state::Block> = states
+    let blocks: Vec<std::sync::Arc<crate::targets::state::Block>> = states
         .iter()
         .map(|(target, s)| {
             let r = s.rendered.get_or_init(|| render_block(target, s));
             match (format, &r.openmetrics) {
-                (Format::OpenMetrics, Some(om)) => om,
-                _ => &r.text,
+                (Format::OpenMetrics, Some(om)) => std::sync::Arc::clone(om),
+                _ => std::sync::Arc::clone(&r.text),
             }
         })
         .collect();
-    chunks.extend(crate::web::exposition::assemble(&blocks, format));
-    chunks
+    let mut body = crate::web::exposition::Chunks::new(f.out.into_chunks());
+    body.append(crate::web::exposition::Assembly::new(blocks, format));
+    body
 }
 
 /// One target's series, once for both formats unless a value is spelled differently in
@@ -152,9 +161,9 @@ pub fn render_block(target: &str, s: &TargetState) -> Rendered {
     let text = one(Format::Text);
     let openmetrics = text
         .format_sensitive()
-        .then(|| one(Format::OpenMetrics).into_block());
+        .then(|| std::sync::Arc::new(one(Format::OpenMetrics).into_block()));
     Rendered {
-        text: text.into_block(),
+        text: std::sync::Arc::new(text.into_block()),
         openmetrics,
     }
 }
