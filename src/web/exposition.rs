@@ -4,6 +4,11 @@
 //! of one HTTP body ([`Chunks`]). With 1,000 targets `/metrics` is ~6 MB of text; before, a
 //! scrape held the protobuf structures of ~95,000 series *and* the text, in a buffer grown by
 //! doubling. The output is byte for byte what `prometheus::TextEncoder` writes (tests/golden.rs).
+//!
+//! `/metrics` writes no series itself (issue 31): each target's series are written as a
+//! [`Block`] when its state is published ([`Exposition::block`], [`Exposition::into_block`]),
+//! and a scrape copies the blocks family by family ([`Assembly`]) into chunks as they are sent:
+//! the same bytes, each family still one group.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

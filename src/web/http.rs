@@ -168,8 +168,9 @@ pub async fn add_headers(
     }
     response
 }
-/// The page is written once, as one text chunk per family, and sent as those chunks: with
-/// thousands of targets it is megabytes, and joining it would hold it twice. The format and
+/// The page is assembled from the targets' blocks (written when each was polled) as it is
+/// sent, in chunks of at most 256 KiB: with thousands of targets it is megabytes, and a scrape
+/// holds one chunk of it. The format and
 /// the compression are negotiated (src/web/negotiate.rs).
 async fn metrics(
     State(store): State<Arc<Store>>,

@@ -1,8 +1,10 @@
 //! Turns the store's target states into Prometheus metric families and text.
 //!
-//! Families are built fresh for every scrape from the immutable states, never kept in a
-//! registry: a top-K label value that drops out of a snapshot must disappear from `/metrics`,
-//! which long-lived `*Vec` metrics would keep forever. docs/metrics.md lists every family.
+//! Families are written from the immutable states, never kept in a registry: a top-K label
+//! value that drops out of a snapshot must disappear from `/metrics`, which long-lived `*Vec`
+//! metrics would keep forever. Each state's series are written once, when it is published
+//! ([`render_block`]), and a scrape assembles them ([`render_body_as`]; docs/performance.md,
+//! "A scrape is assembly"). docs/metrics.md lists every family.
 
 use std::borrow::Cow;
 
