@@ -357,9 +357,11 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<Family>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Spare buffers kept per thread, and the largest kept (a larger one is dropped).
-const SPARE_FAMILIES: usize = 256;
-const SPARE_BYTES: usize = 16 * 1024;
+/// Spare buffers kept per thread, and the largest kept (a larger one is dropped): at most
+/// 512 KiB a thread, ~20 kB for the small targets of a fleet (a family's lines of one target
+/// are a few hundred bytes).
+const SPARE_FAMILIES: usize = 128;
+const SPARE_BYTES: usize = 4 * 1024;
 
 fn spare_family() -> Family {
     SPARE
