@@ -537,10 +537,14 @@ impl Iterator for Assembly {
             let id = self.order[self.family];
             match self.block {
                 None => {
+                    let header = self.headers[self.family].as_bytes();
+                    if !chunk.is_empty() && chunk.len() + header.len() > ASSEMBLY_CHUNK {
+                        break;
+                    }
                     if chunk.capacity() == 0 {
                         chunk.reserve(ASSEMBLY_CHUNK.min(self.len as usize));
                     }
-                    chunk.extend_from_slice(self.headers[self.family].as_bytes());
+                    chunk.extend_from_slice(header);
                     self.block = Some(0);
                 }
                 Some(i) if i < self.blocks.len() => {
