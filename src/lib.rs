@@ -160,6 +160,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let relief = Arc::new(relief::ReliefHub::default());
     relief.configure(cfg.relief.clone(), exporter_url(addr, &cfg));
     let store = Arc::new(state::Store::new(relief.clone()));
+    // Each target's series are written when it is polled; a scrape of /metrics assembles them.
+    store.set_prerender(crate::web::metrics::render_block);
     store.shard.configure(cfg.shard);
     if !cfg.shard.is_whole() {
         tracing::info!(shard = %cfg.shard, "polling only the targets whose label hashes to this shard");

@@ -163,8 +163,10 @@ fn ours(redis: &Redis) -> Ours {
     drop(histories);
 
     // Everything a poller keeps between polls but its connection, as `Poller::new` and
-    // `Poller::cycle` keep it, and what the store serves.
+    // `Poller::cycle` keep it, and what the store serves: the state and, as the daemon's store
+    // writes it at publish (src/lib.rs), its series' text.
     let store = Store::default();
+    store.set_prerender(redis_clients_exporter::web::metrics::render_block);
     let mut targets = Vec::with_capacity(TARGETS);
     let t0 = unix_now() - 3600.0;
     let before = live();
@@ -209,6 +211,16 @@ fn ours(redis: &Redis) -> Ours {
     let ours = (live() - before) / TARGETS as i64;
     // Where the bytes go: each part given back in turn (the store's copy of the state last).
     let n = TARGETS as i64;
+    // Of the store's copy, the series' text (its buffers' sizes).
+    let text: usize = labels
+        .iter()
+        .filter_map(|l| store.get(l))
+        .filter_map(|s| {
+            s.rendered
+                .get()
+                .map(|r| r.text.text.len() + std::mem::size_of_val(&*r.text.families))
+        })
+        .sum();
     let mut mark = live();
     let mut breakdown = String::new();
     let mut part = |what: &str| {
@@ -240,6 +252,10 @@ fn ours(redis: &Redis) -> Ours {
     part("history");
     drop(targets);
     part("the poller's own fields and strings");
+    breakdown.push_str(&format!(
+        ", of the store's copy the series' text {}",
+        kb(text as i64 / n)
+    ));
     Ours {
         all: ours,
         history,
@@ -297,6 +313,7 @@ fn a_small_idle_target_holds_at_most_50_kb_with_its_connection() {
         .build()
         .unwrap();
     let store = Arc::new(Store::default());
+    store.set_prerender(redis_clients_exporter::web::metrics::render_block);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = Vec::with_capacity(TARGETS);
     let mut relief = Vec::with_capacity(TARGETS);

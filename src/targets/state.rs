@@ -65,7 +65,34 @@ pub struct TargetState {
     pub poll_interval: std::time::Duration,
     /// Set for the nodes of a cluster or Sentinel set: labels added to every series.
     pub topology: Option<Arc<Topology>>,
+    /// This state's series as a scrape serves them: written by [`Store::publish`] when the store
+    /// has a [`Prerender`], else by the first scrape that reads it. Emptied by every publish,
+    /// so it is never a copy of an earlier state's.
+    pub rendered: std::sync::OnceLock<Rendered>,
 }
+
+/// A target's series as text, written once per published state (web/metrics.rs,
+/// `render_block`) so that a scrape copies them ([`Rendered`]). Plain data: the families are
+/// named by the web layer's ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Block {
+    /// Every family's lines of this target, family after family.
+    pub text: Box<[u8]>,
+    /// Per family, in the target's first-use order: its id and where its lines end in `text`.
+    pub families: Box<[(u32, u32)]>,
+}
+
+/// A target's [`Block`] in the 0.0.4 text format and, only when some value is spelled
+/// differently there (an infinity), in OpenMetrics: otherwise the lines are the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: Arc<Block>,
+    pub openmetrics: Option<Arc<Block>>,
+}
+
+/// How a published state is rendered into its [`Rendered`] (web/metrics.rs, set by lib.rs):
+/// called by [`Store::publish`], on the poller's task.
+pub type Prerender = fn(&str, &TargetState) -> Rendered;
 
 /// Where a node sits: the `cluster` and `node` labels, and the role seen at discovery (the
 /// node's own INFO `role` wins once it has been polled, so a failover shows at the next poll).
@@ -114,6 +141,8 @@ pub struct Store {
     pub dropped_nodes: DroppedNodes,
     /// Who source addresses are (src/identity): the snapshot pollers read, its sources' status.
     pub identity: Arc<crate::identity::IdentityHub>,
+    /// Renders each published state's series on the publisher's task (set once, by lib.rs).
+    prerender: std::sync::OnceLock<Prerender>,
 }
 
 /// Per discovery source (`group:NAME`) and reason (`limit`: past `discovery_max_nodes`;
@@ -160,10 +189,21 @@ impl Store {
             shard: Default::default(),
             dropped_nodes: Default::default(),
             identity: Default::default(),
+            prerender: std::sync::OnceLock::new(),
         }
     }
 
-    pub fn publish(&self, target: &str, state: TargetState) {
+    /// Every state published from now on is rendered as it is published (a scrape then only
+    /// assembles); a second call changes nothing.
+    pub fn set_prerender(&self, render: Prerender) {
+        let _ = self.prerender.set(render);
+    }
+
+    pub fn publish(&self, target: &str, mut state: TargetState) {
+        state.rendered = std::sync::OnceLock::new();
+        if let Some(render) = self.prerender.get() {
+            let _ = state.rendered.set(render(target, &state));
+        }
         let state = Arc::new(state);
         // A poisoned lock only means a writer panicked mid-insert; the map itself is still
         // consistent (insert is atomic from our side), so keep serving.

@@ -42,8 +42,8 @@ async fn scrape(
     match d.scrape(target, q.get("auth").map(String::as_str)).await {
         Ok((label, state)) => {
             let format = negotiate::format(&headers);
-            let chunks = crate::web::metrics::render_chunks_as(&[(label, state)], format);
-            negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
+            let body = crate::web::metrics::render_body_as(&[(label, state)], format);
+            negotiate::respond(body, format, negotiate::encoding(&headers)).await
         }
         Err(e @ ScrapeError::Full(_)) => scrape_error(StatusCode::SERVICE_UNAVAILABLE, &e),
         Err(e @ ScrapeError::Held) => scrape_error(StatusCode::CONFLICT, &e),
@@ -168,8 +168,9 @@ pub async fn add_headers(
     }
     response
 }
-/// The page is written once, as one text chunk per family, and sent as those chunks: with
-/// thousands of targets it is megabytes, and joining it would hold it twice. The format and
+/// The page is assembled from the targets' blocks (written when each was polled) as it is
+/// sent, in chunks of at most 256 KiB: with thousands of targets it is megabytes, and a scrape
+/// holds one chunk of it. The format and
 /// the compression are negotiated (src/web/negotiate.rs).
 async fn metrics(
     State(store): State<Arc<Store>>,
@@ -177,15 +178,15 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Response {
     use crate::web::metrics::{
-        render_actions_as, render_chunks_as, render_discovery_as, render_shard_as,
+        render_actions_as, render_body_as, render_discovery_as, render_shard_as,
     };
     let format = negotiate::format(&headers);
-    let mut chunks = render_chunks_as(&store.snapshot(), format);
-    chunks.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
-    chunks.push(render_shard_as(&store.shard, format).into());
-    chunks.push(render_discovery_as(&store.dropped_nodes, format).into());
-    chunks.push(crate::web::metrics::render_identity_as(&store.identity, format).into());
-    negotiate::respond(chunks, format, negotiate::encoding(&headers)).await
+    let mut body = render_body_as(&store.snapshot(), format);
+    body.push(render_actions_as(&relief.counts(), &relief.auth_failures(), format).into());
+    body.push(render_shard_as(&store.shard, format).into());
+    body.push(render_discovery_as(&store.dropped_nodes, format).into());
+    body.push(crate::web::metrics::render_identity_as(&store.identity, format).into());
+    negotiate::respond(body, format, negotiate::encoding(&headers)).await
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -1,8 +1,10 @@
 //! Turns the store's target states into Prometheus metric families and text.
 //!
-//! Families are built fresh for every scrape from the immutable states, never kept in a
-//! registry: a top-K label value that drops out of a snapshot must disappear from `/metrics`,
-//! which long-lived `*Vec` metrics would keep forever. docs/metrics.md lists every family.
+//! Families are written from the immutable states, never kept in a registry: a top-K label
+//! value that drops out of a snapshot must disappear from `/metrics`, which long-lived `*Vec`
+//! metrics would keep forever. Each state's series are written once, when it is published
+//! ([`render_block`]), and a scrape assembles them ([`render_body_as`]; docs/performance.md,
+//! "A scrape is assembly"). docs/metrics.md lists every family.
 
 use std::borrow::Cow;
 
@@ -13,7 +15,7 @@ use crate::web::exposition::{Exposition, Format, Kind};
 use crate::analysis::aggregate::Distribution;
 use crate::redis::client_list::{ClientType, Flag};
 use crate::redis::info::looks_fd_clamped;
-use crate::targets::state::{ErrorKind, Role, TargetState};
+use crate::targets::state::{ErrorKind, Rendered, Role, TargetState};
 
 mod extra;
 
@@ -40,18 +42,18 @@ fn bounded<'a>(n: &'a str, v: &'a str) -> (&'a str, Cow<'a, str>) {
 }
 
 /// `l` plus the current target's topology labels `extra`, except those `l` names itself
-/// (`redis_instance_info` has its own `role`, INFO's word).
+/// (`redis_instance_info` has its own `role`, INFO's word). An iterator: nothing is allocated
+/// per series unless a value is cut.
 fn labels<'a>(
     extra: &'a [(&'static str, String)],
-    l: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, Cow<'a, str>)> {
-    let mut out: Vec<_> = l.iter().map(|(n, v)| bounded(n, v)).collect();
-    for (n, v) in extra {
-        if !l.iter().any(|(name, _)| name == n) {
-            out.push(bounded(n, v));
-        }
-    }
-    out
+    l: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> + Clone + 'a {
+    let own = l.iter().map(|(n, v)| bounded(n, v));
+    let topology = extra
+        .iter()
+        .filter(move |(n, _)| !l.iter().any(|(name, _)| name == n))
+        .map(|(n, v)| bounded(n, v));
+    own.chain(topology)
 }
 
 impl Families {
@@ -62,15 +64,16 @@ impl Families {
         }
     }
 
+    /// One target's series, without headers (web/exposition.rs, `Exposition::block`).
+    fn block(format: Format) -> Self {
+        Families {
+            out: Exposition::block(format),
+            extra: Vec::new(),
+        }
+    }
+
     fn series(&mut self, name: &str, help: &str, kind: Kind, l: &[(&str, &str)], v: f64) {
-        let pairs = labels(&self.extra, l);
-        self.out.sample(
-            name,
-            help,
-            kind,
-            pairs.iter().map(|(n, v)| (*n, v.as_ref())),
-            v,
-        );
+        self.out.sample(name, help, kind, labels(&self.extra, l), v);
     }
 
     fn gauge(&mut self, name: &str, help: &str, l: &[(&str, &str)], v: f64) {
@@ -88,11 +91,10 @@ impl Families {
     }
 
     fn histogram(&mut self, name: &str, help: &str, l: &[(&str, &str)], d: &Distribution) {
-        let pairs = labels(&self.extra, l);
         self.out.histogram(
             name,
             help,
-            pairs.iter().map(|(n, v)| (*n, v.as_ref())),
+            labels(&self.extra, l),
             d.cumulative().map(|(ub, c)| (ub as f64, c)),
             d.sum as f64,
             d.count,
@@ -106,18 +108,77 @@ pub fn render_chunks(states: &[(String, std::sync::Arc<TargetState>)]) -> Vec<By
     render_chunks_as(states, Format::Text)
 }
 
-/// [`render_chunks`] in the given text format.
-pub fn render_chunks_as(
-    states: &[(String, std::sync::Arc<TargetState>)],
-    format: Format,
-) -> Vec<Bytes> {
-    let mut f = Families::new(format);
+fn build_info(f: &mut Families) {
     f.gauge(
         "redis_clients_exporter_build_info",
         "Version, git revision and branch, and compiler of redis-clients-exporter (always 1).",
         &crate::web::build_info::labels(),
         1.0,
     );
+}
+
+/// [`render_chunks`] in the given text format, assembled from each target's block (written
+/// when its state was published, or now if it was not): the scrape copies text, it formats
+/// nothing but `build_info` and the families' headers.
+pub fn render_chunks_as(
+    states: &[(String, std::sync::Arc<TargetState>)],
+    format: Format,
+) -> Vec<Bytes> {
+    render_body_as(states, format).collect()
+}
+
+/// [`render_chunks_as`] as the body `/metrics` sends: the blocks are copied into chunks of a
+/// bounded size as the body is sent, so a scrape never holds the whole page.
+pub fn render_body_as(
+    states: &[(String, std::sync::Arc<TargetState>)],
+    format: Format,
+) -> crate::web::exposition::Chunks {
+    let mut f = Families::new(format);
+    build_info(&mut f);
+    let blocks: Vec<std::sync::Arc<crate::targets::state::Block>> = states
+        .iter()
+        .map(|(target, s)| {
+            let r = s.rendered.get_or_init(|| render_block(target, s));
+            match (format, &r.openmetrics) {
+                (Format::OpenMetrics, Some(om)) => std::sync::Arc::clone(om),
+                _ => std::sync::Arc::clone(&r.text),
+            }
+        })
+        .collect();
+    let mut body = crate::web::exposition::Chunks::new(f.out.into_chunks());
+    body.append(crate::web::exposition::Assembly::new(blocks, format));
+    body
+}
+
+/// One target's series, once for both formats unless a value is spelled differently in
+/// OpenMetrics (an infinity): what [`Store::publish`](crate::targets::state::Store::publish)
+/// keeps with the state.
+pub fn render_block(target: &str, s: &TargetState) -> Rendered {
+    let one = |format| {
+        let mut f = Families::block(format);
+        f.extra = topology_labels(s);
+        add_target(&mut f, target, s);
+        f.out
+    };
+    let text = one(Format::Text);
+    let openmetrics = text
+        .format_sensitive()
+        .then(|| std::sync::Arc::new(one(Format::OpenMetrics).into_block()));
+    Rendered {
+        text: std::sync::Arc::new(text.into_block()),
+        openmetrics,
+    }
+}
+
+/// [`render_chunks_as`] the way every scrape did before blocks: every series formatted now,
+/// into one exposition. The reference the assembly is tested against (and benches/scrape.rs's
+/// "before").
+pub fn render_chunks_direct(
+    states: &[(String, std::sync::Arc<TargetState>)],
+    format: Format,
+) -> Vec<Bytes> {
+    let mut f = Families::new(format);
+    build_info(&mut f);
     for (target, s) in states {
         f.extra = topology_labels(s);
         add_target(&mut f, target, s);
@@ -722,4 +783,85 @@ fn add_client_list(
         t,
         &c.age,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::analysis::aggregate::Aggregator;
+    use crate::redis::info::Info;
+    use crate::targets::state::{Store, Topology};
+
+    fn up(clients: usize, used_memory: Option<f64>) -> TargetState {
+        let mut info = Info::parse(include_str!(
+            "../../tests/fixtures/info_everything_redis7.0.txt"
+        ));
+        info.used_memory = used_memory;
+        let list = crate::analysis::synthetic::client_list(clients, 3, 8);
+        TargetState {
+            up: true,
+            info: Some(info),
+            clients: Some(Arc::new(Aggregator::new(60).summarize(&list, 50))),
+            last_success: Some(1.7e9),
+            ..TargetState::default()
+        }
+    }
+
+    /// Through the store as the daemon runs it (each block written at publish) and without a
+    /// prerender (written by the scrape): the bytes every scrape wrote before blocks, in both
+    /// formats, for a down target first, a cluster node, an infinite value; a state published
+    /// again is rendered again.
+    #[test]
+    fn scrapes_assembled_from_blocks_are_what_direct_rendering_writes() {
+        let node = TargetState {
+            topology: Some(Arc::new(Topology {
+                group: "c1".into(),
+                node: "10.0.0.1:6379".into(),
+                discovered_role: Role::Replica,
+            })),
+            ..up(5, Some(1.0))
+        };
+        let targets = [
+            ("a-down", TargetState::default()),
+            ("b", up(40, Some(2048.0))),
+            ("c-node", node),
+            ("d-inf", up(3, Some(f64::INFINITY))),
+        ];
+        for prerender in [true, false] {
+            let store = Store::default();
+            if prerender {
+                store.set_prerender(render_block);
+            }
+            for (label, s) in &targets {
+                store.publish(label, s.clone());
+            }
+            // Published again with another value: its block must be the new state's.
+            store.publish("b", up(41, Some(4096.0)));
+            let snapshot = store.snapshot();
+            assert_eq!(
+                snapshot[0].1.rendered.get().is_some(),
+                prerender,
+                "written at publish only with a prerender"
+            );
+            for format in [Format::Text, Format::OpenMetrics] {
+                let direct = render_chunks_direct(&snapshot, format).concat();
+                let assembled = render_chunks_as(&snapshot, format).concat();
+                let text = String::from_utf8(assembled).expect("utf8");
+                assert_eq!(text, String::from_utf8(direct).expect("utf8"));
+                assert!(text.contains("redis_memory_used_bytes{target=\"b\"} 4096\n"));
+                let inf = match format {
+                    Format::Text => "redis_memory_used_bytes{target=\"d-inf\"} inf\n",
+                    Format::OpenMetrics => "redis_memory_used_bytes{target=\"d-inf\"} +Inf\n",
+                };
+                assert!(text.contains(inf), "{format:?}");
+            }
+            let d = store.get("d-inf").expect("d-inf");
+            let r = d.rendered.get().expect("rendered");
+            assert!(r.openmetrics.is_some(), "an infinity: a block per format");
+            let b = store.get("b").expect("b");
+            assert!(b.rendered.get().expect("rendered").openmetrics.is_none());
+        }
+    }
 }

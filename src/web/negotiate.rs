@@ -105,7 +105,7 @@ pub fn encoding(headers: &HeaderMap) -> Encoding {
 /// The response for an exposition written in `format`: its chunks as they are, or gzipped
 /// into one buffer on a blocking thread (megabytes at thousands of targets: not on the
 /// runtime's workers). `Vary` tells caches that both headers choose the answer.
-pub async fn respond(mut chunks: Vec<Bytes>, format: Format, encoding: Encoding) -> Response {
+pub async fn respond(mut chunks: Chunks, format: Format, encoding: Encoding) -> Response {
     let content_type = match format {
         Format::Text => prometheus::TEXT_FORMAT,
         Format::OpenMetrics => {
@@ -119,13 +119,9 @@ pub async fn respond(mut chunks: Vec<Bytes>, format: Format, encoding: Encoding)
     );
     let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     match encoding {
-        Encoding::Identity => (
-            [content_type, vary],
-            axum::body::Body::new(Chunks::new(chunks)),
-        )
-            .into_response(),
+        Encoding::Identity => ([content_type, vary], axum::body::Body::new(chunks)).into_response(),
         Encoding::Gzip => {
-            let gzipped = tokio::task::spawn_blocking(move || gzip(&chunks)).await;
+            let gzipped = tokio::task::spawn_blocking(move || gzip(chunks)).await;
             match gzipped {
                 Ok(Ok(body)) => (
                     [
@@ -147,15 +143,16 @@ pub async fn respond(mut chunks: Vec<Bytes>, format: Format, encoding: Encoding)
 }
 
 /// One gzip member of all the chunks, at the fastest level: a scrape's text compresses ~10x
-/// even so (numbers in docs/performance.md), and the CPU is the exporter's.
-fn gzip(chunks: &[Bytes]) -> std::io::Result<Vec<u8>> {
-    let total: usize = chunks.iter().map(Bytes::len).sum();
+/// even so (numbers in docs/performance.md), and the CPU is the exporter's. The chunks are
+/// compressed as they are assembled: only the compressed body is held whole.
+fn gzip(chunks: Chunks) -> std::io::Result<Vec<u8>> {
+    let total = chunks.len() as usize;
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(total / 8 + 64),
         flate2::Compression::fast(),
     );
     for c in chunks {
-        enc.write_all(c)?;
+        enc.write_all(&c)?;
     }
     enc.finish()
 }
@@ -216,8 +213,8 @@ mod tests {
     #[test]
     fn gzip_round_trips_the_chunks() {
         use std::io::Read as _;
-        let chunks = vec![Bytes::from_static(b"a 1\n"), Bytes::from_static(b"b 2\n")];
-        let z = gzip(&chunks).expect("gzip");
+        let chunks = Chunks::new([Bytes::from_static(b"a 1\n"), Bytes::from_static(b"b 2\n")]);
+        let z = gzip(chunks).expect("gzip");
         let mut out = String::new();
         flate2::read::GzDecoder::new(&z[..])
             .read_to_string(&mut out)

@@ -14,13 +14,16 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static COUNT: AtomicU64 = AtomicU64::new(0);
 /// Bytes allocated and not yet freed, by every thread, always counted.
 static LIVE: AtomicI64 = AtomicI64::new(0);
+/// The most `LIVE` has been since [`reset_peak`].
+static PEAK: AtomicI64 = AtomicI64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Relaxed) {
             COUNT.fetch_add(1, Relaxed);
         }
-        LIVE.fetch_add(layout.size() as i64, Relaxed);
+        let now = LIVE.fetch_add(layout.size() as i64, Relaxed) + layout.size() as i64;
+        PEAK.fetch_max(now, Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -31,7 +34,8 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTING.load(Relaxed) {
             COUNT.fetch_add(1, Relaxed);
         }
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Relaxed);
+        let grow = new_size as i64 - layout.size() as i64;
+        PEAK.fetch_max(LIVE.fetch_add(grow, Relaxed) + grow, Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -54,4 +58,14 @@ pub fn allocations(f: impl FnOnce()) -> u64 {
 /// Bytes allocated and not yet freed, now.
 pub fn live() -> i64 {
     LIVE.load(Relaxed)
+}
+
+/// Starts counting the peak of live bytes from now.
+pub fn reset_peak() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
+}
+
+/// The most bytes live at once since [`reset_peak`].
+pub fn peak() -> i64 {
+    PEAK.load(Relaxed)
 }
