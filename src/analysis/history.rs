@@ -10,12 +10,16 @@
 //! newest is always kept, so rates between the last two entries stay fresh), and each sample
 //! holds only the top [`TOP_GROUPS`] sources, client names and sources opening connections,
 //! and the top [`TOP_SERVICES`] libraries and /24 prefixes. It is kept small for the many
-//! small targets of a fleet (issue 20): a sample is 80 bytes inline, its groups sit in one
-//! block (boxed slices, no spare capacity) shared with the previous sample's when nothing
-//! changed (an idle population's groups do not change from one minute to the next), and keys
-//! are shared with the previous sample's. Measured by tests/memory.rs (counting allocator, 60
-//! samples of 11 connections: 6 client names, 3 sources, one /24): 5.7 kB when the counts do
-//! not change, 24.6 kB when they change every minute; it was 44.3 kB either way.
+//! small targets of a fleet (issues 20 and 31): a sample is 48 bytes inline (its time and four
+//! u32 counts); everything else it saw (INFO's counters, maxclients, each group's counts, the
+//! young tally) is packed in one byte block (varints, a key named by a one-byte index), the
+//! previous sample's very block when nothing changed, and the keys sit once in a key table that
+//! the samples share while they name no other key (a table is dropped with the last sample
+//! that holds it). Measured by tests/memory.rs (`cargo test --test memory -- --nocapture`:
+//! counting allocator, 60 samples of 11 connections: 6 client names, 3 sources, one /24):
+//! 3.6 kB when the counts do not change, 7.4 kB when they change every minute; it was 5.7 and
+//! 24.6 kB with one shared block of `Arc<str>` keys and u32 counts (80-byte samples), and
+//! 44.3 kB either way before that.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -40,8 +44,9 @@ pub const TOP_SERVICES: usize = 5;
 /// enough to follow who churns now.
 pub const YOUNG_HALF_LIFE_SECONDS: f64 = 30.0;
 
-/// One group's counts at one time. `u32`: a Redis server holds far fewer than 2^32 clients,
-/// and the counts of 60 samples of every target add up (saturating, never wrapping).
+/// One group's counts at one time, as a sample's readers get it (decoded from its bytes). `u32`:
+/// a Redis server holds far fewer than 2^32 clients, and the counts of 60 samples of every
+/// target add up (saturating, never wrapping).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupCount {
     pub key: Arc<str>,
@@ -58,54 +63,39 @@ pub struct Tally {
     pub value: f64,
 }
 
-/// The groups of one sample, in one block (boxed slices: no spare capacity) that the next
-/// sample shares when it saw the same.
-#[derive(Debug, Default, PartialEq)]
-struct Groups {
-    /// Sources, names, libraries and prefixes, one kind after the other.
-    counts: Box<[GroupCount]>,
-    /// Where each kind ends in `counts`, in that order.
-    ends: [u8; 4],
-    /// The effective maxclients at this sample (0: unknown), for the report's chart: here, in
-    /// the block's padding, it costs no byte, and the block is still shared while it does not
-    /// change (it changes only with `CONFIG SET maxclients` or a restart).
-    maxclients: u32,
-    young: Box<[Tally]>,
-}
+/// The keys a sample's bytes name by a one-byte index: shared by the samples that follow
+/// while they name no other key (most do: a population's sources and names come and go
+/// slowly), and dropped with the last sample that holds them.
+#[derive(Debug, PartialEq)]
+struct Keys(Box<[Arc<str>]>);
 
-impl Groups {
-    fn kind(&self, i: usize) -> &[GroupCount] {
-        let start = if i == 0 {
-            0
-        } else {
-            usize::from(self.ends[i - 1])
-        };
-        self.counts
-            .get(start..usize::from(self.ends[i]))
-            .unwrap_or(&[])
-    }
+/// Keys in one table at most: the keys one sample names (at most 2 × [`TOP_GROUPS`] +
+/// 2 × [`TOP_SERVICES`] + [`TOP_GROUPS`] young sources, 40) and, while there is room, the
+/// previous table's, so that a key which comes and goes does not make a new table each time.
+const MAX_KEYS: usize = 64;
 
-    fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.young.is_empty() && self.maxclients == 0
-    }
-}
-
-/// What one poll saw, reduced to what trends need.
+/// What one poll saw, reduced to what trends need. 48 bytes inline; all the rest (INFO's
+/// counters, maxclients, the groups' counts and the young tally) is packed in one shared byte
+/// block, the same `Arc` as the previous sample's when nothing changed, with its keys in a
+/// [`Keys`] table shared the same way. Layout of the block, each number a LEB128 varint:
+/// `limit_connections`, `total_connections_received`, `rejected_connections` (0: unknown,
+/// 1: an 8-byte f64 follows, n ≥ 2: the whole number n - 2), maxclients (0: unknown), then for
+/// sources, names, libraries and prefixes in turn a count and as many (key index byte,
+/// connections, idle), then a count of young sources and as many (key index byte, 8-byte f64).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
     /// Unix time, seconds.
     pub at: f64,
-    pub limit_connections: Option<f64>,
-    pub total_connections_received: Option<f64>,
-    pub rejected_connections: Option<f64>,
     pub connections: u32,
     pub distinct_sources: u32,
     /// Client instances (distinct sources but the exporter's own).
     pub instances: u32,
     /// Idle connections, not pub/sub, not blocked, not ours: leak candidates, server-wide.
     pub idle_unused: u32,
-    /// `None` when the poll saw no group (nothing allocated).
-    groups: Option<Arc<Groups>>,
+    /// `None` when the sample names no key.
+    keys: Option<Arc<Keys>>,
+    /// `None` when the poll saw nothing to keep (nothing allocated).
+    data: Option<Arc<[u8]>>,
 }
 
 fn small(n: u64) -> u32 {
@@ -119,25 +109,156 @@ fn shared<'a>(k: &str, prev: impl IntoIterator<Item = &'a Arc<str>>) -> Arc<str>
         .map_or_else(|| Arc::from(k), Arc::clone)
 }
 
-fn top(
-    into: &mut Vec<GroupCount>,
-    groups: &[(String, GroupStats)],
-    prev: &[GroupCount],
-    n: usize,
-) -> u8 {
-    into.extend(
-        groups
-            .iter()
-            .filter(|(k, _)| k != OTHER)
-            .take(n)
-            .map(|(k, v)| GroupCount {
-                key: shared(k, prev.iter().map(|g| &g.key)),
-                connections: small(v.clients()),
-                idle: small(v.unused()),
-            }),
-    );
-    // At most 2 × TOP_GROUPS + 2 × TOP_SERVICES entries in all.
-    u8::try_from(into.len()).unwrap_or(u8::MAX)
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A counter: 0 unknown, 1 and its f64 bits, or a whole number n as n + 2.
+fn put_num(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        None => put(out, 0),
+        Some(x) if x.is_sign_positive() && x.fract() == 0.0 && x < 9.0e15 => put(out, x as u64 + 2),
+        Some(x) => {
+            put(out, 1);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// Reads a sample's bytes; past their end it reads zeros (an empty block is all unknown).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn u(&mut self) -> u64 {
+        let mut v = 0u64;
+        let mut shift = 0u32;
+        while let Some(b) = self.byte() {
+            if shift < 64 {
+                v |= u64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+
+    fn f64(&mut self) -> f64 {
+        let (head, rest) = self.0.split_at(self.0.len().min(8));
+        self.0 = rest;
+        <[u8; 8]>::try_from(head).map_or(0.0, f64::from_le_bytes)
+    }
+
+    fn num(&mut self) -> Option<f64> {
+        match self.u() {
+            0 => None,
+            1 => Some(self.f64()),
+            n => Some((n - 2) as f64),
+        }
+    }
+
+    /// Past the counters and maxclients, at the first kind's count.
+    fn groups(mut self) -> Self {
+        for _ in 0..3 {
+            self.num();
+        }
+        self.u();
+        self
+    }
+
+    /// Past `n` kinds of groups.
+    fn skip_kinds(&mut self, n: usize) {
+        for _ in 0..n {
+            for _ in 0..self.u() {
+                if self.byte().is_none() {
+                    return;
+                }
+                self.u();
+                self.u();
+            }
+        }
+    }
+}
+
+/// The groups of one kind in a sample, largest first.
+struct Entries<'a> {
+    keys: &'a [Arc<str>],
+    r: Reader<'a>,
+    left: u64,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a Arc<str>, u32, u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.checked_sub(1)?;
+        let i = self.r.byte()?;
+        let (connections, idle) = (self.r.u(), self.r.u());
+        Some((
+            self.keys.get(usize::from(i))?,
+            small(connections),
+            small(idle),
+        ))
+    }
+}
+
+/// Index of `k` in `table` (it is there: the table was made of the keys to encode).
+fn index(table: &[Arc<str>], k: &str) -> u8 {
+    let i = table.iter().position(|x| &**x == k).unwrap_or(0);
+    u8::try_from(i).unwrap_or(u8::MAX)
+}
+
+/// A sample's block of bytes (see [`Sample`]).
+fn encode(
+    counters: [Option<f64>; 3],
+    maxclients: u32,
+    kinds: &[Vec<(&str, u32, u32)>; 4],
+    young: &[Tally],
+    table: &[Arc<str>],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    for c in counters {
+        put_num(&mut b, c);
+    }
+    put(&mut b, u64::from(maxclients));
+    for kind in kinds {
+        put(&mut b, kind.len() as u64);
+        for &(k, connections, idle) in kind {
+            b.push(index(table, k));
+            put(&mut b, u64::from(connections));
+            put(&mut b, u64::from(idle));
+        }
+    }
+    put(&mut b, young.len() as u64);
+    for t in young {
+        b.push(index(table, &t.key));
+        b.extend_from_slice(&t.value.to_le_bytes());
+    }
+    b
+}
+
+fn top(groups: &[(String, GroupStats)], n: usize) -> Vec<(&str, u32, u32)> {
+    groups
+        .iter()
+        .filter(|(k, _)| k != OTHER)
+        .take(n)
+        .map(|(k, v)| (k.as_str(), small(v.clients()), small(v.unused())))
+        .collect()
 }
 
 /// The previous tally decayed to `at`, plus this snapshot's young connections per source.
@@ -146,9 +267,9 @@ fn young_tally(at: f64, clients: &ClientListSummary, prev: Option<&Sample>) -> V
         Some(p) => {
             let decay = 0.5f64.powf((at - p.at).max(0.0) / YOUNG_HALF_LIFE_SECONDS);
             p.young()
-                .iter()
+                .into_iter()
                 .map(|t| Tally {
-                    key: Arc::clone(&t.key),
+                    key: t.key,
                     value: t.value * decay,
                 })
                 .filter(|t| t.value >= 0.05)
@@ -174,9 +295,37 @@ fn young_tally(at: f64, clients: &ClientListSummary, prev: Option<&Sample>) -> V
     tally
 }
 
+/// The key table for `needed`: the previous one when it holds them all, else a new one (of
+/// `needed`, then the previous table's other keys while there is room), its keys shared with
+/// the previous table's. `None` when nothing is needed.
+fn table_for(needed: &[&str], prev: Option<&Arc<Keys>>) -> Option<Arc<Keys>> {
+    if needed.is_empty() {
+        return None;
+    }
+    let old: &[Arc<str>] = prev.map_or(&[], |k| &k.0);
+    if let Some(p) = prev.filter(|_| needed.iter().all(|n| old.iter().any(|k| &**k == *n))) {
+        return Some(Arc::clone(p));
+    }
+    let mut table: Vec<Arc<str>> = Vec::with_capacity(MAX_KEYS.min(needed.len() + old.len()));
+    for n in needed {
+        if !table.iter().any(|k| &**k == *n) {
+            table.push(shared(n, old));
+        }
+    }
+    for k in old {
+        if table.len() >= MAX_KEYS {
+            break;
+        }
+        if !table.iter().any(|t| t == k) {
+            table.push(Arc::clone(k));
+        }
+    }
+    Some(Arc::new(Keys(table.into_boxed_slice())))
+}
+
 impl Sample {
-    /// `prev` is the sample before this one, whose keys (and groups, when they are the same)
-    /// are reused. maxclients is INFO's (Redis 7.0+); [`Sample::observe`] takes the effective one.
+    /// `prev` is the sample before this one, whose keys (and block, when it is the same) are
+    /// reused. maxclients is INFO's (Redis 7.0+); [`Sample::observe`] takes the effective one.
     pub fn new(at: f64, info: &Info, clients: &ClientListSummary, prev: Option<&Sample>) -> Sample {
         Self::observe(at, info, info.maxclients, clients, prev)
     }
@@ -189,87 +338,184 @@ impl Sample {
         clients: &ClientListSummary,
         prev: Option<&Sample>,
     ) -> Sample {
-        let empty = Sample::default();
-        let p = prev.unwrap_or(&empty);
-        let mut counts = Vec::new();
-        let ends = [
-            top(&mut counts, &clients.by_source, p.sources(), TOP_GROUPS),
-            top(&mut counts, &clients.by_name, p.names(), TOP_GROUPS),
-            top(&mut counts, &clients.by_lib, p.libs(), TOP_SERVICES),
-            top(&mut counts, &clients.by_prefix, p.prefixes(), TOP_SERVICES),
+        let kinds = [
+            top(&clients.by_source, TOP_GROUPS),
+            top(&clients.by_name, TOP_GROUPS),
+            top(&clients.by_lib, TOP_SERVICES),
+            top(&clients.by_prefix, TOP_SERVICES),
         ];
-        let groups = Groups {
-            counts: counts.into_boxed_slice(),
-            ends,
+        let young = young_tally(at, clients, prev);
+        let needed: Vec<&str> = kinds
+            .iter()
+            .flatten()
+            .map(|e| e.0)
+            .chain(young.iter().map(|t| &*t.key))
+            .collect();
+        let prev_keys = prev.and_then(|p| p.keys.as_ref());
+        let keys = table_for(&needed, prev_keys);
+        let table: &[Arc<str>] = keys.as_ref().map_or(&[], |k| &k.0);
+        let bytes = encode(
+            [
+                info.limit_connections(),
+                info.total_connections_received,
+                info.rejected_connections,
+            ],
             // Rounded into a u32 (a server's maxclients is far below 2^32); 0 stays "unknown".
-            maxclients: maxclients.map_or(0, |m| m.clamp(0.0, f64::from(u32::MAX)) as u32),
-            young: young_tally(at, clients, prev).into_boxed_slice(),
+            maxclients.map_or(0, |m| m.clamp(0.0, f64::from(u32::MAX)) as u32),
+            &kinds,
+            &young,
+            table,
+        );
+        let same_keys = match (&keys, prev_keys) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, _) => true,
+            _ => false,
         };
-        let groups = match &p.groups {
-            Some(g) if **g == groups => Some(Arc::clone(g)),
-            _ if groups.is_empty() => None,
-            _ => Some(Arc::new(groups)),
+        let data = match prev.and_then(|p| p.data.as_ref()) {
+            Some(d) if same_keys && **d == *bytes => Some(Arc::clone(d)),
+            _ if bytes.iter().all(|&b| b == 0) => None,
+            _ => Some(Arc::from(bytes.as_slice())),
         };
         Sample {
             at,
             connections: small(clients.connections),
             distinct_sources: small(clients.distinct_sources),
-            limit_connections: info.limit_connections(),
-            total_connections_received: info.total_connections_received,
-            rejected_connections: info.rejected_connections,
             instances: small(clients.instances),
             idle_unused: small(clients.by_source.iter().map(|(_, g)| g.idle_unused()).sum()),
-            groups,
+            keys,
+            data,
         }
     }
 
-    fn kind(&self, i: usize) -> &[GroupCount] {
-        self.groups.as_ref().map_or(&[], |g| g.kind(i))
+    /// This sample with other INFO counters (what a test builds).
+    #[cfg(test)]
+    pub(crate) fn with_counters(
+        mut self,
+        limit_connections: Option<f64>,
+        total_connections_received: Option<f64>,
+        rejected_connections: Option<f64>,
+    ) -> Sample {
+        let mut b = Vec::new();
+        put_num(&mut b, limit_connections);
+        put_num(&mut b, total_connections_received);
+        put_num(&mut b, rejected_connections);
+        let mut r = self.reader();
+        for _ in 0..3 {
+            r.num();
+        }
+        if r.0.is_empty() {
+            b.extend_from_slice(&[0; 6]);
+        } else {
+            b.extend_from_slice(r.0);
+        }
+        self.data = Some(Arc::from(b.as_slice()));
+        self
+    }
+
+    fn reader(&self) -> Reader<'_> {
+        Reader(self.data.as_deref().unwrap_or(&[]))
+    }
+
+    fn entries(&self, kind: usize) -> Entries<'_> {
+        let mut r = self.reader().groups();
+        r.skip_kinds(kind);
+        let left = r.u();
+        Entries {
+            keys: self.keys.as_ref().map_or(&[], |k| &k.0),
+            r,
+            left,
+        }
+    }
+
+    fn kind(&self, i: usize) -> Vec<GroupCount> {
+        self.entries(i)
+            .map(|(key, connections, idle)| GroupCount {
+                key: Arc::clone(key),
+                connections,
+                idle,
+            })
+            .collect()
     }
 
     /// The top sources, largest first.
-    pub fn sources(&self) -> &[GroupCount] {
+    pub fn sources(&self) -> Vec<GroupCount> {
         self.kind(0)
     }
 
     /// The top client names, largest first.
-    pub fn names(&self) -> &[GroupCount] {
+    pub fn names(&self) -> Vec<GroupCount> {
         self.kind(1)
     }
 
     /// The top client libraries, largest first.
-    pub fn libs(&self) -> &[GroupCount] {
+    pub fn libs(&self) -> Vec<GroupCount> {
         self.kind(2)
     }
 
     /// The top /24 prefixes (keyed `a.b.c.0/24`), largest first.
-    pub fn prefixes(&self) -> &[GroupCount] {
+    pub fn prefixes(&self) -> Vec<GroupCount> {
         self.kind(3)
+    }
+
+    /// INFO's `limit_connections` (see [`Info::limit_connections`]) at this sample.
+    pub fn limit_connections(&self) -> Option<f64> {
+        self.reader().num()
+    }
+
+    /// INFO's `total_connections_received` at this sample.
+    pub fn total_connections_received(&self) -> Option<f64> {
+        let mut r = self.reader();
+        r.num();
+        r.num()
+    }
+
+    /// INFO's `rejected_connections` at this sample.
+    pub fn rejected_connections(&self) -> Option<f64> {
+        let mut r = self.reader();
+        r.num();
+        r.num();
+        r.num()
     }
 
     /// The effective maxclients when this sample was taken, when known.
     pub fn maxclients(&self) -> Option<u32> {
-        self.groups
-            .as_ref()
-            .map(|g| g.maxclients)
-            .filter(|&m| m > 0)
+        let mut r = self.reader();
+        for _ in 0..3 {
+            r.num();
+        }
+        Some(small(r.u())).filter(|&m| m > 0)
     }
 
     /// Connections refused between `prev` and this sample (`rejected_connections` grew; after
     /// a `CONFIG RESETSTAT`, what the counter holds now). `None` when either count is unknown.
     pub fn refused_since(&self, prev: &Sample) -> Option<f64> {
-        let (a, b) = (prev.rejected_connections?, self.rejected_connections?);
+        let (a, b) = (prev.rejected_connections()?, self.rejected_connections()?);
         Some(if b >= a { b - a } else { b })
     }
 
     /// Young connections per source over the recent polls, largest first.
-    pub fn young(&self) -> &[Tally] {
-        self.groups.as_ref().map_or(&[], |g| &g.young)
+    pub fn young(&self) -> Vec<Tally> {
+        let keys: &[Arc<str>] = self.keys.as_ref().map_or(&[], |k| &k.0);
+        let mut r = self.reader().groups();
+        r.skip_kinds(4);
+        let n = r.u();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let Some(i) = r.byte() else { break };
+            let value = r.f64();
+            if let Some(k) = keys.get(usize::from(i)) {
+                out.push(Tally {
+                    key: Arc::clone(k),
+                    value,
+                });
+            }
+        }
+        out
     }
 
-    /// Whether this sample holds the very same groups block as `other` (not a copy).
+    /// Whether this sample holds the very same block as `other` (not a copy).
     pub fn shares_groups_with(&self, other: &Sample) -> bool {
-        match (&self.groups, &other.groups) {
+        match (&self.data, &other.data) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -278,28 +524,38 @@ impl Sample {
     /// This sample's counts of one group, by the culprit kind that names it (`source_ip`,
     /// `client_name`, `lib_name`, `address_prefix`); `None` when it was not among the top
     /// groups then (unknown, not zero).
-    pub fn group(&self, kind: Dimension, key: &str) -> Option<&GroupCount> {
-        self.groups(kind)?.0.iter().find(|g| &*g.key == key)
+    pub fn group(&self, kind: Dimension, key: &str) -> Option<GroupCount> {
+        let (i, _) = Self::kind_of(kind)?;
+        self.entries(i)
+            .find(|(k, _, _)| &***k == key)
+            .map(|(k, connections, idle)| GroupCount {
+                key: Arc::clone(k),
+                connections,
+                idle,
+            })
     }
 
     /// `(connections, idle)` of one group in this sample: its counts when it was among the
     /// top groups, 0 when the sample kept fewer groups than it could (so it had none), `None`
     /// when it may have been folded away.
     pub fn counts(&self, kind: Dimension, key: &str) -> Option<(u64, u64)> {
-        let (groups, cap) = self.groups(kind)?;
-        match groups.iter().find(|g| &*g.key == key) {
-            Some(g) => Some((u64::from(g.connections), u64::from(g.idle))),
-            None if groups.len() < cap => Some((0, 0)),
-            None => None,
+        let (i, cap) = Self::kind_of(kind)?;
+        let mut seen = 0;
+        for (k, connections, idle) in self.entries(i) {
+            if &**k == key {
+                return Some((u64::from(connections), u64::from(idle)));
+            }
+            seen += 1;
         }
+        (seen < cap).then_some((0, 0))
     }
 
-    fn groups(&self, kind: Dimension) -> Option<(&[GroupCount], usize)> {
+    fn kind_of(kind: Dimension) -> Option<(usize, usize)> {
         Some(match kind {
-            Dimension::SourceIp => (self.sources(), TOP_GROUPS),
-            Dimension::ClientName => (self.names(), TOP_GROUPS),
-            Dimension::LibName => (self.libs(), TOP_SERVICES),
-            Dimension::AddressPrefix => (self.prefixes(), TOP_SERVICES),
+            Dimension::SourceIp => (0, TOP_GROUPS),
+            Dimension::ClientName => (1, TOP_GROUPS),
+            Dimension::LibName => (2, TOP_SERVICES),
+            Dimension::AddressPrefix => (3, TOP_SERVICES),
             // The whole population is not a group the history keeps.
             Dimension::AllSources | Dimension::Workload => return None,
         })
@@ -411,17 +667,34 @@ mod tests {
     fn a_sample_is_small() {
         // 60 of them per target, thousands of targets (see the module docs).
         assert!(
-            std::mem::size_of::<Sample>() <= 80,
+            std::mem::size_of::<Sample>() <= 48,
             "{}",
             std::mem::size_of::<Sample>()
         );
-        assert!(std::mem::size_of::<GroupCount>() <= 24);
-        // maxclients sits in what was the block's padding.
-        assert!(
-            std::mem::size_of::<Groups>() <= 40,
-            "{}",
-            std::mem::size_of::<Groups>()
-        );
+    }
+
+    #[test]
+    fn counters_round_trip() {
+        for v in [
+            None,
+            Some(0.0),
+            Some(1.0),
+            Some(300.0),
+            Some(2.5),
+            Some(-0.0),
+            Some(-3.0),
+            Some(1e300),
+        ] {
+            let s = Sample::default().with_counters(v, Some(7.0), v);
+            assert_eq!(s.limit_connections().map(f64::to_bits), v.map(f64::to_bits));
+            assert_eq!(s.total_connections_received(), Some(7.0));
+            assert_eq!(
+                s.rejected_connections().map(f64::to_bits),
+                v.map(f64::to_bits)
+            );
+            assert_eq!(s.maxclients(), None);
+            assert!(s.sources().is_empty() && s.young().is_empty());
+        }
     }
 
     #[test]
@@ -437,9 +710,14 @@ mod tests {
         info.rejected_connections = Some(9.0);
         let b = Sample::observe(2.0, &info, Some(50.0), &summary, Some(&a));
         assert_eq!((a.maxclients(), b.maxclients()), (Some(50), Some(50)));
-        // The same maxclients and groups: still one shared block.
-        assert!(b.shares_groups_with(&a));
+        // The counters are in the block: another count, another block (its keys shared).
+        assert!(!b.shares_groups_with(&a));
+        assert!(Arc::ptr_eq(&a.sources()[0].key, &b.sources()[0].key));
         assert_eq!(b.refused_since(&a), Some(5.0));
+        // The same counters, maxclients and groups: still one shared block.
+        let b2 = Sample::observe(2.5, &info, Some(50.0), &summary, Some(&b));
+        assert!(b2.shares_groups_with(&b));
+        let b = b2;
         // CONFIG RESETSTAT: the counter holds what came after it.
         info.rejected_connections = Some(2.0);
         let c = Sample::observe(3.0, &info, Some(60.0), &summary, Some(&b));
@@ -450,7 +728,7 @@ mod tests {
         let empty = Aggregator::new(60).summarize("", 10);
         let d = Sample::observe(4.0, &Info::default(), None, &empty, None);
         assert_eq!(d.maxclients(), None);
-        assert!(d.groups.is_none());
+        assert!(d.data.is_none() && d.keys.is_none());
         assert_eq!(d.refused_since(&c), None);
     }
 
@@ -534,14 +812,20 @@ mod tests {
     }
 
     fn with_sources(sources: Vec<GroupCount>) -> Sample {
-        let n = u8::try_from(sources.len()).unwrap();
+        let table: Vec<Arc<str>> = sources.iter().map(|g| Arc::clone(&g.key)).collect();
+        let kinds = [
+            sources
+                .iter()
+                .map(|g| (&*g.key, g.connections, g.idle))
+                .collect(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        ];
+        let bytes = encode([None; 3], 0, &kinds, &[], &table);
         Sample {
-            groups: Some(Arc::new(Groups {
-                counts: sources.into_boxed_slice(),
-                ends: [n; 4],
-                maxclients: 0,
-                young: Box::new([]),
-            })),
+            keys: Some(Arc::new(Keys(table.into_boxed_slice()))),
+            data: Some(Arc::from(bytes.as_slice())),
             ..at(0.0)
         }
     }

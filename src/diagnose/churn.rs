@@ -7,9 +7,9 @@
 use super::{advice, ev, smoothstep, Cause, Ctx, Finding, Threat};
 
 pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
-    let opened = ctx.counter_rate(|s| s.total_connections_received)?;
+    let opened = ctx.counter_rate(|s| s.total_connections_received())?;
     let grew = ctx
-        .gauge_rate(|s| s.limit_connections)
+        .gauge_rate(|s| s.limit_connections())
         .unwrap_or(0.0)
         .max(0.0);
     let rate = (opened - grew).max(0.0);
@@ -22,7 +22,11 @@ pub(super) fn detect(ctx: &Ctx<'_>) -> Option<Finding> {
         return None;
     };
     let c = ctx.obs.clients;
-    let tally = ctx.history.last().map_or(&[][..], |s| s.young());
+    let tally = ctx
+        .history
+        .last()
+        .map(crate::analysis::history::Sample::young)
+        .unwrap_or_default();
     let who: Option<(String, f64)> = match tally.first().filter(|t| t.value >= 1.0) {
         Some(t) => Some((format!("source_ip {}", t.key), t.value)),
         None => c

@@ -565,7 +565,7 @@ fn selection_and_steps(
     // second); or its average since its oldest connection.
     let refusing = ctx
         .rejecting
-        .then(|| ctx.counter_rate(|s| s.rejected_connections))
+        .then(|| ctx.counter_rate(|s| s.rejected_connections()))
         .flatten();
     let average =
         (g.oldest_age_seconds >= 300 && idle > 0.0).then(|| idle / g.oldest_age_seconds as f64);

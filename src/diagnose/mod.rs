@@ -593,9 +593,9 @@ fn refusals(obs: &Observation<'_>, history: &[Sample]) -> (bool, Option<Refusals
         if i + 1 == n {
             obs.info
                 .rejected_connections
-                .or(history[i].rejected_connections)
+                .or(history[i].rejected_connections())
         } else {
-            history[i].rejected_connections
+            history[i].rejected_connections()
         }
     };
     let mut found: Option<Refusals> = None;
@@ -645,7 +645,7 @@ fn sustained_growth(history: &[Sample]) -> Option<f64> {
         .min_by(|a, b| (a.at - mid_at).abs().total_cmp(&(b.at - mid_at).abs()))?;
     let slope = |a: &Sample, b: &Sample| {
         let dt = b.at - a.at;
-        Some((b.limit_connections? - a.limit_connections?) / dt).filter(|_| dt > 0.0)
+        Some((b.limit_connections()? - a.limit_connections()?) / dt).filter(|_| dt > 0.0)
     };
     let (s1, s2) = (slope(first, mid)?, slope(mid, last)?);
     (s1 > 0.0 && s2 > 0.0).then(|| s1.min(s2))
@@ -833,7 +833,7 @@ pub fn diagnose(
             refusals: refused,
             timeout: obs.config.timeout,
             tcp_keepalive: obs.config.tcp_keepalive,
-            new_connections_per_second: ctx.counter_rate(|s| s.total_connections_received),
+            new_connections_per_second: ctx.counter_rate(|s| s.total_connections_received()),
             growth_per_second: ctx.growth,
             client_list_connections: obs.clients.connections,
             distinct_sources: obs.clients.distinct_sources,

@@ -388,13 +388,10 @@ fn every_leak_fix_carries_timeout_and_keepalive() {
 }
 
 fn sample(at: f64, total: f64, rejected: f64, limit: f64) -> Sample {
-    // Field by field: a sample's groups are private (shared between samples).
+    // Its counters are in its private block (shared between samples).
     let mut s = Sample::default();
     s.at = at;
-    s.total_connections_received = Some(total);
-    s.rejected_connections = Some(rejected);
-    s.limit_connections = Some(limit);
-    s
+    s.with_counters(Some(limit), Some(total), Some(rejected))
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn kept(n: usize) -> Vec<usize> {
         .collect()
 }
 
-fn groups_of(s: &Sample, kind: Dimension) -> &[crate::analysis::history::GroupCount] {
+fn groups_of(s: &Sample, kind: Dimension) -> Vec<crate::analysis::history::GroupCount> {
     match kind {
         Dimension::ClientName => s.names(),
         Dimension::LibName => s.libs(),
@@ -105,12 +105,15 @@ impl Timeline {
             keys.push(c.key.clone());
         }
         // (key, seen in the newest sample, its connections then): newest first, then largest.
-        let mut rest: Vec<(&str, bool, u32)> = Vec::new();
+        let mut rest: Vec<(std::sync::Arc<str>, bool, u32)> = Vec::new();
         for s in points.iter().rev() {
             // The exporter's own connection is no client's.
-            for g in groups_of(s, kind).iter().filter(|g| &*g.key != CLIENT_NAME) {
-                if !rest.iter().any(|(k, ..)| *k == &*g.key) {
-                    rest.push((&g.key, std::ptr::eq(*s, newest), g.connections));
+            for g in groups_of(s, kind)
+                .into_iter()
+                .filter(|g| &*g.key != CLIENT_NAME)
+            {
+                if !rest.iter().any(|(k, ..)| *k == g.key) {
+                    rest.push((g.key, std::ptr::eq(*s, newest), g.connections));
                 }
             }
         }
@@ -119,7 +122,7 @@ impl Timeline {
             if keys.len() >= MAX_GROUPS {
                 break;
             }
-            if !keys.iter().any(|x| x == k) {
+            if !keys.iter().any(|x| **x == *k) {
                 keys.push(k.to_string());
             }
         }
@@ -142,7 +145,7 @@ impl Timeline {
             connections: points
                 .iter()
                 .map(|s| {
-                    s.limit_connections
+                    s.limit_connections()
                         .map_or(s.connections, |l| l.clamp(0.0, f64::from(u32::MAX)) as u32)
                 })
                 .collect(),
