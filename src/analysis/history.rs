@@ -855,4 +855,85 @@ mod tests {
         assert_eq!(s.counts(Dimension::SourceIp, "10.0.0.2"), None);
         assert_eq!(s.counts(Dimension::SourceIp, "10.0.0.1"), Some((5, 1)));
     }
+
+    #[test]
+    fn a_sample_reads_back_what_it_was_given() {
+        use crate::analysis::aggregate::Aggregator;
+        let reply: String = (0..40)
+            .map(|i| {
+                format!(
+                    "id={i} addr=10.0.{}.{}:1 name=n{} lib-name=l{} age={} idle={} cmd=get\n",
+                    i % 7,
+                    i % 13,
+                    i % 12,
+                    i % 6,
+                    if i % 5 == 0 { 0 } else { 500 },
+                    if i % 2 == 0 { 400 } else { 1 }
+                )
+            })
+            .collect();
+        let summary = Aggregator::new(60).summarize(&reply, 50);
+        let info = Info::parse("maxclients:70000\r\nconnected_clients:40\r\ntotal_connections_received:123456789012\r\nrejected_connections:3\r\n");
+        let s = Sample::new(5.0, &info, &summary, None);
+        let want = |g: &[(String, GroupStats)], n: usize| -> Vec<(String, u32, u32)> {
+            g.iter()
+                .filter(|(k, _)| k != OTHER)
+                .take(n)
+                .map(|(k, v)| (k.clone(), small(v.clients()), small(v.unused())))
+                .collect()
+        };
+        let got = |g: Vec<GroupCount>| -> Vec<(String, u32, u32)> {
+            g.into_iter()
+                .map(|g| (g.key.to_string(), g.connections, g.idle))
+                .collect()
+        };
+        assert_eq!(got(s.sources()), want(&summary.by_source, TOP_GROUPS));
+        assert_eq!(got(s.names()), want(&summary.by_name, TOP_GROUPS));
+        assert_eq!(got(s.libs()), want(&summary.by_lib, TOP_SERVICES));
+        assert_eq!(got(s.prefixes()), want(&summary.by_prefix, TOP_SERVICES));
+        assert_eq!(s.sources().len(), TOP_GROUPS);
+        assert_eq!(s.maxclients(), info.maxclients.map(|m| m as u32));
+        assert_eq!(s.limit_connections(), info.limit_connections());
+        assert_eq!(s.total_connections_received(), Some(123_456_789_012.0));
+        assert_eq!(s.rejected_connections(), Some(3.0));
+        let young: Vec<(String, f64)> = summary
+            .by_source
+            .iter()
+            .filter(|(k, g)| k != OTHER && g.young > 0)
+            .map(|(k, g)| (k.clone(), g.young as f64))
+            .collect();
+        assert!(!young.is_empty());
+        let got_young = s.young();
+        assert_eq!(got_young.len(), young.len().min(TOP_GROUPS));
+        for t in &got_young {
+            assert!(young.contains(&(t.key.to_string(), t.value)), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn key_tables_are_bounded_and_dropped_with_their_samples() {
+        use crate::analysis::aggregate::Aggregator;
+        let info = Info::default();
+        let mut h = History::new(Duration::from_secs(600)); // spacing 10 s
+        let mut first_key = None;
+        for i in 0..200u32 {
+            // Every poll another name: each a new key.
+            let reply = format!("id=1 addr=10.0.0.1:1 name=churn-{i} age=500 idle=1 cmd=get\n");
+            let summary = Aggregator::new(60).summarize(&reply, 10);
+            let s = Sample::new(f64::from(i) * 10.0, &info, &summary, h.last());
+            assert!(s.keys.as_ref().is_some_and(|k| k.0.len() <= MAX_KEYS));
+            assert_eq!(s.count_of(&format!("churn-{i}"), true), 1);
+            if i == 0 {
+                first_key = s.names().first().map(|g| Arc::downgrade(&g.key));
+            }
+            h.push(s);
+        }
+        // The first sample left the history long ago, and no table still holds its key.
+        let first_key = first_key.expect("a name");
+        assert!(first_key.upgrade().is_none());
+        // An old sample's key is still read right from its own table.
+        let old = &h.samples()[0];
+        let at = old.at as u32 / 10;
+        assert_eq!(old.count_of(&format!("churn-{at}"), true), 1);
+    }
 }
