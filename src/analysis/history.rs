@@ -172,12 +172,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Past one varint, without decoding it.
+    fn skip(&mut self) {
+        while let Some(b) = self.byte() {
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Past one counter (see [`put_num`]).
+    fn skip_num(&mut self) {
+        match self.byte() {
+            Some(1) => self.0 = self.0.get(8..).unwrap_or(&[]),
+            Some(b) if b & 0x80 != 0 => self.skip(),
+            _ => {}
+        }
+    }
+
     /// Past the counters and maxclients, at the first kind's count.
     fn groups(mut self) -> Self {
         for _ in 0..3 {
-            self.num();
+            self.skip_num();
         }
-        self.u();
+        self.skip();
         self
     }
 
@@ -188,8 +206,8 @@ impl<'a> Reader<'a> {
                 if self.byte().is_none() {
                     return;
                 }
-                self.u();
-                self.u();
+                self.skip();
+                self.skip();
             }
         }
     }
@@ -540,14 +558,21 @@ impl Sample {
     /// when it may have been folded away.
     pub fn counts(&self, kind: Dimension, key: &str) -> Option<(u64, u64)> {
         let (i, cap) = Self::kind_of(kind)?;
-        let mut seen = 0;
-        for (k, connections, idle) in self.entries(i) {
-            if &**k == key {
-                return Some((u64::from(connections), u64::from(idle)));
+        // Walked in place: the diagnosis asks this of every sample for every candidate.
+        let keys: &[Arc<str>] = self.keys.as_ref().map_or(&[], |k| &k.0);
+        let mut r = self.reader().groups();
+        r.skip_kinds(i);
+        let n = r.u();
+        for _ in 0..n {
+            let Some(b) = r.byte() else { break };
+            if keys.get(usize::from(b)).is_some_and(|k| &**k == key) {
+                let connections = u64::from(small(r.u()));
+                return Some((connections, u64::from(small(r.u()))));
             }
-            seen += 1;
+            r.skip();
+            r.skip();
         }
-        (seen < cap).then_some((0, 0))
+        (n < cap as u64).then_some((0, 0))
     }
 
     fn kind_of(kind: Dimension) -> Option<(usize, usize)> {
