@@ -623,12 +623,9 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         Ok(e) => e,
         Err(e) => return fail(2, &e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match one_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+        Err(code) => return code,
     };
     let request = serde_json::json!({ "target": args.target, "select": select, "set": set });
     let exporter = &exporter;
@@ -639,14 +636,7 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
             if status != 200 {
                 return Err(client::refusal(status, &done));
             }
-            if args.json {
-                write_stdout(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&done).unwrap_or_default()
-                ));
-            } else {
-                write_stdout(&client::describe_execute(&done));
-            }
+            print_reply(args.json, &done, client::describe_execute);
             Ok(())
         }
     };
@@ -659,14 +649,7 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
         if status != 200 {
             return Err(client::refusal(status, &preview));
         }
-        if args.json {
-            write_stdout(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&preview).unwrap_or_default()
-            ));
-        } else {
-            write_stdout(&client::describe_preview(&preview));
-        }
+        print_reply(args.json, &preview, client::describe_preview);
         let token = preview["token"].as_str().map(String::from);
         match (args.execute, token) {
             (false, Some(token)) => {
@@ -685,7 +668,19 @@ fn relieve(args: &RelieveArgs) -> std::process::ExitCode {
     }
 }
 
-/// The runtime of a one-shot subcommand (diagnose, close): one thread is plenty for one
+/// A relief reply on stdout: as pretty JSON with `--json`, else as `describe` words it.
+fn print_reply(json: bool, reply: &serde_json::Value, describe: fn(&serde_json::Value) -> String) {
+    if json {
+        write_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(reply).unwrap_or_default()
+        ));
+    } else {
+        write_stdout(&describe(reply));
+    }
+}
+
+/// The runtime of a one-shot subcommand (diagnose, close, relieve): one thread is plenty for one
 /// connection; a failure to start it is said and exits 1.
 fn one_thread_runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
     tokio::runtime::Builder::new_current_thread()
