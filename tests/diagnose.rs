@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -331,32 +330,6 @@ fn run_kills(rep: &Value) -> usize {
     closed
 }
 
-/// Client connections per source address now (the exporter's and this check's left out).
-fn by_source(r: &Redis) -> BTreeMap<String, usize> {
-    let mut c = RespConn::connect_unix(&r.socket_path());
-    let list = c.cmd(&["CLIENT", "LIST"]);
-    let mut out = BTreeMap::new();
-    for line in list.as_bulk().unwrap_or_default().lines() {
-        let field = |k: &str| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix(k))
-                .unwrap_or("")
-                .to_string()
-        };
-        let addr = field("addr=");
-        // Unix sockets: `/path:0`, or `[/path:0]:0` on Valkey 9.1 (flag U on both).
-        if addr.starts_with('/')
-            || field("flags=").contains('U')
-            || field("name=") == "redis-clients-exporter"
-        {
-            continue;
-        }
-        let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
-        *out.entry(ip.to_string()).or_insert(0) += 1;
-    }
-    out
-}
-
 fn the_daemon_restarts(r: &Redis, first: Exporter, want: &Want) {
     drop(first);
     let e = exporter(r);
@@ -409,7 +382,7 @@ fn leak_from_one_service() {
     ids.sort();
     assert_eq!(listed, ids, "{cmd}");
     assert_eq!(run_kills(&rep), 70);
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.get("127.0.0.5"), None, "{left:?}");
     assert_eq!(left.get("127.0.0.2"), Some(&10), "{left:?}");
     assert_eq!(busy.errors(), 0);
@@ -569,7 +542,7 @@ fn stale_subscribers() {
     the_daemon_restarts(&r, e, &want);
     let rep = command_says(&r, &want);
     assert_eq!(run_kills(&rep), 30);
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.get("127.0.4.7"), None, "{left:?}");
     assert_eq!(left.get("127.0.4.8"), Some(&10), "{left:?}");
     assert_eq!(left.get("127.0.4.9"), Some(&1), "{left:?}");
@@ -642,7 +615,7 @@ fn blocked_clients() {
     the_daemon_restarts(&r, e, &want);
     let rep = command_says(&r, &want);
     assert_eq!(run_kills(&rep), 40);
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.get("127.0.6.10"), None, "{left:?}");
     assert_eq!(left.get("127.0.6.2"), Some(&10), "{left:?}");
     assert_eq!(busy.errors(), 0);
@@ -690,7 +663,7 @@ fn fleet_wide_leak_with_scale_out() {
         pretty(&rep)
     );
     assert_eq!(run_kills(&rep), 32 * 13);
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.len(), 32, "{left:?}");
     assert!(left.values().all(|&n| n == 5), "{left:?}");
     assert_eq!(busy_old.errors() + busy_new.errors(), 0);
@@ -821,7 +794,7 @@ fn a_leak_holds_every_slot_and_regrabs_freed_ones() {
     let held = grabber.count();
     assert!(held >= 85, "{held}");
     assert_eq!(run_kills(&rep), held);
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.get("127.0.7.5"), None, "{left:?}");
     assert_eq!(left.get("127.0.7.2"), Some(&10), "{left:?}");
     assert_eq!(busy.errors(), 0);

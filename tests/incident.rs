@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -175,31 +174,6 @@ fn rejected(c: &mut RespConn) -> u64 {
         .find_map(|l| l.strip_prefix("rejected_connections:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("rejected_connections")
-}
-
-/// Client connections per source address now (the exporter's and this check's left out).
-fn by_source(r: &Redis) -> BTreeMap<String, usize> {
-    let mut c = RespConn::connect_unix(&r.socket_path());
-    let list = c.cmd(&["CLIENT", "LIST"]);
-    let mut out = BTreeMap::new();
-    for line in list.as_bulk().unwrap_or_default().lines() {
-        let field = |k: &str| {
-            line.split(' ')
-                .find_map(|f| f.strip_prefix(k))
-                .unwrap_or("")
-                .to_string()
-        };
-        let addr = field("addr=");
-        if addr.starts_with('/')
-            || field("flags=").contains('U')
-            || field("name=") == "redis-clients-exporter"
-        {
-            continue;
-        }
-        let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
-        *out.entry(ip.to_string()).or_insert(0) += 1;
-    }
-    out
 }
 
 /// A leak of three connections a second on a server with 53 free slots: full in about 18 s.
@@ -421,7 +395,7 @@ fn unnamed_spares_on_several_hosts_and_one_unnamed_leaking_host() {
             .expect("bash");
         assert!(out.status.success(), "{k}\n{:?}", out);
     }
-    let left = by_source(&r);
+    let left = r.clients_by_source();
     assert_eq!(left.get("127.0.2.9"), None, "{left:?}");
     for ip in ["127.0.2.2", "127.0.2.3", "127.0.2.4", "127.0.2.5"] {
         assert_eq!(left.get(ip), Some(&15), "{ip}: {left:?}");

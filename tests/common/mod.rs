@@ -135,6 +135,32 @@ impl Redis {
         self.dir.path().join("redis.sock")
     }
 
+    /// Client connections per source address now (the exporter's and this check's left out).
+    pub fn clients_by_source(&self) -> BTreeMap<String, usize> {
+        let mut c = RespConn::connect_unix(&self.socket_path());
+        let list = c.cmd(&["CLIENT", "LIST"]);
+        let mut out = BTreeMap::new();
+        for line in list.as_bulk().unwrap_or_default().lines() {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let addr = field("addr=");
+            // Unix sockets: `/path:0`, or `[/path:0]:0` on Valkey 9.1 (flag U on both).
+            if addr.starts_with('/')
+                || field("flags=").contains('U')
+                || field("name=") == "redis-clients-exporter"
+            {
+                continue;
+            }
+            let ip = addr.rsplit_once(':').map_or(addr.as_str(), |(ip, _)| ip);
+            *out.entry(ip.to_string()).or_insert(0) += 1;
+        }
+        out
+    }
+
     fn spawn(&mut self) -> bool {
         let bin = redis_server_bin();
         let mut cmd = match self.nofile {
