@@ -267,6 +267,23 @@ impl ChunkedLister {
             self.last_run_id.clone_from(&info.run_id);
         }
         self.last_list = Some(now);
+        // Room in the reply budget for what this listing holds at once (src/redis/admission.rs):
+        // a full listing its every client, a walk two chunks (one parsed, one on its way).
+        let clients = connected(info).map_or(0, |n| n as usize);
+        let held = match reason {
+            Some(
+                FullReason::Unsupported
+                | FullReason::Small
+                | FullReason::Resetstat
+                | FullReason::Mismatch,
+            ) => clients,
+            _ => clients.min(2 * CHUNK_IDS),
+        };
+        let _room = crate::redis::admission::admit(
+            held.saturating_add(1)
+                .saturating_mul(crate::redis::admission::LINE_BYTES),
+        )
+        .await;
         let listing = match reason {
             Some(
                 r @ (FullReason::Unsupported

@@ -2,6 +2,7 @@
 //! of every value that came from Redis before it becomes a label. Nothing here knows about
 //! targets, the store or HTTP.
 
+pub mod admission;
 pub mod chunked;
 pub mod client_list;
 pub mod commands;
