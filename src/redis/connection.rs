@@ -395,6 +395,23 @@ impl Conn {
         self.recv_charged(stage).await
     }
 
+    /// Starts a new exchange ([`Conn::settle`]) and writes `commands` in one go; their replies
+    /// are read in order with [`Conn::recv`].
+    pub async fn pipeline<'a>(
+        &mut self,
+        stage: Stage,
+        commands: impl IntoIterator<Item = Command<'a>>,
+    ) -> Result<(), PollError> {
+        if self.broken {
+            return Err(out_of_step(stage));
+        }
+        self.settle();
+        for command in commands {
+            self.queue_command(command);
+        }
+        self.write_queued(stage).await
+    }
+
     /// Writes one of the exporter's commands without reading its reply ([`Conn::send`]).
     pub async fn send_command(
         &mut self,
@@ -661,26 +678,45 @@ pub(crate) async fn read_client_list(c: &mut Conn) -> Result<(Text, u64), PollEr
 
 /// One `CONFIG GET` pair: the value when the reply is `[name, value]`, `None` when empty
 /// (an unknown or hidden parameter).
-async fn config_get(c: &mut Conn, param: &str) -> Result<Result<Option<String>, ()>, PollError> {
-    let v = c.run(Stage::Config, Command::ConfigGet(param)).await?;
+fn config_pair(v: Value, param: &str) -> Result<Option<String>, ()> {
     let Some(pair) = v.into_strings() else {
-        return Ok(Err(()));
+        return Err(());
     };
-    Ok(match pair.as_slice() {
+    match pair.as_slice() {
         [] => Ok(None),
         [name, value] if name.eq_ignore_ascii_case(param) => Ok(Some(value.clone())),
         _ => Err(()),
-    })
+    }
 }
 
-/// CONFIG GET, one parameter at a time (several in one call needs 7.0). A renamed or
-/// forbidden CONFIG is not a failed poll: it is reported, and the rest goes on.
+/// What the poll reads with CONFIG GET, one parameter per command (several in one call needs
+/// 7.0); the last, `maxmemory-clients` (Redis 7.0+, Valkey), may be refused on its own.
+const CONFIG_PARAMS: [&str; 4] = [
+    "maxclients",
+    "timeout",
+    "tcp-keepalive",
+    "maxmemory-clients",
+];
+
+/// CONFIG GET of [`CONFIG_PARAMS`], written in one go and read in order: one write and
+/// usually one read instead of four round trips (at 10,000 targets the kernel's send path was
+/// a third of the exporter's CPU, docs/performance.md). A renamed or forbidden CONFIG is not a
+/// failed poll: it is reported, and the rest goes on.
 pub(crate) async fn read_config(c: &mut Conn) -> Result<ConfigValues, PollError> {
-    let params = ["maxclients", "timeout", "tcp-keepalive"];
+    c.pipeline(Stage::Config, CONFIG_PARAMS.map(Command::ConfigGet))
+        .await?;
+    let read = read_config_replies(c).await;
+    // Replies left unread after an early return are dropped when they come, not taken for
+    // the next command's.
+    c.settle();
+    read
+}
+
+async fn read_config_replies(c: &mut Conn) -> Result<ConfigValues, PollError> {
     let mut read = [None; 3];
-    for (param, slot) in params.into_iter().zip(read.iter_mut()) {
-        let reply = match config_get(c, param).await {
-            Ok(r) => r,
+    for (param, slot) in CONFIG_PARAMS.into_iter().zip(read.iter_mut()) {
+        let reply = match c.recv(Stage::Config).await {
+            Ok(v) => config_pair(v, param),
             Err(e) if e.kind == ErrorKind::Other || e.kind == ErrorKind::Auth => {
                 // NOPERM (ACL), "unknown command" (renamed), or a managed service's refusal.
                 return Err(PollError::new(
@@ -711,11 +747,15 @@ pub(crate) async fn read_config(c: &mut Conn) -> Result<ConfigValues, PollError>
     })
 }
 
-/// `CONFIG GET maxmemory-clients` (Redis 7.0+, Valkey; an empty reply before): a value that is
+/// The reply to `CONFIG GET maxmemory-clients` (an empty reply before 7.0): a value that is
 /// not a size or a percentage, or a refusal of this one parameter, leaves it absent (the
-/// three parameters above decided whether CONFIG is available at all).
+/// three parameters before it decided whether CONFIG is available at all).
 async fn read_maxmemory_clients(c: &mut Conn) -> Result<Option<ClientMemoryLimit>, PollError> {
-    match config_get(c, "maxmemory-clients").await {
+    match c
+        .recv(Stage::Config)
+        .await
+        .map(|v| config_pair(v, CONFIG_PARAMS[3]))
+    {
         Ok(Ok(Some(v))) => Ok(ClientMemoryLimit::parse(&v)),
         Ok(_) => Ok(None),
         Err(e) if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connect) => Err(e),
@@ -727,7 +767,34 @@ async fn read_maxmemory_clients(c: &mut Conn) -> Result<Option<ClientMemoryLimit
 /// Redis and Valkey INFO carries `redis_version`; a reply without it is not INFO (a proxy
 /// answering junk, a wrong type) and must not turn into "up, 0 clients".
 pub(crate) async fn observe_info(c: &mut Conn) -> Result<(Info, u64), PollError> {
-    let (text, invalid_utf8) = read_info(c).await?;
+    let reply = read_info(c).await?;
+    parse_info(c, reply)
+}
+
+/// A poll's INFO and its CONFIG GETs written in one go, on a connection already set up (one
+/// write instead of five): then [`recv_info`] and [`recv_config`] read the replies in order.
+pub(crate) async fn send_info_and_config(c: &mut Conn) -> Result<(), PollError> {
+    let config = CONFIG_PARAMS.map(Command::ConfigGet);
+    c.pipeline(Stage::Info, std::iter::once(Command::Info).chain(config))
+        .await
+}
+
+/// The reply to the INFO of [`send_info_and_config`], as [`observe_info`] reads it.
+pub(crate) async fn recv_info(c: &mut Conn) -> Result<(Info, u64), PollError> {
+    let reply = text_reply(Stage::Info, c.recv_charged(Stage::Info).await?)?;
+    parse_info(c, reply)
+}
+
+/// The replies to the CONFIG GETs of [`send_info_and_config`], as [`observe_config`] reads them.
+pub(crate) async fn recv_config(
+    c: &mut Conn,
+) -> Result<(ConfigValues, Option<PollError>), PollError> {
+    let read = read_config_replies(c).await;
+    c.settle();
+    config_observed(read)
+}
+
+fn parse_info(c: &mut Conn, (text, invalid_utf8): (Text, u64)) -> Result<(Info, u64), PollError> {
     let info = Info::parse(&text);
     c.clients_hint = info
         .connected_clients
@@ -747,7 +814,13 @@ pub(crate) async fn observe_info(c: &mut Conn) -> Result<(Info, u64), PollError>
 pub(crate) async fn observe_config(
     c: &mut Conn,
 ) -> Result<(ConfigValues, Option<PollError>), PollError> {
-    match read_config(c).await {
+    config_observed(read_config(c).await)
+}
+
+fn config_observed(
+    read: Result<ConfigValues, PollError>,
+) -> Result<(ConfigValues, Option<PollError>), PollError> {
+    match read {
         Ok(v) => Ok((v, None)),
         Err(e) if e.kind == ErrorKind::ConfigUnavailable => Ok((ConfigValues::default(), Some(e))),
         Err(e) => Err(e),

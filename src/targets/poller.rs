@@ -15,8 +15,8 @@ use crate::config::Target;
 use crate::diagnose::{self, Observation, Report};
 use crate::redis::commands::Command;
 use crate::redis::connection::{
-    no_client_in_client_list, observe_config, observe_info, Backoff, ConfigValues, Conn, ErrorKind,
-    PollError, Stage,
+    no_client_in_client_list, observe_config, observe_info, recv_config, recv_info,
+    send_info_and_config, Backoff, ConfigValues, Conn, ErrorKind, PollError, Stage,
 };
 use crate::redis::info::Info;
 use crate::targets::state::{StageDurations, Store, TargetState};
@@ -318,7 +318,15 @@ impl Poller {
 
     async fn poll(&mut self, conn: &mut Conn) -> Result<PollResult, PollError> {
         let t0 = Instant::now();
-        let (info, info_invalid_utf8) = observe_info(conn).await?;
+        // On a connection already set up, INFO and CONFIG go in one write; a new one is set up
+        // (CLIENT NO-EVICT, ...) from its INFO first.
+        let pipelined = conn.protected;
+        let (info, info_invalid_utf8) = if pipelined {
+            send_info_and_config(conn).await?;
+            recv_info(conn).await?
+        } else {
+            observe_info(conn).await?
+        };
         if !conn.protected {
             // A new connection: what the chunked walk knew may describe another server.
             self.listing.reset();
@@ -328,7 +336,11 @@ impl Poller {
         let c = conn;
         let t1 = Instant::now();
 
-        let (config, config_error) = observe_config(c).await?;
+        let (config, config_error) = if pipelined {
+            recv_config(c).await?
+        } else {
+            observe_config(c).await?
+        };
         let t2 = Instant::now();
 
         let every = self.target.client_list.interval(
