@@ -105,6 +105,11 @@ fn value_into(out: &mut String, v: f64, format: Format) {
         Format::OpenMetrics if v.is_infinite() => {
             out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" })
         }
+        // Most values are whole counts: an integer's digits are what `Display` writes for the
+        // f64, at a fraction of the shortest-float search (-0.0 is written "-0", so not here).
+        _ if v.fract() == 0.0 && v.abs() < 1e15 && (v != 0.0 || v.is_sign_positive()) => {
+            let _ = write!(out, "{}", v as i64);
+        }
         _ => {
             let _ = write!(out, "{v}");
         }
@@ -676,6 +681,35 @@ impl http_body::Body for Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_values_are_written_as_display_writes_them() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            42.0,
+            1e15 - 1.0,
+            -(1e15 - 1.0),
+            1e15,
+            1e16,
+            0.5,
+            -2.5,
+            1e-7,
+            123456.0,
+            9.007_199_254_740_993e15,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        for v in values {
+            for format in [Format::Text, Format::OpenMetrics] {
+                let mut out = String::new();
+                value_into(&mut out, v, format);
+                assert_eq!(out, format!("{v}"), "{v:?} in {format:?}");
+            }
+        }
+    }
     use prometheus::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily};
     use prometheus::{Encoder, TextEncoder};
 
