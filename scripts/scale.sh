@@ -125,6 +125,12 @@ print(f"targets up: {int(up)}; /metrics: {int(series)} series, {int(size)} bytes
 print(f"CPU: {cpu:.2f} s over {int(dur)} s = {cpu / dur * 60:.2f} CPU s per minute ({cpu / dur * 100:.2f}% of one core)")
 print(f"CPU per poll: {cpu / (dur / interval * targets) * 1000:.3f} ms")
 print(f"RSS: {rss_warm / 1024:.1f} MiB after {int(warmup)} s warm-up, {rss_end / 1024:.1f} MiB {int(dur)} s later (peak {hwm / 1024:.1f} MiB); {rss_end / targets:.1f} kB per target")
+# One line for scripts/fleet.sh's table (RSS per target in kB of 1,000 bytes).
+print(f"row: {int(targets)} {int(servers)} {int(up)} {rss_end / 1024:.1f} {rss_end * 1.024 / targets:.1f} "
+      f"{cpu / dur * 60:.2f} {cpu / dur * 60 / targets * 1000:.3f} {scrape_ms:.0f} {size / 1e6:.2f} {int(series)}")
 EOF
+# Targets that went down during the run (a healthy fleet has none): the log says so once per
+# state change.
+echo "down events: $(grep -c 'target is down' "$work/exporter.log" || true)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -s "$work/exporter.log" ]; then echo "== exporter log"; tail -5 "$work/exporter.log"; fi
