@@ -102,9 +102,10 @@ pub fn encoding(headers: &HeaderMap) -> Encoding {
     }
 }
 
-/// The response for an exposition written in `format`: its chunks as they are, or gzipped
-/// into one buffer on a blocking thread (megabytes at thousands of targets: not on the
-/// runtime's workers). `Vary` tells caches that both headers choose the answer.
+/// The response for an exposition written in `format`: its chunks as they are, or gzipped on a
+/// blocking thread (megabytes at thousands of targets: not on the runtime's workers) and sent
+/// as they are compressed, so a scrape holds a few compressed pieces, never the whole page.
+/// `Vary` tells caches that both headers choose the answer.
 pub async fn respond(mut chunks: Chunks, format: Format, encoding: Encoding) -> Response {
     let content_type = match format {
         Format::Text => prometheus::TEXT_FORMAT,
@@ -121,40 +122,59 @@ pub async fn respond(mut chunks: Chunks, format: Format, encoding: Encoding) -> 
     match encoding {
         Encoding::Identity => ([content_type, vary], axum::body::Body::new(chunks)).into_response(),
         Encoding::Gzip => {
-            let gzipped = tokio::task::spawn_blocking(move || gzip(chunks)).await;
-            match gzipped {
-                Ok(Ok(body)) => (
-                    [
-                        content_type,
-                        vary,
-                        (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-                    ],
-                    body,
-                )
-                    .into_response(),
-                _ => (
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "compression failed\n",
-                )
-                    .into_response(),
-            }
+            let (tx, rx) = tokio::sync::mpsc::channel(GZIP_AHEAD);
+            tokio::task::spawn_blocking(move || gzip_into(chunks, &tx));
+            (
+                [
+                    content_type,
+                    vary,
+                    (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                ],
+                axum::body::Body::new(Gzipped(rx)),
+            )
+                .into_response()
         }
     }
 }
 
-/// One gzip member of all the chunks, at the fastest level: a scrape's text compresses ~10x
-/// even so (numbers in docs/performance.md), and the CPU is the exporter's. The chunks are
-/// compressed as they are assembled: only the compressed body is held whole.
-fn gzip(chunks: Chunks) -> std::io::Result<Vec<u8>> {
-    let total = chunks.len() as usize;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(total / 8 + 64),
-        flate2::Compression::fast(),
-    );
+/// Compressed pieces waiting for the socket: the compressing thread stays this many ahead.
+const GZIP_AHEAD: usize = 2;
+
+/// One gzip member of all the chunks, at the fastest level (a scrape's text compresses ~10x
+/// even so, docs/performance.md; the CPU is the exporter's), each chunk's output sent on as
+/// soon as it is compressed. Stops when the receiver is gone (the scraper hung up).
+fn gzip_into(chunks: Chunks, tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     for c in chunks {
-        enc.write_all(&c)?;
+        if let Err(e) = enc.write_all(&c) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let out = std::mem::take(enc.get_mut());
+        if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+            return;
+        }
     }
-    enc.finish()
+    let last = enc.finish().map(Bytes::from);
+    let _ = tx.blocking_send(last);
+}
+
+/// The body of a gzipped answer: the pieces [`gzip_into`] sends, in order. A compression
+/// error ends it as an error (the connection is cut: the status was already sent).
+struct Gzipped(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl http_body::Body for Gzipped {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|r| r.map(http_body::Frame::data)))
+    }
 }
 
 #[cfg(test)]
@@ -210,15 +230,51 @@ mod tests {
         }
     }
 
+    /// What [`gzip_into`] sends for `chunks`, gunzipped, and how many pieces it came in.
+    fn gunzipped(chunks: Chunks) -> (Vec<u8>, usize) {
+        use std::io::Read as _;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(GZIP_AHEAD);
+        let producer = std::thread::spawn(move || gzip_into(chunks, &tx));
+        let mut z = Vec::new();
+        let mut pieces = 0;
+        while let Some(piece) = rx.blocking_recv() {
+            z.extend_from_slice(&piece.expect("compressed"));
+            pieces += 1;
+        }
+        producer.join().expect("the compressing thread");
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut out)
+            .expect("gunzip");
+        (out, pieces)
+    }
+
     #[test]
     fn gzip_round_trips_the_chunks() {
-        use std::io::Read as _;
         let chunks = Chunks::new([Bytes::from_static(b"a 1\n"), Bytes::from_static(b"b 2\n")]);
-        let z = gzip(chunks).expect("gzip");
-        let mut out = String::new();
-        flate2::read::GzDecoder::new(&z[..])
-            .read_to_string(&mut out)
-            .expect("gunzip");
-        assert_eq!(out, "a 1\nb 2\n");
+        assert_eq!(gunzipped(chunks).0, b"a 1\nb 2\n");
+    }
+
+    #[test]
+    fn a_large_body_is_sent_in_pieces_as_it_is_compressed() {
+        // 64 chunks of 256 KiB of varied lines (what an assembly sends at thousands of targets).
+        let mut want = Vec::new();
+        let chunks: Vec<Bytes> = (0..64u64)
+            .map(|c| {
+                let mut chunk = Vec::new();
+                let mut i = 0u64;
+                while chunk.len() < 256 << 10 {
+                    let line =
+                        format!("redis_x{{target=\"t{c}\",n=\"{i}\"}} {}\n", i * 7919 % 1013);
+                    chunk.extend_from_slice(line.as_bytes());
+                    i += 1;
+                }
+                want.extend_from_slice(&chunk);
+                Bytes::from(chunk)
+            })
+            .collect();
+        let (got, pieces) = gunzipped(Chunks::new(chunks));
+        assert!(got == want, "the gunzipped body differs from the chunks");
+        assert!(pieces >= 32, "sent in {pieces} pieces: held, not streamed");
     }
 }
