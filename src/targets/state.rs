@@ -208,7 +208,13 @@ impl Store {
         // A poisoned lock only means a writer panicked mid-insert; the map itself is still
         // consistent (insert is atomic from our side), so keep serving.
         let mut map = self.targets.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(target.to_string(), state);
+        // A target publishes every poll: its key is allocated once, at its first.
+        match map.get_mut(target) {
+            Some(slot) => *slot = state,
+            None => {
+                map.insert(target.to_string(), state);
+            }
+        }
         drop(map);
         self.published.notify_waiters();
     }
