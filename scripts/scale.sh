@@ -11,6 +11,7 @@
 #   TARGETS=5000 SERVERS=10 bash scripts/scale.sh
 #   BIN=/tmp/old-exporter TARGETS=1000 SERVERS=10 bash scripts/scale.sh   # another build
 #   SHARD=0/2 TARGETS=1000 bash scripts/scale.sh           # one replica of two (--shard)
+#   GZIP=1 TARGETS=1000 bash scripts/scale.sh              # scrapes ask for gzip, as Prometheus
 #
 # Only processes it starts are stopped; the servers listen on loopback ports it finds free.
 set -euo pipefail
@@ -25,6 +26,9 @@ CLIENTS_PER_SERVER=${CLIENTS_PER_SERVER:-50}
 RSS_EVERY=${RSS_EVERY:-60}
 SCRAPES=${SCRAPES:-5}
 SHARD=${SHARD:-}
+# GZIP=1: scrape as Prometheus does, asking for gzip (curl unpacks the body; sizes are on the wire).
+CURL_GZIP=()
+if [ "${GZIP:-0}" = 1 ]; then CURL_GZIP=(--compressed); fi
 
 if [ -z "${BIN:-}" ]; then
     cargo build --release --locked -q
@@ -84,7 +88,7 @@ URL="http://127.0.0.1:$LISTEN_PORT/metrics"
 for _ in $(seq 1 100); do curl -sf "$URL" >/dev/null && break; sleep 0.1; done
 
 scrape_loop() {
-    while true; do curl -sf -o /dev/null "$URL" || true; sleep "$INTERVAL"; done
+    while true; do curl -sf "${CURL_GZIP[@]}" -o /dev/null "$URL" || true; sleep "$INTERVAL"; done
 }
 scrape_loop &
 pids+=("$!")
@@ -108,7 +112,7 @@ rss_end=$(rss_kib)
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$EXP/status")
 # Timed scrapes: wall time and bytes as curl sees them, the median of SCRAPES.
 for _ in $(seq 1 "$SCRAPES"); do
-    curl -sf -o "$work/body" -w '%{time_total} %{size_download}\n' "$URL"
+    curl -sf "${CURL_GZIP[@]}" -o "$work/body" -w '%{time_total} %{size_download}\n' "$URL"
 done >"$work/scrapes"
 scrape_ms=$(awk '{print $1 * 1000}' "$work/scrapes" | median)
 scrape_bytes=$(awk '{print $2}' "$work/scrapes" | median)
