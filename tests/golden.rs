@@ -27,6 +27,7 @@ use redis_clients_exporter::targets::poller::{PollResult, Poller};
 use redis_clients_exporter::targets::state::{
     ConfigValues, ErrorKind, Role, StageDurations, Store, TargetState, Topology,
 };
+use redis_clients_exporter::web::exposition::Format;
 use redis_clients_exporter::web::{metrics, render};
 
 /// When the last poll of every case happens (2027-01-15 08:00:00 UTC); earlier polls are
@@ -325,6 +326,14 @@ fn outputs() -> Outputs {
     let metrics = String::from_utf8(metrics::render(&snapshot)).expect("metrics are UTF-8");
     let metrics = without_build_details(&metrics);
     out.insert("metrics.prom".into(), metrics);
+    // The same states in OpenMetrics, as `/metrics` answers Prometheus' default `Accept`
+    // (web/negotiate.rs adds the `# EOF` line); gzip changes only the transfer.
+    let om: Vec<u8> = metrics::render_chunks_as(&snapshot, Format::OpenMetrics)
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .collect();
+    let om = String::from_utf8(om).expect("OpenMetrics text is UTF-8");
+    out.insert("metrics.openmetrics".into(), without_build_details(&om));
     for (label, state) in &snapshot {
         let Some(report) = &state.diagnosis else {
             continue;
@@ -433,7 +442,10 @@ fn check(name: &str, actual: &str) -> Option<String> {
 }
 
 fn golden_files() -> Vec<String> {
-    let mut names = vec!["metrics.prom".to_string()];
+    let mut names = vec![
+        "metrics.openmetrics".to_string(),
+        "metrics.prom".to_string(),
+    ];
     let dir = golden_dir().join("diagnose");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
