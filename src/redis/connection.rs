@@ -402,14 +402,8 @@ impl Conn {
         stage: Stage,
         commands: impl IntoIterator<Item = Command<'a>>,
     ) -> Result<(), PollError> {
-        if self.broken {
-            return Err(out_of_step(stage));
-        }
         self.settle();
-        for command in commands {
-            self.queue_command(command);
-        }
-        self.write_queued(stage).await
+        self.write_commands(stage, commands).await
     }
 
     /// Writes one of the exporter's commands without reading its reply ([`Conn::send`]).
@@ -418,10 +412,20 @@ impl Conn {
         stage: Stage,
         command: Command<'_>,
     ) -> Result<(), PollError> {
+        self.write_commands(stage, std::iter::once(command)).await
+    }
+
+    async fn write_commands<'a>(
+        &mut self,
+        stage: Stage,
+        commands: impl IntoIterator<Item = Command<'a>>,
+    ) -> Result<(), PollError> {
         if self.broken {
             return Err(out_of_step(stage));
         }
-        self.queue_command(command);
+        for command in commands {
+            self.queue_command(command);
+        }
         self.write_queued(stage).await
     }
 
