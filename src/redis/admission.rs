@@ -26,7 +26,9 @@ static ROOM: Semaphore = Semaphore::const_new(ADMITTED_KIB);
 
 /// Room for a reply (or replies held at once) of about `bytes`, held until dropped.
 #[derive(Debug)]
-pub struct Admitted(#[allow(dead_code)] Option<SemaphorePermit<'static>>);
+pub struct Admitted {
+    _permit: Option<SemaphorePermit<'static>>,
+}
 
 /// Waits until `bytes` more fit among the admitted replies. A request below what the budget
 /// charges at all is admitted at once; one larger than all the room is counted as all of it
@@ -47,11 +49,13 @@ fn weight(capacity_kib: usize, bytes: usize) -> u32 {
 async fn admit_from(room: &'static Semaphore, capacity_kib: usize, bytes: usize) -> Admitted {
     let kib = weight(capacity_kib, bytes);
     if kib == 0 {
-        return Admitted(None);
+        return Admitted { _permit: None };
     }
     // The semaphore is never closed, so acquiring only fails if it were; then go unadmitted
     // (the hard limit still holds) rather than fail the poll.
-    Admitted(room.acquire_many(kib).await.ok())
+    Admitted {
+        _permit: room.acquire_many(kib).await.ok(),
+    }
 }
 
 #[cfg(test)]
@@ -88,7 +92,7 @@ mod tests {
                 held.fetch_sub(300, Ordering::SeqCst);
             }));
         }
-        // One larger than all the room goes alone, after the others ahead of it.
+        // One larger than all the room takes all of it: it holds the room alone.
         let alone = tokio::spawn(async {
             let _room = admit_from(&LOCAL, 1000, 10 << 20).await;
             LOCAL.available_permits()

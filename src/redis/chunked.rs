@@ -268,16 +268,13 @@ impl ChunkedLister {
         }
         self.last_list = Some(now);
         // Room in the reply budget for what this listing holds at once (src/redis/admission.rs):
-        // a full listing its every client, a walk two chunks (one parsed, one on its way).
+        // a full listing (any reason but a sweep's) its every client, a walk or a sweep two
+        // chunks (one parsed, one on its way).
         let clients = connected(info).map_or(0, |n| n as usize);
-        let held = match reason {
-            Some(
-                FullReason::Unsupported
-                | FullReason::Small
-                | FullReason::Resetstat
-                | FullReason::Mismatch,
-            ) => clients,
-            _ => clients.min(2 * CHUNK_IDS),
+        let held = if reason.is_some_and(|r| !FullReason::SWEEPS.contains(&r)) {
+            clients
+        } else {
+            clients.min(2 * CHUNK_IDS)
         };
         let _room = crate::redis::admission::admit(
             held.saturating_add(1)

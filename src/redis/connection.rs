@@ -702,20 +702,6 @@ const CONFIG_PARAMS: [&str; 4] = [
     "maxmemory-clients",
 ];
 
-/// CONFIG GET of [`CONFIG_PARAMS`], written in one go and read in order: one write and
-/// usually one read instead of four round trips (at 10,000 targets the kernel's send path was
-/// a third of the exporter's CPU, docs/performance.md). A renamed or forbidden CONFIG is not a
-/// failed poll: it is reported, and the rest goes on.
-pub(crate) async fn read_config(c: &mut Conn) -> Result<ConfigValues, PollError> {
-    c.pipeline(Stage::Config, CONFIG_PARAMS.map(Command::ConfigGet))
-        .await?;
-    let read = read_config_replies(c).await;
-    // Replies left unread after an early return are dropped when they come, not taken for
-    // the next command's.
-    c.settle();
-    read
-}
-
 async fn read_config_replies(c: &mut Conn) -> Result<ConfigValues, PollError> {
     let mut read = [None; 3];
     for (param, slot) in CONFIG_PARAMS.into_iter().zip(read.iter_mut()) {
@@ -789,13 +775,19 @@ pub(crate) async fn recv_info(c: &mut Conn) -> Result<(Info, u64), PollError> {
     parse_info(c, reply)
 }
 
-/// The replies to the CONFIG GETs of [`send_info_and_config`], as [`observe_config`] reads them.
+/// The replies to the CONFIG GETs of [`send_info_and_config`] or [`observe_config`], in order.
 pub(crate) async fn recv_config(
     c: &mut Conn,
 ) -> Result<(ConfigValues, Option<PollError>), PollError> {
     let read = read_config_replies(c).await;
+    // Replies left unread after an early return are dropped when they come, not taken for
+    // the next command's.
     c.settle();
-    config_observed(read)
+    match read {
+        Ok(v) => Ok((v, None)),
+        Err(e) if e.kind == ErrorKind::ConfigUnavailable => Ok((ConfigValues::default(), Some(e))),
+        Err(e) => Err(e),
+    }
 }
 
 fn parse_info(c: &mut Conn, (text, invalid_utf8): (Text, u64)) -> Result<(Info, u64), PollError> {
@@ -813,22 +805,17 @@ fn parse_info(c: &mut Conn, (text, invalid_utf8): (Text, u64)) -> Result<(Info, 
     Ok((info, invalid_utf8))
 }
 
-/// CONFIG GET's values; when CONFIG is unavailable (renamed, forbidden), the empty values and
-/// why, for the caller to report: the rest of the observation goes on without them.
+/// CONFIG GET of [`CONFIG_PARAMS`], written in one go and read in order: one write and
+/// usually one read instead of four round trips (at 10,000 targets the kernel's send path was
+/// a fifth of the exporter's CPU, docs/performance.md). When CONFIG is unavailable (renamed,
+/// forbidden), the empty values and why, for the caller to report: the rest of the observation
+/// goes on without them.
 pub(crate) async fn observe_config(
     c: &mut Conn,
 ) -> Result<(ConfigValues, Option<PollError>), PollError> {
-    config_observed(read_config(c).await)
-}
-
-fn config_observed(
-    read: Result<ConfigValues, PollError>,
-) -> Result<(ConfigValues, Option<PollError>), PollError> {
-    match read {
-        Ok(v) => Ok((v, None)),
-        Err(e) if e.kind == ErrorKind::ConfigUnavailable => Ok((ConfigValues::default(), Some(e))),
-        Err(e) => Err(e),
-    }
+    c.pipeline(Stage::Config, CONFIG_PARAMS.map(Command::ConfigGet))
+        .await?;
+    recv_config(c).await
 }
 
 /// A CLIENT LIST reply without one parseable line. The exporter's own connection is always
